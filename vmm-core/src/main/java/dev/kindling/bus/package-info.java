@@ -1,0 +1,2 @@
+/** Port I/O and MMIO dispatch to devices. */
+package dev.kindling.bus;

@@ -1,0 +1,57 @@
+package dev.kindling.sys;
+
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * An owned file descriptor: closed exactly once, however many times {@link #close()} is called,
+ * and unusable afterwards (so a recycled number is never touched by mistake).
+ */
+public final class Fd implements AutoCloseable {
+    private static final int CLOSED = -1;
+    private final AtomicInteger fd;
+    private final String what;
+
+    private Fd(int fd, String what) {
+        if (fd < 0) {
+            throw new IllegalArgumentException("negative file descriptor " + fd + " for " + what);
+        }
+        this.fd = new AtomicInteger(fd);
+        this.what = what;
+    }
+
+    /** Takes ownership of {@code fd}; {@code what} names it in errors (e.g. "/dev/kvm", "eventfd"). */
+    public static Fd adopt(int fd, String what) {
+        return new Fd(fd, what);
+    }
+
+    /** The number, valid only while this is open. */
+    public int value() {
+        int v = fd.get();
+        if (v == CLOSED) {
+            throw new IllegalStateException(what + " is closed");
+        }
+        return v;
+    }
+
+    public boolean isOpen() {
+        return fd.get() != CLOSED;
+    }
+
+    public String what() {
+        return what;
+    }
+
+    @Override
+    public void close() {
+        int v = fd.getAndSet(CLOSED);
+        if (v != CLOSED) {
+            Libc.close(v);
+        }
+    }
+
+    @Override
+    public String toString() {
+        int v = fd.get();
+        return "Fd[" + what + (v == CLOSED ? ", closed]" : ", " + v + "]");
+    }
+}

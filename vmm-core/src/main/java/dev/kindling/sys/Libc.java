@@ -1,0 +1,431 @@
+package dev.kindling.sys;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.VarHandle;
+
+/**
+ * The C library calls Kindling makes, bound with the FFM API. Every call captures errno and turns a
+ * failure into a {@link SyscallException} that names the call. Methods return raw ints; owning types
+ * ({@link Fd}, {@link Mapping}, {@link EventFd}) sit on top.
+ */
+public final class Libc {
+    public static final int O_RDONLY = 0, O_RDWR = 2, O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800;
+    public static final int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
+    public static final int MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20,
+            MAP_NORESERVE = 0x4000;
+    public static final int MADV_DONTNEED = 4, MADV_DONTFORK = 10, MADV_HUGEPAGE = 14, MADV_MERGEABLE = 12;
+    public static final int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800, EFD_SEMAPHORE = 1;
+    public static final int MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
+    public static final short POLLIN = 1, POLLOUT = 4, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
+    public static final int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0x80000;
+    public static final int SOL_SOCKET = 1, SCM_RIGHTS = 1, MSG_CMSG_CLOEXEC = 0x40000000;
+    public static final int SIG_BLOCK = 0, SIG_UNBLOCK = 1, SIG_SETMASK = 2;
+
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final SymbolLookup LIBC = LINKER.defaultLookup();
+    private static final StructLayout CALL_STATE = Linker.Option.captureStateLayout();
+    private static final VarHandle ERRNO =
+            CALL_STATE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
+    private static final Linker.Option CAPTURE_ERRNO = Linker.Option.captureCallState("errno");
+    /** One errno buffer per thread: calls stay allocation-free on hot paths such as KVM_RUN. */
+    private static final ThreadLocal<MemorySegment> STATE =
+            ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(CALL_STATE));
+
+    private static final MethodHandle OPEN = errnoCall("open", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
+    private static final MethodHandle CLOSE = errnoCall("close", JAVA_INT, JAVA_INT);
+    private static final MethodHandle IOCTL_LONG = LINKER.downcallHandle(LIBC.find("ioctl").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG),
+            CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle IOCTL_PTR = LINKER.downcallHandle(LIBC.find("ioctl").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS),
+            CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle MMAP =
+            errnoCall("mmap", ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG);
+    private static final MethodHandle MUNMAP = errnoCall("munmap", JAVA_INT, ADDRESS, JAVA_LONG);
+    private static final MethodHandle MADVISE = errnoCall("madvise", JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT);
+    private static final MethodHandle EVENTFD = errnoCall("eventfd", JAVA_INT, JAVA_INT, JAVA_INT);
+    private static final MethodHandle MEMFD_CREATE = errnoCall("memfd_create", JAVA_INT, ADDRESS, JAVA_INT);
+    private static final MethodHandle FTRUNCATE = errnoCall("ftruncate", JAVA_INT, JAVA_INT, JAVA_LONG);
+    private static final MethodHandle POLL = errnoCall("poll", JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT);
+    private static final MethodHandle READ = errnoCall("read", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
+    private static final MethodHandle WRITE = errnoCall("write", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
+    private static final MethodHandle PREAD = errnoCall("pread", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle PWRITE = errnoCall("pwrite", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle SOCKETPAIR = errnoCall("socketpair", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
+    private static final MethodHandle SENDMSG = errnoCall("sendmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
+    private static final MethodHandle RECVMSG = errnoCall("recvmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
+    private static final MethodHandle FSTAT_SIZE = errnoCall("lseek", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
+    private static final MethodHandle SIGACTION = errnoCall("sigaction", JAVA_INT, JAVA_INT, ADDRESS, ADDRESS);
+    private static final MethodHandle SIGEMPTYSET = errnoCall("sigemptyset", JAVA_INT, ADDRESS);
+    private static final MethodHandle SIGADDSET = errnoCall("sigaddset", JAVA_INT, ADDRESS, JAVA_INT);
+    private static final MethodHandle PTHREAD_SIGMASK = plainCall("pthread_sigmask", JAVA_INT, JAVA_INT, ADDRESS, ADDRESS);
+    private static final MethodHandle PTHREAD_SELF = plainCall("pthread_self", JAVA_LONG);
+    private static final MethodHandle PTHREAD_KILL = plainCall("pthread_kill", JAVA_INT, JAVA_LONG, JAVA_INT);
+    private static final MethodHandle SIGRTMIN = plainCall("__libc_current_sigrtmin", JAVA_INT);
+    private static final MethodHandle SYSCONF = errnoCall("sysconf", JAVA_LONG, JAVA_INT);
+    private static final MethodHandle GETTID = plainCall("gettid", JAVA_INT);
+
+    /** {@code sizeof(sigset_t)} in glibc. */
+    public static final long SIGSET_SIZE = 128;
+    /** glibc's {@code struct sigaction} on x86-64: handler, mask, flags, restorer. */
+    public static final StructLayout SIGACTION_LAYOUT = MemoryLayout.structLayout(
+            ADDRESS.withName("sa_handler"),
+            MemoryLayout.sequenceLayout(SIGSET_SIZE, ValueLayout.JAVA_BYTE).withName("sa_mask"),
+            JAVA_INT.withName("sa_flags"),
+            MemoryLayout.paddingLayout(4),
+            ADDRESS.withName("sa_restorer"));
+
+    private Libc() {}
+
+    private static MethodHandle errnoCall(String name, MemoryLayout ret, MemoryLayout... args) {
+        return LINKER.downcallHandle(find(name), FunctionDescriptor.of(ret, args), CAPTURE_ERRNO);
+    }
+
+    private static MethodHandle plainCall(String name, MemoryLayout ret, MemoryLayout... args) {
+        return LINKER.downcallHandle(find(name), FunctionDescriptor.of(ret, args));
+    }
+
+    /** The address of a C library function, e.g. to use it as a no-op signal handler. */
+    public static MemorySegment find(String name) {
+        return LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError("libc has no symbol " + name));
+    }
+
+    private static int errno(MemorySegment state) {
+        return (int) ERRNO.get(state, 0L);
+    }
+
+    private static int check(int result, MemorySegment state, String call) {
+        if (result < 0) {
+            throw new SyscallException(call, errno(state));
+        }
+        return result;
+    }
+
+    private static long check(long result, MemorySegment state, String call) {
+        if (result < 0) {
+            throw new SyscallException(call, errno(state));
+        }
+        return result;
+    }
+
+    private static RuntimeException rethrow(Throwable t) {
+        if (t instanceof RuntimeException r) {
+            return r;
+        }
+        if (t instanceof Error e) {
+            throw e;
+        }
+        return new IllegalStateException(t);
+    }
+
+    public static int open(String path, int flags) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = STATE.get();
+            int fd = (int) OPEN.invokeExact(state, arena.allocateFrom(path), flags | O_CLOEXEC, 0);
+            return check(fd, state, "open(" + path + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void close(int fd) {
+        try {
+            MemorySegment state = STATE.get();
+            int r = (int) CLOSE.invokeExact(state, fd);
+            // EINTR on close still releases the descriptor on Linux: never retry.
+            if (r < 0 && errno(state) != Errno.EINTR) {
+                throw new SyscallException("close(" + fd + ")", errno(state));
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** ioctl with an integer argument (or none: pass 0). Returns the non-negative result. */
+    public static int ioctl(Fd fd, Ioctl request, long arg) {
+        try {
+            MemorySegment state = STATE.get();
+            int r = (int) IOCTL_LONG.invokeExact(state, fd.value(), request.number(), arg);
+            return r >= 0 ? r : check(r, state, "ioctl(" + request.name() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** ioctl with a pointer argument. */
+    public static int ioctl(Fd fd, Ioctl request, MemorySegment arg) {
+        try {
+            MemorySegment state = STATE.get();
+            int r = (int) IOCTL_PTR.invokeExact(state, fd.value(), request.number(), arg);
+            return r >= 0 ? r : check(r, state, "ioctl(" + request.name() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * ioctl returning -errno instead of throwing, for calls whose failures are part of normal
+     * operation (KVM_RUN interrupted by a kick returns -EINTR).
+     */
+    public static int ioctlRaw(int fd, Ioctl request, long arg) {
+        try {
+            MemorySegment state = STATE.get();
+            int r = (int) IOCTL_LONG.invokeExact(state, fd, request.number(), arg);
+            return r >= 0 ? r : -errno(state);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** mmap; returns the address as a zero-length segment (callers reinterpret it to the length). */
+    public static MemorySegment mmap(MemorySegment addr, long length, int prot, int flags, int fd, long offset) {
+        try {
+            MemorySegment state = STATE.get();
+            MemorySegment p = (MemorySegment) MMAP.invokeExact(state, addr, length, prot, flags, fd, offset);
+            if (p.address() == -1L) {
+                throw new SyscallException("mmap(" + length + " bytes)", errno(state));
+            }
+            return p;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void munmap(MemorySegment addr, long length) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) MUNMAP.invokeExact(state, addr, length), state, "munmap");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void madvise(MemorySegment addr, long length, int advice) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) MADVISE.invokeExact(state, addr, length, advice), state, "madvise(" + advice + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static int eventfd(int initval, int flags) {
+        try {
+            MemorySegment state = STATE.get();
+            return check((int) EVENTFD.invokeExact(state, initval, flags | EFD_CLOEXEC), state, "eventfd");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static int memfdCreate(String name, int flags) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = STATE.get();
+            int fd = (int) MEMFD_CREATE.invokeExact(state, arena.allocateFrom(name), flags | MFD_CLOEXEC);
+            return check(fd, state, "memfd_create(" + name + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void ftruncate(Fd fd, long length) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) FTRUNCATE.invokeExact(state, fd.value(), length), state, "ftruncate(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** The size of a regular file or memfd (lseek to the end). */
+    public static long fileSize(Fd fd) {
+        try {
+            MemorySegment state = STATE.get();
+            return check((long) FSTAT_SIZE.invokeExact(state, fd.value(), 0L, 2 /* SEEK_END */), state,
+                    "lseek(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** poll over a {@code struct pollfd[]} segment; returns the ready count, 0 on timeout, -EINTR if interrupted. */
+    public static int poll(MemorySegment pollfds, long count, int timeoutMillis) {
+        try {
+            MemorySegment state = STATE.get();
+            int r = (int) POLL.invokeExact(state, pollfds, count, timeoutMillis);
+            if (r < 0 && errno(state) == Errno.EINTR) {
+                return -Errno.EINTR;
+            }
+            return check(r, state, "poll");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** read; returns bytes read, or -EAGAIN on a non-blocking fd with nothing to read. */
+    public static long read(Fd fd, MemorySegment buf, long count) {
+        try {
+            MemorySegment state = STATE.get();
+            long r = (long) READ.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+            if (r < 0 && errno(state) == Errno.EAGAIN) {
+                return -Errno.EAGAIN;
+            }
+            return check(r, state, "read(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** write; returns bytes written, or -EAGAIN on a full non-blocking fd. */
+    public static long write(Fd fd, MemorySegment buf, long count) {
+        try {
+            MemorySegment state = STATE.get();
+            long r = (long) WRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+            if (r < 0 && errno(state) == Errno.EAGAIN) {
+                return -Errno.EAGAIN;
+            }
+            return check(r, state, "write(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static long pread(Fd fd, MemorySegment buf, long count, long offset) {
+        try {
+            MemorySegment state = STATE.get();
+            long r = (long) PREAD.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+            return check(r, state, "pread(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static long pwrite(Fd fd, MemorySegment buf, long count, long offset) {
+        try {
+            MemorySegment state = STATE.get();
+            long r = (long) PWRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+            return check(r, state, "pwrite(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** socketpair(AF_UNIX, type); returns both descriptors as owned {@link Fd}s. */
+    public static Fd[] socketpair(int type) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = STATE.get();
+            MemorySegment fds = arena.allocate(JAVA_INT, 2);
+            check((int) SOCKETPAIR.invokeExact(state, AF_UNIX, type | SOCK_CLOEXEC, 0, fds), state, "socketpair");
+            return new Fd[] {Fd.adopt(fds.getAtIndex(JAVA_INT, 0), "socketpair[0]"),
+                    Fd.adopt(fds.getAtIndex(JAVA_INT, 1), "socketpair[1]")};
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static long sendmsg(Fd fd, MemorySegment msghdr, int flags) {
+        try {
+            MemorySegment state = STATE.get();
+            return check((long) SENDMSG.invokeExact(state, fd.value(), msghdr, flags), state, "sendmsg(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static long recvmsg(Fd fd, MemorySegment msghdr, int flags) {
+        try {
+            MemorySegment state = STATE.get();
+            return check((long) RECVMSG.invokeExact(state, fd.value(), msghdr, flags | MSG_CMSG_CLOEXEC), state,
+                    "recvmsg(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void sigaction(int signal, MemorySegment act, MemorySegment oldact) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) SIGACTION.invokeExact(state, signal, act, oldact), state, "sigaction(" + signal + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Fills {@code set} (a {@link #SIGSET_SIZE}-byte segment) with exactly {@code signals}. */
+    public static void sigset(MemorySegment set, int... signals) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) SIGEMPTYSET.invokeExact(state, set), state, "sigemptyset");
+            for (int s : signals) {
+                check((int) SIGADDSET.invokeExact(state, set, s), state, "sigaddset(" + s + ")");
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void pthreadSigmask(int how, MemorySegment set, MemorySegment old) {
+        try {
+            int r = (int) PTHREAD_SIGMASK.invokeExact(how, set, old);
+            if (r != 0) {
+                throw new SyscallException("pthread_sigmask", r);
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static long pthreadSelf() {
+        try {
+            return (long) PTHREAD_SELF.invokeExact();
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** pthread_kill; returns 0 or the error number (ESRCH when the thread has ended). */
+    public static int pthreadKill(long thread, int signal) {
+        try {
+            return (int) PTHREAD_KILL.invokeExact(thread, signal);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static int sigrtmin() {
+        try {
+            return (int) SIGRTMIN.invokeExact();
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static int gettid() {
+        try {
+            return (int) GETTID.invokeExact();
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static long pageSize() {
+        try {
+            MemorySegment state = STATE.get();
+            return check((long) SYSCONF.invokeExact(state, 30 /* _SC_PAGESIZE */), state, "sysconf(_SC_PAGESIZE)");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+}

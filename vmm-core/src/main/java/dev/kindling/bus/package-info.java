@@ -1,2 +1,0 @@
-/** Port I/O and MMIO dispatch to devices. */
-package dev.kindling.bus;

@@ -108,7 +108,7 @@ public final class UnixSocket {
                 }
                 off += (len + 7) & ~7L;
             }
-            if ((msg.get(JAVA_INT, 48) & MSG_CTRUNC) != 0) {
+            if ((msg.get(JAVA_INT, 48) & MSG_CTRUNC) != 0 || fds.size() > maxFds) {
                 fds.forEach(Fd::close);
                 throw new IllegalStateException("peer sent more than " + maxFds + " descriptors in one message");
             }

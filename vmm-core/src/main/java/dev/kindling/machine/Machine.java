@@ -1,0 +1,310 @@
+package dev.kindling.machine;
+
+import dev.kindling.bus.Bus;
+import dev.kindling.bus.BusRange;
+import dev.kindling.device.Device;
+import dev.kindling.memory.GuestMemory;
+import dev.kindling.memory.MemoryRegion;
+import java.lang.System.Logger.Level;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * A virtual machine: guest memory, the port and MMIO buses, devices and vCPUs on a {@link Platform},
+ * with one platform thread per vCPU. Lifecycle: {@link #start()}, {@link #pause()} / {@link #resume()},
+ * {@link #stop()}, {@link #close()}. The machine ends when the guest resets, powers off or fails, or
+ * when the host stops it; {@link #awaitExit(Duration)} says why.
+ */
+public final class Machine implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(Machine.class.getName());
+    private static final long JOIN_TIMEOUT_MS = 10_000;
+
+    private enum State { CREATED, RUNNING, STOPPED, CLOSED }
+
+    private final Platform platform;
+    private final GuestMemory memory;
+    private final Bus pio = new Bus("pio");
+    private final Bus mmio = new Bus("mmio");
+    private final List<VirtualCpu> vcpus = new ArrayList<>();
+    private final List<Thread> threads = new ArrayList<>();
+    private final List<AutoCloseable> owned = new ArrayList<>();
+    private final CompletableFuture<StopReason> exit = new CompletableFuture<>();
+    private final String name;
+
+    private final Object lock = new Object();
+    private State state = State.CREATED;
+    private boolean pauseRequested;
+    private int parked;
+    private int running;
+
+    /**
+     * Builds a machine on {@code platform} with {@code memory} as its RAM and {@code vcpuCount}
+     * vCPUs. Takes ownership of both: if this fails, or when the machine is closed, they are closed.
+     */
+    public Machine(String name, Platform platform, GuestMemory memory, int vcpuCount, boolean strictMmio) {
+        this.name = name;
+        this.platform = platform;
+        this.memory = memory;
+        try {
+            if (vcpuCount < 1 || vcpuCount > platform.maxVcpus()) {
+                throw new IllegalArgumentException("vCPU count " + vcpuCount + " is outside 1.." + platform.maxVcpus());
+            }
+            for (MemoryRegion r : memory.regions()) {
+                platform.addMemory(r);
+            }
+            for (int i = 0; i < vcpuCount; i++) {
+                vcpus.add(platform.createVcpu(i, pio, mmio, strictMmio));
+            }
+        } catch (RuntimeException e) {
+            closeQuietly();
+            throw e;
+        }
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public Platform platform() {
+        return platform;
+    }
+
+    public GuestMemory memory() {
+        return memory;
+    }
+
+    public Bus pio() {
+        return pio;
+    }
+
+    public Bus mmio() {
+        return mmio;
+    }
+
+    public List<VirtualCpu> vcpus() {
+        return List.copyOf(vcpus);
+    }
+
+    /** Puts {@code device} on the port bus at {@code [base, base + length)}; the machine closes it. */
+    public BusRange attachPio(long base, long length, Device device) {
+        return attach(pio, base, length, device);
+    }
+
+    /** Puts {@code device} on the MMIO bus at {@code [base, base + length)}; the machine closes it. */
+    public BusRange attachMmio(long base, long length, Device device) {
+        return attach(mmio, base, length, device);
+    }
+
+    private BusRange attach(Bus bus, long base, long length, Device device) {
+        BusRange r = bus.register(base, length, device);
+        own(device);
+        return r;
+    }
+
+    /** Makes the machine close {@code resource} when it closes (devices, backends, helper threads). */
+    public void own(AutoCloseable resource) {
+        synchronized (lock) {
+            if (!owned.contains(resource)) {
+                owned.add(resource);
+            }
+        }
+    }
+
+    /** Starts every vCPU thread. */
+    public void start() {
+        synchronized (lock) {
+            if (state != State.CREATED) {
+                throw new IllegalStateException("machine " + name + " is " + state.name().toLowerCase() + ", not new");
+            }
+            state = State.RUNNING;
+            for (VirtualCpu vcpu : vcpus) {
+                Thread t = new Thread(() -> vcpuLoop(vcpu), name + "-vcpu-" + vcpu.index());
+                t.setDaemon(true);
+                threads.add(t);
+                running++;
+            }
+        }
+        threads.forEach(Thread::start);
+    }
+
+    private void vcpuLoop(VirtualCpu vcpu) {
+        try {
+            vcpu.attachThread();
+            while (true) {
+                synchronized (lock) {
+                    while (pauseRequested && state == State.RUNNING) {
+                        parked++;
+                        lock.notifyAll();
+                        try {
+                            lock.wait();
+                        } finally {
+                            parked--;
+                        }
+                    }
+                    if (state != State.RUNNING) {
+                        return;
+                    }
+                }
+                if (vcpu.run() instanceof VcpuEvent.Ended ended) {
+                    end(ended.reason());
+                    return;
+                }
+            }
+        } catch (Throwable t) {
+            LOG.log(Level.ERROR, "vCPU " + vcpu.index() + " of " + name + " failed", t);
+            end(new StopReason.HostError(vcpu.index(), t));
+        } finally {
+            try {
+                vcpu.detachThread();
+            } finally {
+                synchronized (lock) {
+                    running--;
+                    lock.notifyAll();
+                }
+            }
+        }
+    }
+
+    /** Records the first reason the machine ended and makes every vCPU leave. */
+    private void end(StopReason reason) {
+        synchronized (lock) {
+            if (state == State.RUNNING) {
+                state = State.STOPPED;
+                lock.notifyAll();
+            }
+        }
+        if (exit.complete(reason)) {
+            LOG.log(Level.DEBUG, () -> name + " ended: " + reason.describe());
+        }
+        vcpus.forEach(VirtualCpu::kick);
+    }
+
+    /** Stops every vCPU and returns once all are parked. No-op unless running. */
+    public void pause() {
+        synchronized (lock) {
+            if (state != State.RUNNING || pauseRequested) {
+                return;
+            }
+            pauseRequested = true;
+        }
+        vcpus.forEach(VirtualCpu::kick);
+        synchronized (lock) {
+            while (state == State.RUNNING && parked < running) {
+                try {
+                    lock.wait();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
+            }
+        }
+    }
+
+    public void resume() {
+        synchronized (lock) {
+            pauseRequested = false;
+            lock.notifyAll();
+        }
+    }
+
+    public boolean isPaused() {
+        synchronized (lock) {
+            return pauseRequested && parked == running && state == State.RUNNING;
+        }
+    }
+
+    /** Ends the machine (if it has not ended) and waits for its vCPU threads to leave. */
+    public void stop() {
+        synchronized (lock) {
+            if (state == State.CREATED) {
+                state = State.STOPPED;
+            }
+        }
+        end(new StopReason.Stopped());
+        joinThreads();
+    }
+
+    private void joinThreads() {
+        for (Thread t : threads) {
+            if (t == Thread.currentThread()) {
+                continue;
+            }
+            try {
+                t.join(JOIN_TIMEOUT_MS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+            if (t.isAlive()) {
+                throw new IllegalStateException(t.getName() + " did not leave KVM_RUN within " + JOIN_TIMEOUT_MS + " ms");
+            }
+        }
+    }
+
+    /** Completes when the machine ends, with why. */
+    public CompletableFuture<StopReason> exitFuture() {
+        return exit.copy();
+    }
+
+    /** Waits up to {@code timeout} for the machine to end; empty if it is still running. */
+    public Optional<StopReason> awaitExit(Duration timeout) throws InterruptedException {
+        try {
+            return Optional.of(exit.get(timeout.toNanos(), TimeUnit.NANOSECONDS));
+        } catch (TimeoutException e) {
+            return Optional.empty();
+        } catch (ExecutionException e) {
+            throw new IllegalStateException(e.getCause());
+        }
+    }
+
+    /** Stops the machine and frees everything it holds: threads, devices, vCPUs, the VM and its memory. */
+    @Override
+    public void close() {
+        synchronized (lock) {
+            if (state == State.CLOSED) {
+                return;
+            }
+        }
+        try {
+            stop();
+        } finally {
+            synchronized (lock) {
+                state = State.CLOSED;
+            }
+            closeQuietly();
+        }
+    }
+
+    private void closeQuietly() {
+        List<AutoCloseable> resources = new ArrayList<>();
+        synchronized (lock) {
+            resources.addAll(owned.reversed());
+            owned.clear();
+        }
+        resources.addAll(vcpus.reversed());
+        resources.add(platform);
+        resources.add(memory);
+        RuntimeException failure = null;
+        for (AutoCloseable r : resources) {
+            try {
+                r.close();
+            } catch (Exception e) {
+                if (failure == null) {
+                    failure = new IllegalStateException("closing machine " + name + " failed", e);
+                } else {
+                    failure.addSuppressed(e);
+                }
+            }
+        }
+        vcpus.clear();
+        if (failure != null) {
+            throw failure;
+        }
+    }
+}

@@ -1,0 +1,28 @@
+package dev.kindling.machine;
+
+/**
+ * One vCPU of a {@link Platform}. {@link #run()} enters the guest and handles ordinary exits (port
+ * and MMIO accesses go to the machine's buses) until the machine has to act. It is called only from
+ * the vCPU's own thread; {@link #kick()} may be called from any thread.
+ */
+public interface VirtualCpu extends AutoCloseable {
+    int index();
+
+    /** Called once on the thread that will call {@link #run()}, before the first run. */
+    void attachThread();
+
+    /** Runs the guest until it is kicked or ends. */
+    VcpuEvent run();
+
+    /**
+     * Makes a current or the next {@link #run()} return {@link VcpuEvent.Kicked} promptly. Safe to
+     * call at any time, including before the thread attached and after it left.
+     */
+    void kick();
+
+    /** Called on the vCPU thread when it has left {@link #run()} for good. */
+    void detachThread();
+
+    @Override
+    void close();
+}

@@ -1,0 +1,151 @@
+package dev.kindling.sys;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.Test;
+
+class LibcTest {
+    @Test
+    void failedCallNamesTheCallAndTheError() {
+        assertThatThrownBy(() -> Libc.open("/nonexistent/kindling", Libc.O_RDONLY))
+                .isInstanceOf(SyscallException.class)
+                .hasMessage("open(/nonexistent/kindling) failed: ENOENT (2)")
+                .satisfies(e -> assertThat(((SyscallException) e).errno()).isEqualTo(Errno.ENOENT));
+    }
+
+    @Test
+    void ioctlOnAnFdThatIsNotADeviceNamesTheRequest() {
+        try (EventFd e = EventFd.create()) {
+            Ioctl bogus = Ioctl.io("KVM_GET_API_VERSION", 0xAE, 0x00);
+            assertThatThrownBy(() -> Libc.ioctl(e.fd(), bogus, 0))
+                    .isInstanceOf(SyscallException.class)
+                    .hasMessage("ioctl(KVM_GET_API_VERSION) failed: ENOTTY (25)");
+        }
+    }
+
+    @Test
+    void ioctlNumbersEncodeLikeTheKernelMacros() {
+        // _IO(0xAE, 0x01) = KVM_CREATE_VM; _IOW(0xAE, 0x46, 32) = KVM_SET_USER_MEMORY_REGION
+        assertThat(Ioctl.io("x", 0xAE, 0x01).number()).isEqualTo(0xAE01L);
+        assertThat(Ioctl.iow("x", 0xAE, 0x46, 32).number()).isEqualTo(0x4020AE46L);
+        assertThat(Ioctl.iowr("x", 0xAE, 0x05, 8).number()).isEqualTo(0xC008AE05L);
+        assertThat(Ioctl.ior("x", 0xAE, 0x81, 0x90).number()).isEqualTo(0x8090AE81L);
+    }
+
+    @Test
+    void fdClosesExactlyOnceAndRefusesUseAfterClose() {
+        Fd fd = Fd.adopt(Libc.eventfd(0, 0), "eventfd");
+        int n = fd.value();
+        fd.close();
+        fd.close();
+        assertThat(fd.isOpen()).isFalse();
+        assertThatThrownBy(fd::value).isInstanceOf(IllegalStateException.class).hasMessageContaining("eventfd is closed");
+        assertThat(java.nio.file.Files.exists(java.nio.file.Path.of("/proc/self/fd/" + n))).isFalse();
+    }
+
+    @Test
+    void eventfdCountsSignalsAndPollSeesThem() {
+        try (EventFd e = EventFd.nonBlocking()) {
+            assertThat(e.await(0)).isFalse();
+            e.signal();
+            e.signal(2);
+            assertThat(e.await(0)).isTrue();
+            assertThat(e.read()).isEqualTo(3);
+            assertThat(e.read()).isZero();
+        }
+    }
+
+    @Test
+    void memfdSharedMappingsSeeEachOthersWrites() {
+        try (Fd fd = Fd.adopt(Libc.memfdCreate("kindling-test", 0), "memfd")) {
+            Libc.ftruncate(fd, 8192);
+            assertThat(Libc.fileSize(fd)).isEqualTo(8192);
+            try (Mapping a = Mapping.shared(fd, 0, 8192); Mapping b = Mapping.shared(fd, 0, 8192)) {
+                a.segment().set(ValueLayout.JAVA_LONG, 4096, 0x1122334455667788L);
+                assertThat(b.segment().get(ValueLayout.JAVA_LONG, 4096)).isEqualTo(0x1122334455667788L);
+                assertThatThrownBy(() -> a.segment().get(ValueLayout.JAVA_BYTE, 8192))
+                        .isInstanceOf(IndexOutOfBoundsException.class);
+            }
+        }
+    }
+
+    @Test
+    void readWritePreadPwriteMoveBytes() {
+        try (Fd fd = Fd.adopt(Libc.memfdCreate("rw", 0), "memfd"); Arena arena = Arena.ofConfined()) {
+            MemorySegment src = arena.allocateFrom("kindling", StandardCharsets.US_ASCII);
+            assertThat(Libc.pwrite(fd, src, 8, 100)).isEqualTo(8);
+            MemorySegment dst = arena.allocate(8);
+            assertThat(Libc.pread(fd, dst, 8, 100)).isEqualTo(8);
+            assertThat(new String(dst.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.US_ASCII)).isEqualTo("kindling");
+        }
+    }
+
+    @Test
+    void socketpairPassesDescriptorsWithScmRights() {
+        Fd[] pair = Libc.socketpair(Libc.SOCK_STREAM);
+        try (Fd a = pair[0]; Fd b = pair[1]; EventFd e = EventFd.nonBlocking()) {
+            UnixSocket.send(a, new byte[] {42}, List.of(e.fd()));
+            UnixSocket.Received got = UnixSocket.receive(b, 16, 4);
+            assertThat(got.data()).containsExactly(42);
+            assertThat(got.fds()).hasSize(1);
+            try (Fd passed = got.fds().getFirst()) {
+                assertThat(passed.value()).isNotEqualTo(e.fd().value());
+                // the passed descriptor is the same eventfd: a signal through it is seen on ours
+                try (Arena arena = Arena.ofConfined()) {
+                    Libc.write(passed, arena.allocateFrom(ValueLayout.JAVA_LONG, 5), 8);
+                }
+                assertThat(e.read()).isEqualTo(5);
+            }
+        }
+    }
+
+    @Test
+    void receivingMoreDescriptorsThanAllowedFailsAndLeaksNothing() throws Exception {
+        Fd[] pair = Libc.socketpair(Libc.SOCK_STREAM);
+        try (Fd a = pair[0]; Fd b = pair[1]; EventFd e1 = EventFd.create(); EventFd e2 = EventFd.create()) {
+            long before = openFds();
+            UnixSocket.send(a, new byte[] {1}, List.of(e1.fd(), e2.fd()));
+            assertThatThrownBy(() -> UnixSocket.receive(b, 16, 1)).hasMessageContaining("more than 1 descriptors");
+            assertThat(openFds()).isEqualTo(before);
+        }
+    }
+
+    private static long openFds() throws Exception {
+        try (var s = java.nio.file.Files.list(java.nio.file.Path.of("/proc/self/fd"))) {
+            return s.count();
+        }
+    }
+
+    @Test
+    void kickInterruptsABlockingCall() throws Exception {
+        try (EventFd never = EventFd.create()) {
+            AtomicReference<Long> handle = new AtomicReference<>();
+            CountDownLatch ready = new CountDownLatch(1);
+            AtomicReference<Object> result = new AtomicReference<>();
+            Thread t = new Thread(() -> {
+                handle.set(ThreadKick.prepareCurrentThread());
+                ready.countDown();
+                // a blocking poll with no timeout: only a signal ends it
+                result.set(Poller.waitReadable(never.fd(), -1));
+            });
+            t.start();
+            assertThat(ready.await(5, TimeUnit.SECONDS)).isTrue();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (t.isAlive() && System.nanoTime() < deadline) {
+                ThreadKick.kick(handle.get());
+                t.join(20);
+            }
+            assertThat(t.isAlive()).isFalse();
+            assertThat(result.get()).isEqualTo(false);
+        }
+    }
+}

@@ -5,4 +5,5 @@ module dev.kindling.core {
     exports dev.kindling.device;
     exports dev.kindling.irq;
     exports dev.kindling.bus;
+    exports dev.kindling.boot;
 }

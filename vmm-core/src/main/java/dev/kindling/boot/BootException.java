@@ -7,6 +7,8 @@ package dev.kindling.boot;
  * into guest memory.
  */
 public class BootException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
     public BootException(String message) {
         super(message);
     }

@@ -28,6 +28,9 @@ public final class BzImageLoader implements KernelLoader {
     /** Oldest supported boot protocol: 2.06 has {@code cmdline_size}. */
     public static final int MIN_VERSION = 0x0206;
 
+    public BzImageLoader() {
+    }
+
     /** True if {@code image} has the boot flag and the "HdrS" magic. */
     public static boolean isBzImage(byte[] image) {
         return image.length >= SetupHeader.HEADER + 4

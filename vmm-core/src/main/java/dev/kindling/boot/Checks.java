@@ -29,13 +29,4 @@ final class Checks {
             throw new BootException(what + " [" + hex(address) + ", +" + hex(size) + ") is outside guest RAM");
         }
     }
-
-    /** {@code a + b}, or a BootException naming {@code what} if it overflows or is negative. */
-    static long add(long a, long b, String what) {
-        long s = a + b;
-        if (a < 0 || b < 0 || s < 0) {
-            throw new BootException(what + ": address overflow (" + hex(a) + " + " + hex(b) + ")");
-        }
-        return s;
-    }
 }

@@ -26,6 +26,9 @@ public final class ElfLoader implements KernelLoader {
     static final int EM_386 = 3;
     static final int EM_X86_64 = 62;
 
+    public ElfLoader() {
+    }
+
     /** True if {@code image} starts with the ELF magic. */
     public static boolean isElf(byte[] image) {
         return image.length >= 4 && image[0] == 0x7f && image[1] == 'E' && image[2] == 'L' && image[3] == 'F';

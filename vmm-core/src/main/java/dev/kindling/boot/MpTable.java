@@ -1,7 +1,5 @@
 package dev.kindling.boot;
 
-import static dev.kindling.boot.MicrovmLayout.hex;
-
 import dev.kindling.memory.GuestMemory;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;

@@ -6,4 +6,5 @@ module dev.kindling.core {
     exports dev.kindling.irq;
     exports dev.kindling.bus;
     exports dev.kindling.machine;
+    exports dev.kindling.boot;
 }

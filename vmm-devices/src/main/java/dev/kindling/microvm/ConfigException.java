@@ -1,0 +1,12 @@
+package dev.kindling.microvm;
+
+/** A configuration that cannot be built: names the setting and what is wrong with it. */
+public final class ConfigException extends RuntimeException {
+    public ConfigException(String message) {
+        super(message);
+    }
+
+    public ConfigException(String message, Throwable cause) {
+        super(message, cause);
+    }
+}

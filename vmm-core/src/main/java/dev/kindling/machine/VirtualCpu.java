@@ -1,5 +1,7 @@
 package dev.kindling.machine;
 
+import dev.kindling.boot.BootCpuState;
+
 /**
  * One vCPU of a {@link Platform}. {@link #run()} enters the guest and handles ordinary exits (port
  * and MMIO accesses go to the machine's buses) until the machine has to act. It is called only from
@@ -7,6 +9,9 @@ package dev.kindling.machine;
  */
 public interface VirtualCpu extends AutoCloseable {
     int index();
+
+    /** Sets registers for the first instruction (the boot CPU's entry); before {@link #run()}. */
+    void setBootState(BootCpuState state);
 
     /** Called once on the thread that will call {@link #run()}, before the first run. */
     void attachThread();

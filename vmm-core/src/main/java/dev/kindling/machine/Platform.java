@@ -3,6 +3,8 @@ package dev.kindling.machine;
 import dev.kindling.bus.Bus;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.memory.MemoryRegion;
+import dev.kindling.sys.EventFd;
+import java.util.OptionalLong;
 
 /**
  * One virtual machine on a hypervisor, as the {@link Machine} needs it. vmm-kvm implements it on
@@ -20,6 +22,13 @@ public interface Platform extends AutoCloseable {
 
     /** An interrupt line into the guest's interrupt controller for {@code gsi}. */
     IrqLine irqLine(int gsi);
+
+    /**
+     * An eventfd the hypervisor signals, without an exit to user space, when the guest writes
+     * {@code length} bytes to {@code address} (equal to {@code datamatch} when given). Such writes no
+     * longer reach the bus. The platform owns the eventfd.
+     */
+    EventFd ioEvent(boolean pio, long address, int length, OptionalLong datamatch);
 
     /** The most vCPUs one VM may have. */
     int maxVcpus();

@@ -1,0 +1,478 @@
+package dev.kindling.kvm;
+
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import dev.kindling.sys.Errno;
+import dev.kindling.sys.Fd;
+import dev.kindling.sys.Libc;
+import dev.kindling.sys.Mapping;
+import dev.kindling.sys.SyscallException;
+import dev.kindling.sys.ThreadKick;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.VarHandle;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * A virtual CPU. One thread at a time calls {@link #run()}; any thread may {@link #kick()} it. The
+ * register accessors wait (in the kernel) while another thread is inside {@code run()}.
+ *
+ * <p>{@link #close()} from another thread kicks a running vCPU and waits for {@code run()} to return;
+ * later {@code run()} calls throw {@link IllegalStateException}. Segments handed out (the run page,
+ * {@link VcpuExit.Io#data()}) become inaccessible on close instead of dangling.
+ */
+public final class Vcpu implements AutoCloseable {
+    // Runner states. A kicker signals only in RUNNING, and the runner cannot leave RUNNING while a
+    // kicker holds KICKING, so pthread_kill never targets a thread that has left run() (or died).
+    private static final int IDLE = 0, ENTERING = 1, RUNNING = 2, KICKING = 3, CLOSED = 4;
+
+    private static final VarHandle RUN_BYTE = JAVA_BYTE.varHandle();
+
+    private static final long MSRS_NMSRS = KvmStructs.offsetOf(KvmStructs.KVM_MSRS, "nmsrs");
+    private static final long MSRS_ENTRIES = KvmStructs.offsetOf(KvmStructs.KVM_MSRS, "entries");
+    private static final long MSR_SIZE = KvmStructs.KVM_MSR_ENTRY.byteSize();
+    private static final long MSR_INDEX = KvmStructs.offsetOf(KvmStructs.KVM_MSR_ENTRY, "index");
+    private static final long MSR_DATA = KvmStructs.offsetOf(KvmStructs.KVM_MSR_ENTRY, "data");
+    private static final long CPUID_NENT = KvmStructs.offsetOf(KvmStructs.KVM_CPUID2, "nent");
+    private static final long CPUID_ENTRIES = KvmStructs.offsetOf(KvmStructs.KVM_CPUID2, "entries");
+
+    private final Vm vm;
+    private final int id;
+    private final Fd fd;
+    /** Cached for the hot path; valid until CLOSED, which run() cannot enter. */
+    private final int fdNumber;
+    private final Mapping mapping;
+    /** Scopes every segment we hand out, so close() revokes them. */
+    private final Arena arena;
+    private final MemorySegment run;
+
+    private final AtomicInteger state = new AtomicInteger(IDLE);
+    private volatile boolean closeRequested;
+    /** Touched only by the thread inside run(). */
+    private Thread boundThread;
+    /** Written in ENTERING, read by kickers in KICKING. */
+    private volatile long pthread;
+
+    Vcpu(Vm vm, int id, Fd fd, Mapping mapping) {
+        this.vm = vm;
+        this.id = id;
+        this.fd = fd;
+        this.fdNumber = fd.value();
+        this.mapping = mapping;
+        this.arena = Arena.ofShared();
+        this.run = mapping.segment().reinterpret(arena, null);
+    }
+
+    public int id() {
+        return id;
+    }
+
+    public Fd fd() {
+        return fd;
+    }
+
+    /** The whole vCPU mapping (kvm_run, then the PIO data page, ...), bounds-checked. */
+    public MemorySegment runPage() {
+        return run;
+    }
+
+    // ---- running
+
+    /**
+     * KVM_RUN: enters the guest until it exits, and decodes the exit. Returns {@link VcpuExit#INTERRUPTED}
+     * after a {@link #kick()}, a signal or {@link #setImmediateExit(boolean) immediate_exit}; in that
+     * case it clears immediate_exit, so each kick ends exactly the run in progress or the next one.
+     */
+    public VcpuExit run() {
+        if (!state.compareAndSet(IDLE, ENTERING)) {
+            throw new IllegalStateException(state.get() == CLOSED ? "vcpu " + id + " is closed"
+                    : "vcpu " + id + " is already running on another thread");
+        }
+        int r;
+        try {
+            if (closeRequested) {
+                throw new IllegalStateException("vcpu " + id + " is closed");
+            }
+            Thread t = Thread.currentThread();
+            if (t != boundThread || t.isVirtual()) {
+                // A virtual thread may move between carriers: look up the carrier every time.
+                pthread = ThreadKick.prepareCurrentThread();
+                boundThread = t;
+            }
+            // A volatile store (full fence): orders it before the kernel reads immediate_exit,
+            // pairing with kick(), which stores immediate_exit before it reads the state.
+            state.set(RUNNING);
+            r = Libc.ioctlRaw(fdNumber, KvmIoctls.KVM_RUN, 0);
+        } finally {
+            leave();
+        }
+        if (r < 0) {
+            if (r == -Errno.EINTR) {
+                setImmediateExit(false);
+                return VcpuExit.INTERRUPTED;
+            }
+            throw new SyscallException("ioctl(KVM_RUN) on vcpu " + id, -r);
+        }
+        return decode();
+    }
+
+    private void leave() {
+        // Back to IDLE, waiting out a kicker that is between its CAS and pthread_kill's return.
+        while (true) {
+            int s = state.get();
+            if (s == KICKING) {
+                Thread.onSpinWait();
+            } else if (state.compareAndSet(s, IDLE)) {
+                return;
+            }
+        }
+    }
+
+    private VcpuExit decode() {
+        MemorySegment p = run;
+        int reason = p.get(JAVA_INT, KvmRun.EXIT_REASON);
+        // Constants are registered at class init, so this is an if chain; hottest first.
+        if (reason == KvmConstants.EXIT_IO) {
+            return new VcpuExit.Io(
+                    p.get(JAVA_BYTE, KvmRun.IO_DIRECTION) == KvmConstants.EXIT_IO_OUT
+                            ? VcpuExit.IoDirection.OUT : VcpuExit.IoDirection.IN,
+                    Short.toUnsignedInt(p.get(java.lang.foreign.ValueLayout.JAVA_SHORT, KvmRun.IO_PORT)),
+                    Byte.toUnsignedInt(p.get(JAVA_BYTE, KvmRun.IO_SIZE)),
+                    p.get(JAVA_INT, KvmRun.IO_COUNT),
+                    p.get(JAVA_LONG, KvmRun.IO_DATA_OFFSET),
+                    p);
+        }
+        if (reason == KvmConstants.EXIT_MMIO) {
+            int len = p.get(JAVA_INT, KvmRun.MMIO_LEN);
+            long data = p.get(JAVA_LONG, KvmRun.MMIO_DATA);
+            if (len < 8) {
+                data &= (1L << (8 * len)) - 1;
+            }
+            return new VcpuExit.Mmio(p.get(JAVA_LONG, KvmRun.MMIO_PHYS_ADDR), data, len,
+                    p.get(JAVA_BYTE, KvmRun.MMIO_IS_WRITE) != 0, p);
+        }
+        if (reason == KvmConstants.EXIT_HLT) {
+            return VcpuExit.HLT;
+        }
+        if (reason == KvmConstants.EXIT_INTR) {
+            setImmediateExit(false);
+            return VcpuExit.INTERRUPTED;
+        }
+        if (reason == KvmConstants.EXIT_IRQ_WINDOW_OPEN) {
+            return VcpuExit.IRQ_WINDOW_OPEN;
+        }
+        if (reason == KvmConstants.EXIT_IOAPIC_EOI) {
+            return new VcpuExit.IoapicEoi(Byte.toUnsignedInt(p.get(JAVA_BYTE, KvmRun.EOI_VECTOR)));
+        }
+        if (reason == KvmConstants.EXIT_SHUTDOWN) {
+            return VcpuExit.SHUTDOWN;
+        }
+        if (reason == KvmConstants.EXIT_SYSTEM_EVENT) {
+            int n = Math.min(KvmRun.MAX_DATA, Math.max(0, p.get(JAVA_INT, KvmRun.SYSTEM_EVENT_NDATA)));
+            return new VcpuExit.SystemEvent(p.get(JAVA_INT, KvmRun.SYSTEM_EVENT_TYPE),
+                    p.get(JAVA_LONG, KvmRun.SYSTEM_EVENT_DATA), longs(p, KvmRun.SYSTEM_EVENT_DATA, n));
+        }
+        if (reason == KvmConstants.EXIT_INTERNAL_ERROR) {
+            int n = Math.min(KvmRun.MAX_DATA, Math.max(0, p.get(JAVA_INT, KvmRun.INTERNAL_NDATA)));
+            return new VcpuExit.InternalError(p.get(JAVA_INT, KvmRun.INTERNAL_SUBERROR),
+                    longs(p, KvmRun.INTERNAL_DATA, n));
+        }
+        if (reason == KvmConstants.EXIT_FAIL_ENTRY) {
+            return new VcpuExit.FailEntry(p.get(JAVA_LONG, KvmRun.FAIL_ENTRY_REASON), p.get(JAVA_INT, KvmRun.FAIL_ENTRY_CPU));
+        }
+        if (reason == KvmConstants.EXIT_EXCEPTION) {
+            return new VcpuExit.GuestException(p.get(JAVA_INT, KvmRun.EX_EXCEPTION), p.get(JAVA_INT, KvmRun.EX_ERROR_CODE));
+        }
+        if (reason == KvmConstants.EXIT_UNKNOWN) {
+            return new VcpuExit.Unknown(reason, p.get(JAVA_LONG, KvmRun.HW_EXIT_REASON));
+        }
+        return new VcpuExit.Unknown(reason, 0);
+    }
+
+    private static long[] longs(MemorySegment p, long at, int n) {
+        long[] v = new long[n];
+        MemorySegment.copy(p, JAVA_LONG, at, v, 0, n);
+        return v;
+    }
+
+    /**
+     * Makes {@link #run()} return {@link VcpuExit#INTERRUPTED} soon: sets immediate_exit (so a run
+     * about to start returns at once) and signals the thread if it is inside KVM_RUN. Safe from any
+     * thread, any number of times, also after close.
+     */
+    public void kick() {
+        if (state.get() == CLOSED) {
+            return;
+        }
+        try {
+            RUN_BYTE.setVolatile(run, KvmRun.IMMEDIATE_EXIT, (byte) 1);
+        } catch (IllegalStateException closedMeanwhile) {
+            return;
+        }
+        if (state.compareAndSet(RUNNING, KICKING)) {
+            try {
+                ThreadKick.kick(pthread);
+            } finally {
+                state.set(RUNNING);
+            }
+        }
+    }
+
+    /** kvm_run.immediate_exit: while set, KVM_RUN returns EINTR without entering the guest. */
+    public void setImmediateExit(boolean exit) {
+        RUN_BYTE.setVolatile(run, KvmRun.IMMEDIATE_EXIT, (byte) (exit ? 1 : 0));
+    }
+
+    public boolean immediateExit() {
+        return (byte) RUN_BYTE.getVolatile(run, KvmRun.IMMEDIATE_EXIT) != 0;
+    }
+
+    /** kvm_run.request_interrupt_window: exit with IrqWindowOpen once the guest can take an interrupt. */
+    public void setRequestInterruptWindow(boolean request) {
+        run.set(JAVA_BYTE, KvmRun.REQUEST_INTERRUPT_WINDOW, (byte) (request ? 1 : 0));
+    }
+
+    public boolean readyForInterruptInjection() {
+        return run.get(JAVA_BYTE, KvmRun.READY_FOR_INTERRUPT_INJECTION) != 0;
+    }
+
+    /** The guest's RFLAGS.IF at the last exit. */
+    public boolean ifFlag() {
+        return run.get(JAVA_BYTE, KvmRun.IF_FLAG) != 0;
+    }
+
+    public long cr8() {
+        return run.get(JAVA_LONG, KvmRun.CR8);
+    }
+
+    public void setCr8(long cr8) {
+        run.set(JAVA_LONG, KvmRun.CR8, cr8);
+    }
+
+    public long apicBase() {
+        return run.get(JAVA_LONG, KvmRun.APIC_BASE);
+    }
+
+    // ---- registers and state
+
+    public Regs getRegs() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.KVM_REGS);
+            Libc.ioctl(fd, KvmIoctls.KVM_GET_REGS, s);
+            return Regs.read(s);
+        }
+    }
+
+    public void setRegs(Regs regs) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.KVM_REGS);
+            regs.write(s);
+            Libc.ioctl(fd, KvmIoctls.KVM_SET_REGS, s);
+        }
+    }
+
+    public Sregs getSregs() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.KVM_SREGS);
+            Libc.ioctl(fd, KvmIoctls.KVM_GET_SREGS, s);
+            return Sregs.read(s);
+        }
+    }
+
+    public void setSregs(Sregs sregs) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.KVM_SREGS);
+            sregs.write(s);
+            Libc.ioctl(fd, KvmIoctls.KVM_SET_SREGS, s);
+        }
+    }
+
+    public Fpu getFpu() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.KVM_FPU);
+            Libc.ioctl(fd, KvmIoctls.KVM_GET_FPU, s);
+            return Fpu.read(s);
+        }
+    }
+
+    public void setFpu(Fpu fpu) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.KVM_FPU);
+            fpu.write(s);
+            Libc.ioctl(fd, KvmIoctls.KVM_SET_FPU, s);
+        }
+    }
+
+    /** KVM_GET_MSRS for {@code indices}; fails naming the first MSR KVM would not read. */
+    public List<Msr> getMsrs(int... indices) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = msrBuffer(a, indices.length);
+            for (int i = 0; i < indices.length; i++) {
+                s.set(JAVA_INT, MSRS_ENTRIES + i * MSR_SIZE + MSR_INDEX, indices[i]);
+            }
+            int n = Libc.ioctl(fd, KvmIoctls.KVM_GET_MSRS, s);
+            if (n < indices.length) {
+                throw new IllegalArgumentException("KVM_GET_MSRS read " + n + " of " + indices.length
+                        + " MSRs: MSR 0x" + Integer.toHexString(indices[n]) + " is not supported");
+            }
+            List<Msr> msrs = new ArrayList<>(n);
+            for (int i = 0; i < n; i++) {
+                long at = MSRS_ENTRIES + i * MSR_SIZE;
+                msrs.add(new Msr(s.get(JAVA_INT, at + MSR_INDEX), s.get(JAVA_LONG, at + MSR_DATA)));
+            }
+            return List.copyOf(msrs);
+        }
+    }
+
+    /** KVM_SET_MSRS; fails naming the first MSR KVM rejected. */
+    public void setMsrs(List<Msr> msrs) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = msrBuffer(a, msrs.size());
+            for (int i = 0; i < msrs.size(); i++) {
+                long at = MSRS_ENTRIES + i * MSR_SIZE;
+                s.set(JAVA_INT, at + MSR_INDEX, msrs.get(i).index());
+                s.set(JAVA_LONG, at + MSR_DATA, msrs.get(i).value());
+            }
+            int n = Libc.ioctl(fd, KvmIoctls.KVM_SET_MSRS, s);
+            if (n < msrs.size()) {
+                throw new IllegalArgumentException("KVM_SET_MSRS set " + n + " of " + msrs.size() + " MSRs: rejected "
+                        + msrs.get(n));
+            }
+        }
+    }
+
+    private static MemorySegment msrBuffer(Arena a, int count) {
+        MemorySegment s = a.allocate(MSRS_ENTRIES + count * MSR_SIZE, 8);
+        s.set(JAVA_INT, MSRS_NMSRS, count);
+        return s;
+    }
+
+    /** KVM_SET_CPUID2: what CPUID reports to the guest. */
+    public void setCpuid2(List<CpuidEntry> entries) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(CPUID_ENTRIES + entries.size() * CpuidEntry.SIZE, 8);
+            s.set(JAVA_INT, CPUID_NENT, entries.size());
+            for (int i = 0; i < entries.size(); i++) {
+                entries.get(i).write(s, CPUID_ENTRIES + i * CpuidEntry.SIZE);
+            }
+            Libc.ioctl(fd, KvmIoctls.KVM_SET_CPUID2, s);
+        }
+    }
+
+    /** KVM_GET_CPUID2: the CPUID table last set. */
+    public List<CpuidEntry> getCpuid2() {
+        return Kvm.readCpuid(fd, KvmIoctls.KVM_GET_CPUID2);
+    }
+
+    /** KVM_GET_LAPIC (needs an in-kernel LAPIC). */
+    public LapicState getLapic() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.KVM_LAPIC_STATE);
+            Libc.ioctl(fd, KvmIoctls.KVM_GET_LAPIC, s);
+            return new LapicState(s.toArray(JAVA_BYTE));
+        }
+    }
+
+    public void setLapic(LapicState lapic) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.KVM_LAPIC_STATE);
+            MemorySegment.copy(lapic.toBytes(), 0, s, JAVA_BYTE, 0, LapicState.SIZE);
+            Libc.ioctl(fd, KvmIoctls.KVM_SET_LAPIC, s);
+        }
+    }
+
+    public MpState getMpState() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(KvmStructs.KVM_MP_STATE);
+            Libc.ioctl(fd, KvmIoctls.KVM_GET_MP_STATE, s);
+            return MpState.of(s.get(JAVA_INT, 0));
+        }
+    }
+
+    public void setMpState(MpState mpState) {
+        try (Arena a = Arena.ofConfined()) {
+            Libc.ioctl(fd, KvmIoctls.KVM_SET_MP_STATE, a.allocateFrom(JAVA_INT, mpState.value()));
+        }
+    }
+
+    /** KVM_INTERRUPT: queues external interrupt {@code vector} (only without an in-kernel irqchip). */
+    public void interrupt(int vector) {
+        try (Arena a = Arena.ofConfined()) {
+            Libc.ioctl(fd, KvmIoctls.KVM_INTERRUPT, a.allocateFrom(JAVA_INT, vector));
+        }
+    }
+
+    /** KVM_NMI: queues a non-maskable interrupt. */
+    public void nmi() {
+        Libc.ioctl(fd, KvmIoctls.KVM_NMI, 0);
+    }
+
+    /** KVM_ENABLE_CAP on this vCPU. */
+    public void enableCap(Capability cap, long... args) {
+        Vm.enableCap(fd, cap, args);
+    }
+
+    // ---- closing
+
+    /** Closes the vCPU, first kicking it out of run() on another thread and waiting for it to return. */
+    @Override
+    public void close() {
+        closeRequested = true;
+        for (int spins = 0; ; spins++) {
+            int s = state.get();
+            if (s == CLOSED) {
+                return;
+            }
+            if (s == IDLE) {
+                if (state.compareAndSet(IDLE, CLOSED)) {
+                    break;
+                }
+                continue;
+            }
+            if (s == RUNNING && spins % 256 == 0) {
+                kick();
+            }
+            if (spins < 64) {
+                Thread.onSpinWait();
+            } else {
+                LockSupport.parkNanos(100_000);
+            }
+        }
+        try {
+            closeArena();
+        } finally {
+            try {
+                mapping.close();
+            } finally {
+                fd.close();
+                vm.forget(this);
+            }
+        }
+    }
+
+    private void closeArena() {
+        // A shared arena refuses to close while another thread is inside an access to its memory,
+        // e.g. a stale VcpuExit.Io being read: that lasts nanoseconds, so retry.
+        for (int attempt = 0; ; attempt++) {
+            try {
+                arena.close();
+                return;
+            } catch (IllegalStateException busy) {
+                if (attempt > 1000) {
+                    throw busy;
+                }
+                LockSupport.parkNanos(10_000);
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "Vcpu[" + id + (state.get() == CLOSED ? ", closed]" : "]");
+    }
+}

@@ -1,0 +1,6 @@
+/** Kindling's KVM binding: thin, safe wrappers over the /dev/kvm ioctls, in the spirit of rust-vmm's kvm-ioctls. */
+module dev.kindling.kvm {
+    requires transitive dev.kindling.core;
+
+    exports dev.kindling.kvm;
+}

@@ -3,4 +3,5 @@ module dev.kindling.kvm {
     requires transitive dev.kindling.core;
 
     exports dev.kindling.kvm;
+    exports dev.kindling.kvm.platform;
 }

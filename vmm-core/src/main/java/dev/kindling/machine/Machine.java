@@ -59,7 +59,7 @@ public final class Machine implements AutoCloseable {
                 platform.addMemory(r);
             }
             for (int i = 0; i < vcpuCount; i++) {
-                vcpus.add(platform.createVcpu(i, pio, mmio, strictMmio));
+                vcpus.add(platform.createVcpu(i, vcpuCount, pio, mmio, strictMmio));
             }
         } catch (RuntimeException e) {
             closeQuietly();
@@ -171,7 +171,14 @@ public final class Machine implements AutoCloseable {
         }
     }
 
-    /** Records the first reason the machine ended and makes every vCPU leave. */
+    /**
+     * Ends the machine with {@code reason} (the first reason wins) and makes every vCPU leave; returns
+     * at once. Devices call this for a guest's reset or power-off request, from any thread.
+     */
+    public void requestExit(StopReason reason) {
+        end(reason);
+    }
+
     private void end(StopReason reason) {
         synchronized (lock) {
             if (state == State.RUNNING) {

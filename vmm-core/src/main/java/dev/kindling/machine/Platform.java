@@ -15,10 +15,11 @@ public interface Platform extends AutoCloseable {
     void addMemory(MemoryRegion region);
 
     /**
-     * Creates vCPU {@code index}, whose port and MMIO exits go to {@code pio} and {@code mmio};
-     * unknown addresses follow {@code strictMmio} (false: reads see all ones, writes are dropped).
+     * Creates vCPU {@code index} of {@code count}, whose port and MMIO exits go to {@code pio} and
+     * {@code mmio}; unknown MMIO addresses follow {@code strictMmio} (false: reads see all ones, writes
+     * are dropped; true: the machine stops with {@link StopReason.BadAccess}).
      */
-    VirtualCpu createVcpu(int index, Bus pio, Bus mmio, boolean strictMmio);
+    VirtualCpu createVcpu(int index, int count, Bus pio, Bus mmio, boolean strictMmio);
 
     /** An interrupt line into the guest's interrupt controller for {@code gsi}. */
     IrqLine irqLine(int gsi);

@@ -1,0 +1,244 @@
+package dev.kindling.kvm.platform;
+
+import dev.kindling.bus.Bus;
+import dev.kindling.irq.IrqLine;
+import dev.kindling.kvm.Capability;
+import dev.kindling.kvm.CpuidEntry;
+import dev.kindling.kvm.IoSpace;
+import dev.kindling.kvm.Kvm;
+import dev.kindling.kvm.KvmConstants;
+import dev.kindling.kvm.LapicState;
+import dev.kindling.kvm.Msr;
+import dev.kindling.kvm.Vcpu;
+import dev.kindling.kvm.Vm;
+import dev.kindling.machine.Platform;
+import dev.kindling.machine.VirtualCpu;
+import dev.kindling.memory.MemoryRegion;
+import dev.kindling.sys.EventFd;
+import dev.kindling.sys.SyscallException;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.OptionalLong;
+import java.util.function.IntConsumer;
+
+/** A {@link Platform} on KVM: one VM, its memory slots, vCPUs, interrupt controllers and eventfds. */
+public final class KvmPlatform implements Platform {
+    /** Where KVM puts the TSS and identity-map pages it needs on Intel: just below the BIOS area. */
+    public static final long TSS_ADDRESS = 0xfffbd000L;
+    public static final long IDENTITY_MAP_ADDRESS = 0xfffbc000L;
+    public static final int IOAPIC_PINS = 24;
+
+    private static final int MSR_IA32_TSC = 0x10, MSR_IA32_ARCH_CAPABILITIES = 0x10a,
+            MSR_IA32_SYSENTER_CS = 0x174, MSR_IA32_SYSENTER_ESP = 0x175, MSR_IA32_SYSENTER_EIP = 0x176,
+            MSR_IA32_MISC_ENABLE = 0x1a0, MSR_MTRR_DEF_TYPE = 0x2ff, MSR_STAR = 0xc0000081,
+            MSR_LSTAR = 0xc0000082, MSR_CSTAR = 0xc0000083, MSR_SYSCALL_MASK = 0xc0000084,
+            MSR_KERNEL_GS_BASE = 0xc0000102;
+    private static final long MISC_ENABLE_FAST_STRING = 1, MTRR_ENABLE = 1 << 11, MTRR_TYPE_WB = 6;
+
+    /** How the VM is made: where the interrupt controllers live, and whether KVM models the PIT. */
+    public record Config(IrqchipMode irqchip, boolean kernelPit) {
+        public static final Config DEFAULT = new Config(IrqchipMode.KERNEL, false);
+
+        public Config {
+            if (kernelPit && irqchip != IrqchipMode.KERNEL) {
+                throw new IllegalArgumentException("KVM's PIT needs KVM's PIC and IOAPIC (irqchip KERNEL)");
+            }
+        }
+    }
+
+    private final Kvm kvm;
+    private final Vm vm;
+    private final Config config;
+    private final List<CpuidEntry> supportedCpuid;
+    private final boolean archCapabilitiesMsr;
+    private final List<KvmVirtualCpu> vcpus = new ArrayList<>();
+    private final Map<Integer, KvmIrqLine> lines = new HashMap<>();
+    private final List<IoEvent> ioEvents = new ArrayList<>();
+    private volatile IntConsumer eoiListener = vector -> { };
+    private int nextSlot;
+
+    private record IoEvent(EventFd fd, boolean pio, long address, int length, OptionalLong datamatch) {}
+
+    private KvmPlatform(Kvm kvm, Vm vm, Config config) {
+        this.kvm = kvm;
+        this.vm = vm;
+        this.config = config;
+        this.supportedCpuid = kvm.supportedCpuid();
+        this.archCapabilitiesMsr = java.util.Arrays.stream(kvm.msrIndexList()).anyMatch(m -> m == MSR_IA32_ARCH_CAPABILITIES);
+    }
+
+    /** Opens /dev/kvm and creates a VM with {@code config}; nothing stays open if that fails. */
+    public static KvmPlatform create(Config config) {
+        Kvm kvm = Kvm.open();
+        Vm vm = null;
+        try {
+            kvm.requireExtension(Capability.IRQFD);
+            kvm.requireExtension(Capability.IOEVENTFD);
+            kvm.requireExtension(Capability.IMMEDIATE_EXIT);
+            vm = kvm.createVm();
+            vm.setTssAddress(TSS_ADDRESS);
+            vm.setIdentityMapAddress(IDENTITY_MAP_ADDRESS);
+            if (config.irqchip() == IrqchipMode.KERNEL) {
+                vm.createIrqchip();
+                if (config.kernelPit()) {
+                    vm.createPit2(KvmConstants.PIT_SPEAKER_DUMMY);
+                }
+            } else {
+                kvm.requireExtension(Capability.SPLIT_IRQCHIP);
+                vm.enableSplitIrqchip(IOAPIC_PINS);
+            }
+            return new KvmPlatform(kvm, vm, config);
+        } catch (RuntimeException e) {
+            if (vm != null) {
+                vm.close();
+            }
+            kvm.close();
+            throw e;
+        }
+    }
+
+    public Config config() {
+        return config;
+    }
+
+    /** The KVM system handle (capabilities, limits). */
+    public Kvm kvm() {
+        return kvm;
+    }
+
+    /** The VM, for what the platform interface does not cover. */
+    public Vm vm() {
+        return vm;
+    }
+
+    @Override
+    public synchronized void addMemory(MemoryRegion region) {
+        vm.setUserMemoryRegion(nextSlot++, region);
+    }
+
+    @Override
+    public synchronized VirtualCpu createVcpu(int index, int count, Bus pio, Bus mmio, boolean strictMmio) {
+        Vcpu vcpu = vm.createVcpu(index);
+        try {
+            vcpu.setCpuid2(CpuidSetup.forVcpu(supportedCpuid, index, count));
+            vcpu.setMsrs(bootMsrs());
+            if (archCapabilitiesMsr) {
+                // The guest must not read the host's mitigation flags (QEMU: arch-capabilities=off).
+                vcpu.setMsrs(List.of(new Msr(MSR_IA32_ARCH_CAPABILITIES, 0)));
+            }
+            // As Firecracker: LINT0 delivers the PIC's ExtINT, LINT1 NMIs (both stay masked until the guest says).
+            LapicState lapic = vcpu.getLapic();
+            vcpu.setLapic(lapic.withDeliveryMode(LapicState.LVT_LINT0, LapicState.DELIVERY_EXTINT)
+                    .withDeliveryMode(LapicState.LVT_LINT1, LapicState.DELIVERY_NMI));
+        } catch (RuntimeException e) {
+            vcpu.close();
+            throw e;
+        }
+        KvmVirtualCpu v = new KvmVirtualCpu(vcpu, pio, mmio, strictMmio, vector -> eoiListener.accept(vector));
+        vcpus.add(v);
+        return v;
+    }
+
+    private static List<Msr> bootMsrs() {
+        return List.of(
+                new Msr(MSR_IA32_SYSENTER_CS, 0), new Msr(MSR_IA32_SYSENTER_ESP, 0), new Msr(MSR_IA32_SYSENTER_EIP, 0),
+                new Msr(MSR_STAR, 0), new Msr(MSR_CSTAR, 0), new Msr(MSR_KERNEL_GS_BASE, 0),
+                new Msr(MSR_SYSCALL_MASK, 0), new Msr(MSR_LSTAR, 0), new Msr(MSR_IA32_TSC, 0),
+                new Msr(MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING),
+                new Msr(MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WB));
+    }
+
+    /**
+     * A line into KVM's irqchip for {@code gsi}. With a split irqchip the pins belong to the VMM's
+     * IOAPIC, so its lines come from that model instead.
+     */
+    @Override
+    public synchronized IrqLine irqLine(int gsi) {
+        if (config.irqchip() != IrqchipMode.KERNEL) {
+            throw new IllegalStateException("with a split irqchip, GSI " + gsi + " is a pin of the VMM's IOAPIC, not KVM's");
+        }
+        return lines.computeIfAbsent(gsi, g -> new KvmIrqLine(vm, g));
+    }
+
+    @Override
+    public synchronized EventFd ioEvent(boolean pio, long address, int length, OptionalLong datamatch) {
+        EventFd fd = EventFd.nonBlocking();
+        try {
+            vm.registerIoeventfd(fd, address, length, pio ? IoSpace.PIO : IoSpace.MMIO, datamatch);
+        } catch (RuntimeException e) {
+            fd.close();
+            throw e;
+        }
+        ioEvents.add(new IoEvent(fd, pio, address, length, datamatch));
+        return fd;
+    }
+
+    /** Delivers an MSI (the VMM's IOAPIC uses this to reach the local APICs). */
+    public void signalMsi(long address, int data) {
+        vm.signalMsi(address, data);
+    }
+
+    /** Split irqchip: where the local APICs' EOIs for level-triggered vectors go (the VMM's IOAPIC). */
+    public void onIoapicEoi(IntConsumer listener) {
+        this.eoiListener = listener;
+    }
+
+    /**
+     * Split irqchip: connects the VMM's PIC to the boot vCPU and returns what the PIC calls when its
+     * INTR output rises, so that vCPU wakes up to take the interrupt.
+     */
+    public synchronized Runnable connectPic(ExternalInterrupts pic) {
+        if (config.irqchip() != IrqchipMode.SPLIT) {
+            throw new IllegalStateException("the VMM's PIC needs a split irqchip; KVM's irqchip has its own");
+        }
+        if (vcpus.isEmpty()) {
+            throw new IllegalStateException("create the vCPUs before connecting the PIC");
+        }
+        KvmVirtualCpu bsp = vcpus.getFirst();
+        bsp.connectPic(pic);
+        return bsp::kick;
+    }
+
+    @Override
+    public int maxVcpus() {
+        return kvm.maxVcpus();
+    }
+
+    @Override
+    public synchronized void close() {
+        List<AutoCloseable> all = new ArrayList<>();
+        all.addAll(lines.values());
+        for (IoEvent e : ioEvents) {
+            all.add(() -> {
+                try {
+                    vm.unregisterIoeventfd(e.fd(), e.address(), e.length(), e.pio() ? IoSpace.PIO : IoSpace.MMIO, e.datamatch());
+                } finally {
+                    e.fd().close();
+                }
+            });
+        }
+        all.addAll(vcpus);
+        all.add(vm);
+        all.add(kvm);
+        RuntimeException failure = null;
+        for (AutoCloseable c : all) {
+            try {
+                c.close();
+            } catch (Exception e) {
+                if (failure == null) {
+                    failure = e instanceof SyscallException s ? s : new IllegalStateException("closing the KVM platform failed", e);
+                } else {
+                    failure.addSuppressed(e);
+                }
+            }
+        }
+        lines.clear();
+        ioEvents.clear();
+        vcpus.clear();
+        if (failure != null) {
+            throw failure;
+        }
+    }
+}

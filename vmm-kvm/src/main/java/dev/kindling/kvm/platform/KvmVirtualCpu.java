@@ -1,0 +1,236 @@
+package dev.kindling.kvm.platform;
+
+import dev.kindling.boot.BootCpuState;
+import dev.kindling.bus.Bus;
+import dev.kindling.kvm.DescriptorTable;
+import dev.kindling.kvm.Fpu;
+import dev.kindling.kvm.KvmConstants;
+import dev.kindling.kvm.MpState;
+import dev.kindling.kvm.Regs;
+import dev.kindling.kvm.Segment;
+import dev.kindling.kvm.Sregs;
+import dev.kindling.kvm.Vcpu;
+import dev.kindling.kvm.VcpuExit;
+import dev.kindling.machine.StopReason;
+import dev.kindling.machine.VcpuEvent;
+import dev.kindling.machine.VirtualCpu;
+import java.lang.System.Logger.Level;
+import java.util.Arrays;
+import java.util.function.IntConsumer;
+
+/**
+ * A {@link VirtualCpu} on a KVM vCPU: runs KVM_RUN, sends port and MMIO exits to the machine's buses
+ * and turns the exits that end a machine into a {@link StopReason}.
+ */
+final class KvmVirtualCpu implements VirtualCpu {
+    private static final System.Logger LOG = System.getLogger(KvmVirtualCpu.class.getName());
+
+    private final Vcpu vcpu;
+    private final Bus pio;
+    private final Bus mmio;
+    private final boolean strictMmio;
+    private final IntConsumer eoi;
+    private volatile ExternalInterrupts pic;
+
+    KvmVirtualCpu(Vcpu vcpu, Bus pio, Bus mmio, boolean strictMmio, IntConsumer eoi) {
+        this.vcpu = vcpu;
+        this.pio = pio;
+        this.mmio = mmio;
+        this.strictMmio = strictMmio;
+        this.eoi = eoi;
+    }
+
+    Vcpu vcpu() {
+        return vcpu;
+    }
+
+    void connectPic(ExternalInterrupts pic) {
+        this.pic = pic;
+    }
+
+    @Override
+    public int index() {
+        return vcpu.id();
+    }
+
+    /** Sets the entry state and makes the vCPU runnable (an AP would otherwise wait for INIT/SIPI). */
+    @Override
+    public void setBootState(BootCpuState s) {
+        Sregs cur = vcpu.getSregs();
+        vcpu.setSregs(new Sregs(segment(s.cs()), segment(s.ds()), segment(s.es()), segment(s.fs()), segment(s.gs()),
+                segment(s.ss()), segment(s.tr()), segment(s.ldt()), table(s.gdt()), table(s.idt()),
+                s.cr0(), cur.cr2(), s.cr3(), s.cr4(), cur.cr8(), s.efer(), cur.apicBase(), cur.interruptBitmap()));
+        BootCpuState.Registers r = s.regs();
+        vcpu.setRegs(new Regs(r.rax(), r.rbx(), r.rcx(), r.rdx(), r.rsi(), r.rdi(), r.rsp(), r.rbp(),
+                0, 0, 0, 0, 0, 0, 0, 0, r.rip(), r.rflags()));
+        vcpu.setFpu(Fpu.INITIAL);
+        vcpu.setMpState(MpState.RUNNABLE);
+    }
+
+    private static DescriptorTable table(BootCpuState.DescriptorTable t) {
+        return new DescriptorTable(t.base(), t.limit());
+    }
+
+    private static Segment segment(BootCpuState.Segment s) {
+        return new Segment(s.base(), (int) s.limit(), s.selector(), s.type(), s.present(), s.dpl(), s.db(), s.s(),
+                s.l(), s.g(), s.avl(), s.unusable());
+    }
+
+    @Override
+    public void attachThread() {
+        // Vcpu.run() registers the calling thread for kicks itself.
+    }
+
+    @Override
+    public VcpuEvent run() {
+        while (true) {
+            injectExternalInterrupt();
+            VcpuExit exit = vcpu.run();
+            switch (exit) {
+                case VcpuExit.Io io -> handleIo(io);
+                case VcpuExit.Mmio m -> {
+                    if (!handleMmio(m)) {
+                        return new VcpuEvent.Ended(new StopReason.BadAccess(index(), m.address(), m.isWrite()));
+                    }
+                }
+                case VcpuExit.Interrupted i -> {
+                    return VcpuEvent.KICKED;
+                }
+                case VcpuExit.IrqWindowOpen w -> { } // injected at the top of the loop
+                case VcpuExit.IoapicEoi e -> eoi.accept(e.vector());
+                case VcpuExit.Hlt h -> {
+                    return ended(new StopReason.PowerOff("vCPU " + index() + " halted"));
+                }
+                case VcpuExit.Shutdown s -> {
+                    return ended(new StopReason.TripleFault(index()));
+                }
+                case VcpuExit.SystemEvent e -> {
+                    return ended(systemEvent(e));
+                }
+                case VcpuExit.InternalError e -> {
+                    return ended(new StopReason.InternalError(index(), describe(e)));
+                }
+                case VcpuExit.FailEntry f -> {
+                    return ended(new StopReason.InternalError(index(),
+                            "KVM could not enter the guest: hardware entry failure reason 0x" + Long.toHexString(f.reason())));
+                }
+                case VcpuExit.GuestException g -> {
+                    return ended(new StopReason.InternalError(index(), "unhandled guest exception " + g.exception()));
+                }
+                case VcpuExit.Unknown u -> {
+                    return ended(new StopReason.InternalError(index(), "unexpected KVM exit reason " + u.reason()));
+                }
+            }
+        }
+    }
+
+    private static VcpuEvent ended(StopReason reason) {
+        return new VcpuEvent.Ended(reason);
+    }
+
+    private StopReason systemEvent(VcpuExit.SystemEvent e) {
+        if (e.type() == KvmConstants.SYSTEM_EVENT_RESET) {
+            return new StopReason.Reset("KVM system event");
+        }
+        if (e.type() == KvmConstants.SYSTEM_EVENT_SHUTDOWN) {
+            return new StopReason.PowerOff("KVM system event");
+        }
+        return new StopReason.InternalError(index(), "guest crash (KVM system event " + e.type() + ")");
+    }
+
+    private String describe(VcpuExit.InternalError e) {
+        String what = switch (e.suberror()) {
+            case 1 -> "instruction emulation failed";
+            case 2 -> "exception while delivering an exception";
+            case 3 -> "event delivery failed";
+            case 4 -> "unexpected exit reason";
+            default -> "suberror " + e.suberror();
+        };
+        String where = "";
+        try {
+            Regs r = vcpu.getRegs();
+            where = String.format(" at rip=0x%x", r.rip());
+        } catch (RuntimeException ignored) {
+            // the registers are a detail; the error stands without them
+        }
+        return what + where + " " + Arrays.stream(e.data()).mapToObj(d -> "0x" + Long.toHexString(d)).toList();
+    }
+
+    private void handleIo(VcpuExit.Io io) {
+        int port = io.port();
+        int size = io.size();
+        try {
+            for (int i = 0; i < io.count(); i++) {
+                if (io.isOut()) {
+                    pio.write(port, size, io.value(i));
+                } else {
+                    io.setValue(i, pio.read(port, size));
+                }
+            }
+        } catch (RuntimeException e) {
+            deviceFailed(pio, port, e);
+        }
+    }
+
+    /** False if the access hit nothing on a strict machine. */
+    private boolean handleMmio(VcpuExit.Mmio m) {
+        long address = m.address();
+        int len = m.len();
+        if (len < 1 || len > 8) {
+            return !strictMmio;
+        }
+        try {
+            if (strictMmio && mmio.find(address) == null) {
+                return false;
+            }
+            if (m.isWrite()) {
+                mmio.write(address, len, m.data());
+            } else {
+                m.complete(mmio.read(address, len));
+            }
+        } catch (RuntimeException e) {
+            deviceFailed(mmio, address, e);
+        }
+        return true;
+    }
+
+    /** A device bug must not take the guest down: log it, treat the access as ignored. */
+    private void deviceFailed(Bus bus, long address, RuntimeException e) {
+        var r = bus.find(address);
+        LOG.log(Level.WARNING, "device " + (r == null ? "?" : r.device().name()) + " failed on a "
+                + bus.name() + " access at 0x" + Long.toHexString(address), e);
+    }
+
+    /** Split irqchip: hand the PIC's vector to KVM once the guest can take it (as QEMU does). */
+    private void injectExternalInterrupt() {
+        ExternalInterrupts p = pic;
+        if (p == null) {
+            return;
+        }
+        if (!p.pending()) {
+            vcpu.setRequestInterruptWindow(false);
+            return;
+        }
+        if (vcpu.readyForInterruptInjection()) {
+            vcpu.interrupt(p.acknowledge());
+            vcpu.setRequestInterruptWindow(false);
+        } else {
+            vcpu.setRequestInterruptWindow(true);
+        }
+    }
+
+    @Override
+    public void kick() {
+        vcpu.kick();
+    }
+
+    @Override
+    public void detachThread() {
+        // nothing: the Vcpu keeps no per-thread state that outlives run()
+    }
+
+    @Override
+    public void close() {
+        vcpu.close();
+    }
+}

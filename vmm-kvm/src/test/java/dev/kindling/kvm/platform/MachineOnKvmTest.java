@@ -1,0 +1,173 @@
+package dev.kindling.kvm.platform;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.kindling.machine.Machine;
+import dev.kindling.machine.StopReason;
+import dev.kindling.sys.EventFd;
+import java.time.Duration;
+import java.util.OptionalLong;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/** The acceptance checks of the foundation: freestanding guests on real KVM talking to Java devices. */
+@Timeout(120)
+class MachineOnKvmTest {
+    private static final Duration WAIT = Duration.ofSeconds(60);
+
+    private static StopReason run(Machine m) throws InterruptedException {
+        m.start();
+        return m.awaitExit(WAIT).orElseThrow(() -> new AssertionError(m.name() + " did not end within " + WAIT));
+    }
+
+    @Test
+    void guestWritesToJavaPioAndMmioDevicesAndReadsValuesBack() throws Exception {
+        try (Machine m = TestGuests.machine("hello")) {
+            Recorder pio = new Recorder("pio-probe").answer(4, 0x12345678L);
+            Recorder mmio = new Recorder("mmio-probe").answer(4, 0xcafef00dL).answer(8, 0x11111111L).answer(12, 0x22222222L);
+            m.attachPio(0x600, 16, pio);
+            m.attachMmio(0xd0000000L, 0x1000, mmio);
+            assertThat(run(m)).isEqualTo(new StopReason.Reset("port 0x64"));
+            assertThat(pio.text(0)).isEqualTo("Hello, PIO!");
+            assertThat(mmio.text(0)).isEqualTo("Hello, MMIO!");
+            assertThat(pio.values(8)).containsExactly(0x12345679L, 0xcafef00eL, 0x11111112L, 0x22222223L);
+        }
+    }
+
+    @Test
+    void javaDeviceRaisesAnInterruptThroughIrqfdAndTheGuestHandlerRuns() throws Exception {
+        try (Machine m = TestGuests.machine("irq")) {
+            var line = m.platform().irqLine(10);
+            AtomicInteger raised = new AtomicInteger();
+            Recorder dev = new Recorder("irq-source");
+            Runnable raise = () -> {
+                if (raised.incrementAndGet() <= 3) {
+                    line.pulse();
+                }
+            };
+            dev.onWrite(0, v -> raise.run()).onWrite(4, v -> raise.run());
+            Recorder unexpected = new Recorder("unexpected-vector");
+            m.attachPio(0x610, 8, dev);
+            m.attachPio(0x6ff, 1, unexpected);
+            assertThat(run(m)).isInstanceOf(StopReason.Reset.class);
+            assertThat(unexpected.writes()).isEmpty();
+            // the handler ran three times: it reports its count after each interrupt
+            assertThat(dev.values(4)).containsExactly(1L, 2L, 3L);
+        }
+    }
+
+    @Test
+    void ioeventfdWritesReachJavaWithoutAnExit() throws Exception {
+        try (Machine m = TestGuests.machine("ioevent")) {
+            EventFd doorbell = m.platform().ioEvent(true, 0x620, 2, OptionalLong.of(0x1234));
+            Recorder bus = new Recorder("ioevent-port");
+            Recorder done = new Recorder("done");
+            m.attachPio(0x620, 2, bus);
+            m.attachPio(0x624, 4, done);
+            assertThat(run(m)).isInstanceOf(StopReason.Reset.class);
+            assertThat(done.values(0)).containsExactly(100L);
+            assertThat(bus.writes()).as("writes that exited to user space").isEmpty();
+            assertThat(doorbell.read()).isEqualTo(100);
+        }
+    }
+
+    @Test
+    void twoVcpusRunAtOnceAndPauseAndResumeWork() throws Exception {
+        try (Machine m = TestGuests.machine("smp", 2, KvmPlatform.Config.DEFAULT, false)) {
+            // both vCPUs start at the guest's entry; the guest gives each its own stack
+            m.vcpus().get(1).setBootState(bootStateOf(m));
+            Recorder ids = new Recorder("ids");
+            Recorder cpu0 = new Recorder("cpu0");
+            Recorder cpu1 = new Recorder("cpu1");
+            m.attachPio(0x630, 4, ids);
+            m.attachPio(0x634, 4, cpu0);
+            m.attachPio(0x638, 4, cpu1);
+            m.start();
+            awaitValues(cpu0, 3);
+            awaitValues(cpu1, 3);
+            assertThat(ids.values(0)).containsExactlyInAnyOrder(0L, 1L); // no 0xdead: the rendezvous met
+
+            m.pause();
+            assertThat(m.isPaused()).isTrue();
+            int n0 = cpu0.writes().size(), n1 = cpu1.writes().size();
+            Thread.sleep(300);
+            assertThat(cpu0.writes()).hasSize(n0);
+            assertThat(cpu1.writes()).hasSize(n1);
+
+            m.resume();
+            awaitValues(cpu0, n0 + 3);
+            awaitValues(cpu1, n1 + 3);
+            long t0 = System.nanoTime();
+            m.stop();
+            assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(Duration.ofSeconds(2));
+            assertThat(m.awaitExit(Duration.ZERO)).contains(new StopReason.Stopped());
+        }
+    }
+
+    private static dev.kindling.boot.BootCpuState bootStateOf(Machine m) throws Exception {
+        byte[] image = java.nio.file.Files.readAllBytes(TestGuests.elf("smp"));
+        var kernel = dev.kindling.boot.KernelLoader.forImage(image).inspect(m.memory(), image);
+        return dev.kindling.boot.BootCpuState.protectedMode32(kernel.pvhEntry().orElseThrow(), 0);
+    }
+
+    private static void awaitValues(Recorder r, int n) throws InterruptedException {
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        while (r.writes().size() < n) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError(r.name() + " saw only " + r.writes().size() + " writes");
+            }
+            Thread.sleep(5);
+        }
+    }
+
+    @Test
+    void guestTouchingUnmappedMemoryEndsWithAClearError() throws Exception {
+        try (Machine m = TestGuests.machine("badmem")) {
+            Recorder seen = new Recorder("value");
+            m.attachPio(0x640, 4, seen);
+            StopReason why = run(m);
+            // the read of nothing returns all ones, as on a real bus; the jump there cannot execute
+            assertThat(seen.values(0)).containsExactly(0xffffffffL);
+            assertThat(why).isInstanceOf(StopReason.InternalError.class);
+            assertThat(why.describe()).contains("emulation failed").contains("rip=0xe0001000");
+        }
+        try (Machine m = TestGuests.machine("badmem", 1, KvmPlatform.Config.DEFAULT, true)) {
+            assertThat(run(m)).isEqualTo(new StopReason.BadAccess(0, 0xe0000000L, false));
+        }
+    }
+
+    @Test
+    void guestExecutingGarbageEndsWithATripleFault() throws Exception {
+        for (String guest : new String[] {"garbage", "garbage2"}) {
+            try (Machine m = TestGuests.machine(guest)) {
+                assertThat(run(m)).as(guest).isEqualTo(new StopReason.TripleFault(0));
+            }
+        }
+    }
+
+    @Test
+    void longModeGuestRuns() throws Exception {
+        try (Machine m = TestGuests.machine("longmode")) {
+            Recorder r = new Recorder("longmode");
+            Recorder console = new Recorder("debugcon");
+            m.attachPio(0x650, 8, r);
+            m.attachPio(0xe9, 1, console);
+            assertThat(run(m)).isInstanceOf(StopReason.Reset.class);
+            assertThat(r.values(0)).containsExactly(4L);
+            assertThat(r.values(4)).containsExactly(0x100L);
+            assertThat(console.text(0)).isEqualTo("long mode\n");
+        }
+    }
+
+    @Test
+    void splitIrqchipMachineRunsAGuest() throws Exception {
+        try (Machine m = TestGuests.machine("hello", 1, new KvmPlatform.Config(IrqchipMode.SPLIT, false), false)) {
+            Recorder pio = new Recorder("pio-probe");
+            m.attachPio(0x600, 16, pio);
+            m.attachMmio(0xd0000000L, 0x1000, new Recorder("mmio-probe"));
+            assertThat(run(m)).isInstanceOf(StopReason.Reset.class);
+            assertThat(pio.text(0)).isEqualTo("Hello, PIO!");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+package dev.kindling.kvm.platform;
+
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.kindling.boot.CmdLine;
+import dev.kindling.boot.DirectBoot;
+import dev.kindling.boot.MicrovmLayout;
+import dev.kindling.device.Device;
+import dev.kindling.machine.Machine;
+import dev.kindling.machine.StopReason;
+import dev.kindling.memory.GuestMemory;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The freestanding guests in {@code guests/}, built with gcc by {@code make} on first use, and
+ * machines that boot them on real KVM. Tests skip (with the reason) where gcc, make or /dev/kvm is
+ * missing.
+ */
+public final class TestGuests {
+    public static final long RAM = 64L << 20;
+
+    private TestGuests() {}
+
+    public static Path root() {
+        String root = System.getProperty("kindling.root", System.getenv("KINDLING_ROOT"));
+        assumeTrue(root != null, "kindling.root is not set: run the tests through Maven from the repository");
+        return Path.of(root);
+    }
+
+    /** Builds (if needed) and returns {@code guests/out/<name>.elf}. */
+    public static synchronized Path elf(String name) {
+        Path guests = root().resolve("guests");
+        assumeTrue(onPath("gcc") && onPath("make") && onPath("ld"),
+                "gcc, make and ld are needed to build the test guests (apt-get install gcc make binutils)");
+        try {
+            Process p = new ProcessBuilder("make", "-s", "-C", guests.toString()).redirectErrorStream(true).start();
+            String out = new String(p.getInputStream().readAllBytes());
+            if (!p.waitFor(120, TimeUnit.SECONDS) || p.exitValue() != 0) {
+                throw new IllegalStateException("building the test guests failed:\n" + out);
+            }
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot run make for the test guests", e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+        return guests.resolve("out").resolve(name + ".elf");
+    }
+
+    private static boolean onPath(String tool) {
+        for (String dir : System.getenv().getOrDefault("PATH", "").split(":")) {
+            if (Files.isExecutable(Path.of(dir, tool))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Skips the test, with the reason, when /dev/kvm cannot be used. */
+    public static void assumeKvm() {
+        Path kvm = Path.of("/dev/kvm");
+        assumeTrue(Files.isReadable(kvm) && Files.isWritable(kvm), "/dev/kvm is missing or not accessible: KVM tests skipped");
+    }
+
+    /**
+     * A machine with 64 MiB of RAM and {@code vcpus} vCPUs with guest {@code name} loaded (PVH or the
+     * 64-bit entry), the boot vCPU set to its entry, and a reset port at 0x64 (0xFE ends the machine
+     * as a reset, like the i8042).
+     */
+    public static Machine machine(String name, int vcpus, KvmPlatform.Config config, boolean strictMmio) throws IOException {
+        assumeKvm();
+        byte[] image = Files.readAllBytes(elf(name));
+        KvmPlatform platform = KvmPlatform.create(config);
+        GuestMemory memory;
+        try {
+            memory = MicrovmLayout.anonymousMemory(RAM);
+        } catch (RuntimeException e) {
+            platform.close();
+            throw e;
+        }
+        Machine m = new Machine(name, platform, memory, vcpus, strictMmio);
+        try {
+            DirectBoot.Result boot = DirectBoot.boot(memory, image, null, new CmdLine(), vcpus);
+            m.vcpus().getFirst().setBootState(boot.bsp());
+            m.attachPio(0x64, 1, new ResetPort(m));
+            return m;
+        } catch (RuntimeException e) {
+            m.close();
+            throw e;
+        }
+    }
+
+    public static Machine machine(String name) throws IOException {
+        return machine(name, 1, KvmPlatform.Config.DEFAULT, false);
+    }
+
+    /** Port 0x64: a write of 0xFE resets (ends) the machine, as the i8042 does. */
+    record ResetPort(Machine machine) implements Device {
+        public String name() {
+            return "reset-port";
+        }
+
+        public long read(long offset, int size) {
+            return 0;
+        }
+
+        public void write(long offset, int size, long value) {
+            if ((value & 0xff) == 0xfe) {
+                machine.requestExit(new StopReason.Reset("port 0x64"));
+            }
+        }
+    }
+}

@@ -1,0 +1,532 @@
+package dev.kindling.devices.legacy;
+
+import dev.kindling.bus.BusRange;
+import dev.kindling.device.Device;
+import dev.kindling.irq.IrqLine;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InterruptedIOException;
+import java.io.OutputStream;
+import java.lang.System.Logger.Level;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * A 16550A UART (with the 16750's 64-byte FIFO mode), eight byte-wide registers on the port-I/O bus,
+ * normally at {@link #COM1_BASE} with IRQ {@link #COM1_IRQ}.
+ *
+ * <table>
+ * <caption>Registers (offset from the base)</caption>
+ * <tr><th>offset</th><th>read</th><th>write</th></tr>
+ * <tr><td>0</td><td>RBR (DLL when LCR.DLAB)</td><td>THR (DLL when LCR.DLAB)</td></tr>
+ * <tr><td>1</td><td>IER (DLM when LCR.DLAB)</td><td>IER (DLM when LCR.DLAB)</td></tr>
+ * <tr><td>2</td><td>IIR</td><td>FCR</td></tr>
+ * <tr><td>3..7</td><td colspan="2">LCR, MCR, LSR (writes ignored), MSR (writes ignored), SCR</td></tr>
+ * </table>
+ *
+ * <p><b>Receive.</b> Host bytes come from an {@link InputStream} read by a daemon thread, and from
+ * {@link #enqueueInput(byte[])}. They enter the receive FIFO only while it has room: 1 byte with
+ * the FIFO disabled (16450 mode), 16 with FCR bit 0, 64 when FCR bit 5 was written with LCR.DLAB
+ * set (16750). When the FIFO is full the reader thread waits, and enqueued bytes wait in a host-side
+ * queue, so no host byte is ever dropped. In loopback mode host input waits until loopback ends, as
+ * the serial input pin is disconnected then. A FIFO reset the guest asks for (FCR bits 1, or
+ * toggling bit 0) discards what the FIFO holds, as on the chip.
+ *
+ * <p><b>Transmit.</b> A byte written to THR goes to the output stream through a bounded buffer that a
+ * daemon thread empties; when the stream is slower than the guest, the vCPU writing THR waits for
+ * room, so no byte is lost. Transmission is otherwise instantaneous: LSR.THRE and TEMT are set again
+ * as soon as THR is written, and the THRE interrupt is raised anew. In loopback mode (MCR bit 4) the
+ * byte goes into the receive FIFO instead (an overrun sets LSR.OE and drops it, as the chip does), and
+ * MSR mirrors MCR: CTS=RTS, DSR=DTR, RI=OUT1, DCD=OUT2. Outside loopback CTS, DSR and DCD read as set.
+ *
+ * <p><b>Interrupt.</b> The IRQ line is driven as a level, like QEMU's ISA serial: {@code set(true)}
+ * while an enabled interrupt is pending, {@code set(false)} when none is; a THR write drops and
+ * re-raises it, which gives an edge-triggered interrupt controller (the PC's configuration for ISA
+ * IRQ 4) one edge per transmitted byte. Causes by priority: receiver line status, received data
+ * (IIR 0x4 at or above the FIFO trigger level; below it the character timeout, IIR 0xC, is reported
+ * at once), THR empty (cleared by reading IIR or writing THR), modem status. MCR.OUT2 does not gate
+ * the line. The line is set while the device's lock is held, so its implementation must not call back
+ * into this device from another thread and wait for it.
+ *
+ * <p>Only one-byte accesses are decoded; others read as all ones and writes are ignored.
+ */
+public final class Serial16550 implements Device, BusMapped {
+    private static final System.Logger LOG = System.getLogger(Serial16550.class.getName());
+
+    /** The standard base port of COM1. */
+    public static final long COM1_BASE = 0x3f8;
+    /** The standard ISA IRQ of COM1. */
+    public static final int COM1_IRQ = 4;
+    /** Number of ports the UART decodes. */
+    public static final int LENGTH = 8;
+
+    // register offsets
+    static final int RBR_THR = 0;
+    static final int IER = 1;
+    static final int IIR_FCR = 2;
+    static final int LCR = 3;
+    static final int MCR = 4;
+    static final int LSR = 5;
+    static final int MSR = 6;
+    static final int SCR = 7;
+
+    // IER
+    static final int IER_RDI = 0x01;
+    static final int IER_THRI = 0x02;
+    static final int IER_RLSI = 0x04;
+    static final int IER_MSI = 0x08;
+    // IIR
+    static final int IIR_NO_INT = 0x01;
+    static final int IIR_MSI = 0x00;
+    static final int IIR_THRI = 0x02;
+    static final int IIR_RDI = 0x04;
+    static final int IIR_RLSI = 0x06;
+    static final int IIR_CTI = 0x0c;
+    static final int IIR_FIFO_ENABLED = 0xc0;
+    static final int IIR_FIFO64 = 0x20;
+    // FCR
+    static final int FCR_ENABLE = 0x01;
+    static final int FCR_CLEAR_RX = 0x02;
+    static final int FCR_CLEAR_TX = 0x04;
+    static final int FCR_FIFO64 = 0x20;
+    // LCR
+    static final int LCR_DLAB = 0x80;
+    // MCR
+    static final int MCR_DTR = 0x01;
+    static final int MCR_RTS = 0x02;
+    static final int MCR_OUT1 = 0x04;
+    static final int MCR_OUT2 = 0x08;
+    static final int MCR_LOOP = 0x10;
+    // LSR
+    static final int LSR_DR = 0x01;
+    static final int LSR_OE = 0x02;
+    static final int LSR_BI = 0x10;
+    static final int LSR_THRE = 0x20;
+    static final int LSR_TEMT = 0x40;
+    static final int LSR_ERRORS = 0x1e;
+    // MSR
+    static final int MSR_DCTS = 0x01;
+    static final int MSR_DDSR = 0x02;
+    static final int MSR_TERI = 0x04;
+    static final int MSR_DDCD = 0x08;
+    static final int MSR_CTS = 0x10;
+    static final int MSR_DSR = 0x20;
+    static final int MSR_RI = 0x40;
+    static final int MSR_DCD = 0x80;
+
+    private static final int[] TRIGGER_16 = {1, 4, 8, 14};
+    private static final int[] TRIGGER_64 = {1, 16, 32, 56};
+    private static final int OUTPUT_BUFFER = 64 * 1024;
+
+    private final String name;
+    private final long base;
+    private final IrqLine irq;
+    private final InputStream in;
+    private final OutputPump out;
+    private final Thread reader;
+
+    // registers, guarded by this
+    private int ier;
+    private int fcr;
+    private boolean fifo64;
+    private int lcr = 0x03;
+    private int mcr = MCR_OUT2;
+    private int lsr = LSR_THRE | LSR_TEMT;
+    private int msr;
+    private int scr;
+    private int divisor = 12; // 9600 baud
+    private boolean thrInterruptPending;
+    private boolean irqLevel;
+    private final ByteRing rx = new ByteRing(64);
+    /** Host input that did not fit the FIFO yet, from {@link #enqueueInput}. */
+    private final ByteRing pending = new ByteRing(256, Integer.MAX_VALUE - 16);
+    private boolean closed;
+
+    /** A UART at COM1's address; see {@link #Serial16550(String, long, IrqLine, InputStream, OutputStream)}. */
+    public Serial16550(String name, IrqLine irq, InputStream in, OutputStream out) {
+        this(name, COM1_BASE, irq, in, out);
+    }
+
+    /**
+     * A UART whose {@link #busRanges()} put it at {@code base}.
+     *
+     * @param irq the interrupt line (IRQ 4 for COM1), driven as a level
+     * @param in host input, read by a daemon thread until end of stream or {@link #close()}; null for none
+     * @param out where transmitted bytes go; null discards them
+     */
+    public Serial16550(String name, long base, IrqLine irq, InputStream in, OutputStream out) {
+        this.name = Objects.requireNonNull(name, "name");
+        this.base = base;
+        this.irq = Objects.requireNonNull(irq, "irq");
+        this.msr = modemLines();
+        this.in = in;
+        this.out = out == null ? null : new OutputPump(name + "-out", out, OUTPUT_BUFFER);
+        this.reader = in == null ? null : LegacyIo.daemon(name + "-in", this::readInput);
+    }
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    @Override
+    public List<BusRange> busRanges() {
+        return List.of(new BusRange(base, LENGTH, this));
+    }
+
+    @Override
+    public synchronized long read(long offset, int size) {
+        if (!LegacyIo.byteAccess(offset, size, LENGTH)) {
+            return LegacyIo.unclaimed(size);
+        }
+        boolean dlab = (lcr & LCR_DLAB) != 0;
+        switch ((int) offset) {
+            case RBR_THR:
+                return dlab ? divisor & 0xff : readRbr();
+            case IER:
+                return dlab ? (divisor >> 8) & 0xff : ier;
+            case IIR_FCR:
+                return readIir();
+            case LCR:
+                return lcr;
+            case MCR:
+                return mcr;
+            case LSR:
+                return readLsr();
+            case MSR:
+                return readMsr();
+            default:
+                return scr;
+        }
+    }
+
+    @Override
+    public synchronized void write(long offset, int size, long value) {
+        if (!LegacyIo.byteAccess(offset, size, LENGTH)) {
+            return;
+        }
+        int v = (int) value & 0xff;
+        boolean dlab = (lcr & LCR_DLAB) != 0;
+        switch ((int) offset) {
+            case RBR_THR -> {
+                if (dlab) {
+                    divisor = (divisor & 0xff00) | v;
+                } else {
+                    writeThr(v);
+                }
+            }
+            case IER -> {
+                if (dlab) {
+                    divisor = (divisor & 0xff) | (v << 8);
+                } else {
+                    writeIer(v);
+                }
+            }
+            case IIR_FCR -> writeFcr(v);
+            case LCR -> lcr = v;
+            case MCR -> writeMcr(v);
+            case SCR -> scr = v;
+            default -> {} // LSR and MSR are read-only
+        }
+    }
+
+    /**
+     * Queues host input for the guest, as if typed. Never drops and never blocks: what the receive
+     * FIFO cannot take yet waits in memory until the guest reads. For a stream, prefer the
+     * constructor's {@code InputStream}, which applies back-pressure instead.
+     */
+    public synchronized void enqueueInput(byte[] bytes) {
+        if (closed) {
+            return;
+        }
+        pending.push(bytes, 0, bytes.length);
+        admitInput();
+        updateIrq();
+    }
+
+    /** Waits until every byte the guest transmitted so far has been written to the output stream and flushed. */
+    public void drainOutput() throws InterruptedException {
+        if (out != null) {
+            out.drain();
+        }
+    }
+
+    /** The divisor latch (DLM:DLL): the guest's baud rate is 115200 / divisor. */
+    public synchronized int divisor() {
+        return divisor;
+    }
+
+    /** Whether the IRQ line is currently asserted. */
+    public synchronized boolean interruptAsserted() {
+        return irqLevel;
+    }
+
+    /**
+     * Stops the input thread and flushes queued output (waiting a few seconds at most for a stuck
+     * stream). The streams are not closed: they belong to the caller. A reader blocked in a
+     * {@code read} that ignores interrupts (such as {@code System.in}) leaves as soon as that read
+     * returns, without delivering what it read.
+     */
+    @Override
+    public void close() {
+        if (out != null) {
+            out.close(); // first: releases a vCPU waiting for buffer room while holding this device's lock
+        }
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            notifyAll();
+        }
+        if (reader != null) {
+            reader.interrupt();
+            LegacyIo.join(reader, 500);
+        }
+    }
+
+    // ---- receive side
+
+    private int rxCapacity() {
+        if ((fcr & FCR_ENABLE) == 0) {
+            return 1;
+        }
+        return fifo64 ? 64 : 16;
+    }
+
+    private int triggerLevel() {
+        return (fifo64 ? TRIGGER_64 : TRIGGER_16)[(fcr >> 6) & 3];
+    }
+
+    private boolean loopback() {
+        return (mcr & MCR_LOOP) != 0;
+    }
+
+    /** Moves host input waiting in the queue into the FIFO as far as it has room; wakes the reader. */
+    private void admitInput() {
+        if (!loopback()) {
+            while (!pending.isEmpty() && rx.size() < rxCapacity()) {
+                rx.push(pending.pop());
+            }
+        }
+        if (!rx.isEmpty()) {
+            lsr |= LSR_DR;
+        }
+        notifyAll();
+    }
+
+    private int readRbr() {
+        int b = rx.pop();
+        if (rx.isEmpty()) {
+            lsr &= ~LSR_DR;
+        }
+        admitInput();
+        updateIrq();
+        return Math.max(b, 0);
+    }
+
+    /** The reader thread: stream bytes enter the FIFO only when it has room, so none is lost. */
+    private void readInput() {
+        byte[] buf = new byte[1024];
+        try {
+            while (true) {
+                int n = in.read(buf);
+                if (n < 0 || !deliverFromStream(buf, n)) {
+                    return;
+                }
+            }
+        } catch (InterruptedIOException e) {
+            // close() interrupted a read that supports it
+        } catch (IOException e) {
+            synchronized (this) {
+                if (!closed) {
+                    LOG.log(Level.WARNING, name + ": input stream failed, no more input: " + e);
+                }
+            }
+        }
+    }
+
+    private synchronized boolean deliverFromStream(byte[] buf, int n) {
+        int i = 0;
+        while (i < n) {
+            while (!closed && (loopback() || !pending.isEmpty() || rx.size() >= rxCapacity())) {
+                try {
+                    wait();
+                } catch (InterruptedException e) {
+                    return false;
+                }
+            }
+            if (closed) {
+                return false;
+            }
+            while (i < n && rx.size() < rxCapacity()) {
+                rx.push(buf[i++]);
+            }
+            lsr |= LSR_DR;
+            updateIrq();
+        }
+        return true;
+    }
+
+    // ---- transmit side
+
+    private void writeThr(int v) {
+        thrInterruptPending = false;
+        lsr &= ~(LSR_THRE | LSR_TEMT);
+        updateIrq();
+        if (loopback()) {
+            if (rx.size() >= rxCapacity()) {
+                lsr |= LSR_OE;
+            } else {
+                rx.push(v);
+                lsr |= LSR_DR;
+            }
+        } else if (out != null && !closed) {
+            out.put(v);
+        }
+        lsr |= LSR_THRE | LSR_TEMT;
+        thrInterruptPending = true;
+        updateIrq();
+    }
+
+    // ---- control registers
+
+    private void writeIer(int v) {
+        int changed = (ier ^ v) & 0x0f;
+        ier = v & 0x0f;
+        if ((changed & IER_THRI) != 0) {
+            // enabling THRI with THR empty raises the interrupt at once (Bochs, QEMU; Windows needs it)
+            thrInterruptPending = (ier & IER_THRI) != 0 && (lsr & LSR_THRE) != 0;
+        }
+        if (changed != 0) {
+            updateIrq();
+        }
+    }
+
+    private void writeFcr(int v) {
+        if (((v ^ fcr) & FCR_ENABLE) != 0) {
+            v |= FCR_CLEAR_RX | FCR_CLEAR_TX;
+        }
+        if ((v & FCR_CLEAR_RX) != 0) {
+            rx.clear();
+            lsr &= ~(LSR_DR | LSR_BI);
+        }
+        if ((v & FCR_CLEAR_TX) != 0) {
+            lsr |= LSR_THRE | LSR_TEMT;
+            thrInterruptPending = true;
+        }
+        if ((lcr & LCR_DLAB) != 0) {
+            fifo64 = (v & FCR_FIFO64) != 0; // 16750: bit 5 is writable only with DLAB set
+        }
+        fcr = v & 0xc9;
+        admitInput();
+        updateIrq();
+    }
+
+    private void writeMcr(int v) {
+        mcr = v & 0x1f;
+        int lines = modemLines();
+        int old = msr & 0xf0;
+        int delta = 0;
+        if (((old ^ lines) & MSR_CTS) != 0) {
+            delta |= MSR_DCTS;
+        }
+        if (((old ^ lines) & MSR_DSR) != 0) {
+            delta |= MSR_DDSR;
+        }
+        if ((old & MSR_RI) != 0 && (lines & MSR_RI) == 0) {
+            delta |= MSR_TERI;
+        }
+        if (((old ^ lines) & MSR_DCD) != 0) {
+            delta |= MSR_DDCD;
+        }
+        msr = (msr & 0x0f) | delta | lines;
+        admitInput();
+        updateIrq();
+    }
+
+    /** The modem status inputs: looped back from MCR, or a connected host (CTS, DSR, DCD). */
+    private int modemLines() {
+        if (!loopback()) {
+            return MSR_CTS | MSR_DSR | MSR_DCD;
+        }
+        int lines = 0;
+        if ((mcr & MCR_RTS) != 0) {
+            lines |= MSR_CTS;
+        }
+        if ((mcr & MCR_DTR) != 0) {
+            lines |= MSR_DSR;
+        }
+        if ((mcr & MCR_OUT1) != 0) {
+            lines |= MSR_RI;
+        }
+        if ((mcr & MCR_OUT2) != 0) {
+            lines |= MSR_DCD;
+        }
+        return lines;
+    }
+
+    private int readLsr() {
+        int v = lsr;
+        if ((lsr & (LSR_OE | LSR_BI)) != 0) {
+            lsr &= ~(LSR_OE | LSR_BI);
+            updateIrq();
+        }
+        return v;
+    }
+
+    private int readMsr() {
+        int v = msr;
+        if ((msr & 0x0f) != 0) {
+            msr &= 0xf0;
+            updateIrq();
+        }
+        return v;
+    }
+
+    // ---- interrupts
+
+    /** The interrupt identification (low 4 bits of IIR) of the highest-priority pending cause. */
+    private int pendingCause() {
+        if ((ier & IER_RLSI) != 0 && (lsr & LSR_ERRORS) != 0) {
+            return IIR_RLSI;
+        }
+        if ((ier & IER_RDI) != 0 && (lsr & LSR_DR) != 0) {
+            boolean fifo = (fcr & FCR_ENABLE) != 0;
+            return fifo && rx.size() < triggerLevel() ? IIR_CTI : IIR_RDI;
+        }
+        if ((ier & IER_THRI) != 0 && thrInterruptPending) {
+            return IIR_THRI;
+        }
+        if ((ier & IER_MSI) != 0 && (msr & 0x0f) != 0) {
+            return IIR_MSI;
+        }
+        return IIR_NO_INT;
+    }
+
+    private int readIir() {
+        int cause = pendingCause();
+        int v = cause;
+        if ((fcr & FCR_ENABLE) != 0) {
+            v |= IIR_FIFO_ENABLED | (fifo64 ? IIR_FIFO64 : 0);
+        }
+        if (cause == IIR_THRI) {
+            thrInterruptPending = false;
+            updateIrq();
+        }
+        return v;
+    }
+
+    private void updateIrq() {
+        boolean level = pendingCause() != IIR_NO_INT;
+        if (level != irqLevel) {
+            irqLevel = level;
+            irq.set(level);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return String.format("%s (16550A at 0x%x, irq %d)", name, base, irq.gsi());
+    }
+}

@@ -1,0 +1,78 @@
+package dev.kindling.devices.legacy;
+
+import dev.kindling.irq.IrqLine;
+import java.util.ArrayList;
+import java.util.List;
+
+/** An IrqLine that records what devices do to it: "1"/"0" for set(true/false), "P" for pulse(). */
+final class RecordingLine implements IrqLine {
+    private final int gsi;
+    private final List<String> events = new ArrayList<>();
+    private boolean level;
+    private int pulses;
+
+    RecordingLine(int gsi) {
+        this.gsi = gsi;
+    }
+
+    @Override
+    public int gsi() {
+        return gsi;
+    }
+
+    @Override
+    public synchronized void pulse() {
+        pulses++;
+        events.add("P");
+        notifyAll();
+    }
+
+    @Override
+    public synchronized void set(boolean l) {
+        level = l;
+        events.add(l ? "1" : "0");
+        notifyAll();
+    }
+
+    synchronized boolean level() {
+        return level;
+    }
+
+    synchronized int pulses() {
+        return pulses;
+    }
+
+    synchronized List<String> events() {
+        return List.copyOf(events);
+    }
+
+    synchronized void clear() {
+        events.clear();
+    }
+
+    /** Waits until the line is at {@code want}; false on timeout. */
+    synchronized boolean awaitLevel(boolean want, long millis) throws InterruptedException {
+        long end = System.currentTimeMillis() + millis;
+        while (level != want) {
+            long left = end - System.currentTimeMillis();
+            if (left <= 0) {
+                return false;
+            }
+            wait(left);
+        }
+        return true;
+    }
+
+    /** Waits until at least {@code n} pulses happened; false on timeout. */
+    synchronized boolean awaitPulses(int n, long millis) throws InterruptedException {
+        long end = System.currentTimeMillis() + millis;
+        while (pulses < n) {
+            long left = end - System.currentTimeMillis();
+            if (left <= 0) {
+                return false;
+            }
+            wait(left);
+        }
+        return true;
+    }
+}

@@ -1,5 +1,11 @@
-/** Kindling's device models. */
+/** Kindling's device models and the microvm machine built from them. */
 module dev.kindling.devices {
     requires transitive dev.kindling.core;
+    requires transitive dev.kindling.kvm;
+    requires com.fasterxml.jackson.databind;
+
     exports dev.kindling.devices.legacy;
+    exports dev.kindling.microvm;
+
+    opens dev.kindling.microvm to com.fasterxml.jackson.databind;
 }

@@ -1,0 +1,28 @@
+package dev.kindling.cli;
+
+import java.io.PrintStream;
+import java.util.List;
+
+/** {@code kindling bench exits|boot}. */
+final class Bench {
+    private Bench() {}
+
+    static int run(List<String> argv, PrintStream out) throws Exception {
+        if (argv.isEmpty()) {
+            throw new UsageException("bench needs a benchmark: exits or boot");
+        }
+        List<String> rest = argv.subList(1, argv.size());
+        return switch (argv.getFirst()) {
+            case "exits" -> ExitBench.run(rest, out);
+            case "boot" -> BootBench.run(rest, out);
+            default -> throw new UsageException("unknown benchmark '" + argv.getFirst() + "'");
+        };
+    }
+
+    static double median(double[] values) {
+        double[] v = values.clone();
+        java.util.Arrays.sort(v);
+        int n = v.length;
+        return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    }
+}

@@ -1,0 +1,60 @@
+package dev.kindling.cli;
+
+import dev.kindling.microvm.ConfigException;
+import dev.kindling.boot.BootException;
+import dev.kindling.sys.SyscallException;
+import java.io.PrintStream;
+import java.util.List;
+
+/** The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot}, {@code demo}. */
+public final class Kindling {
+    private static final String USAGE = """
+            usage: kindling probe
+                   kindling run --kernel PATH [--initrd PATH] [--cmdline STR] [--mem MIB] [--vcpus N]
+                                [--pic on|off|auto] [--pit on|off|auto] [--rtc on|off|auto] [--isa-serial on|off]
+                                [--irqchip split|kernel] [--config FILE.json] [--timeout SECONDS] [--print-io-map]
+                   kindling bench exits [--iterations N] [--runs N]
+                   kindling bench boot [--runs N]
+                   kindling demo""";
+
+    private Kindling() {}
+
+    public static void main(String[] args) {
+        System.exit(run(List.of(args), System.out, System.err));
+    }
+
+    static int run(List<String> args, PrintStream out, PrintStream err) {
+        if (args.isEmpty()) {
+            err.println(USAGE);
+            return 64;
+        }
+        List<String> rest = args.subList(1, args.size());
+        try {
+            return switch (args.getFirst()) {
+                case "probe" -> Probe.run(rest, out);
+                case "run" -> RunCommand.run(rest, out, err);
+                case "bench" -> Bench.run(rest, out);
+                case "demo" -> Demo.run(rest, out, err);
+                case "help", "--help", "-h" -> {
+                    out.println(USAGE);
+                    yield 0;
+                }
+                default -> throw new UsageException("unknown command '" + args.getFirst() + "'");
+            };
+        } catch (UsageException e) {
+            err.println("kindling: " + e.getMessage());
+            err.println(USAGE);
+            return 64;
+        } catch (ConfigException | BootException | SyscallException e) {
+            err.println("kindling: " + e.getMessage());
+            return 1;
+        } catch (InterruptedException e) {
+            err.println("kindling: interrupted");
+            return 130;
+        } catch (Exception e) {
+            err.println("kindling: " + e);
+            e.printStackTrace(err);
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,8 @@
+package dev.kindling.cli;
+
+/** Bad command-line arguments: the message is printed with the usage. */
+final class UsageException extends RuntimeException {
+    UsageException(String message) {
+        super(message);
+    }
+}

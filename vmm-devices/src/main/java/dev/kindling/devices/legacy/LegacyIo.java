@@ -19,7 +19,7 @@ final class LegacyIo {
 
     /** What a read the device does not decode returns: all ones, as an undriven ISA bus does. */
     static long unclaimed(int size) {
-        return size >= 1 && size <= 8 ? Device.ones(size) : -1L;
+        return size <= 0 ? 0 : Device.ones(size);
     }
 
     /** True for an access of one byte inside {@code [0, length)}: the only kind 8-bit ISA chips decode. */

@@ -1,6 +1,8 @@
 package dev.kindling.devices.legacy;
 
 import dev.kindling.device.Device;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
@@ -17,7 +19,7 @@ final class LegacyIo {
 
     /** What a read the device does not decode returns: all ones, as an undriven ISA bus does. */
     static long unclaimed(int size) {
-        return size >= 1 && size <= 8 ? Device.ones(size) : -1L;
+        return size <= 0 ? 0 : Device.ones(size);
     }
 
     /** True for an access of one byte inside {@code [0, length)}: the only kind 8-bit ISA chips decode. */
@@ -49,17 +51,30 @@ final class LegacyIo {
         return (value / div) * mul + ((value % div) * mul + div - 1) / div;
     }
 
-    /** A single daemon thread for timers; tasks cancelled are removed at once so none linger. */
+    /**
+     * A single daemon thread for timers; cancelled tasks are removed at once so none linger.
+     * {@link #shutdown} ends its thread for good.
+     */
     static ScheduledExecutorService timerThread(String name) {
-        ScheduledThreadPoolExecutor ex = new ScheduledThreadPoolExecutor(1, r -> {
-            Thread t = new Thread(r, name);
-            t.setDaemon(true);
-            return t;
-        });
-        ex.setRemoveOnCancelPolicy(true);
-        ex.setExecuteExistingDelayedTasksAfterShutdownPolicy(false);
-        ex.setContinueExistingPeriodicTasksAfterShutdownPolicy(false);
-        return ex;
+        return new DaemonTimer(name);
+    }
+
+    /** A one-thread scheduler that remembers its thread, so that shutting it down can wait for the thread to end. */
+    private static final class DaemonTimer extends ScheduledThreadPoolExecutor {
+        private final List<Thread> threads = new CopyOnWriteArrayList<>();
+
+        DaemonTimer(String name) {
+            super(1);
+            setThreadFactory(r -> {
+                Thread t = new Thread(r, name);
+                t.setDaemon(true);
+                threads.add(t);
+                return t;
+            });
+            setRemoveOnCancelPolicy(true);
+            setExecuteExistingDelayedTasksAfterShutdownPolicy(false);
+            setContinueExistingPeriodicTasksAfterShutdownPolicy(false);
+        }
     }
 
     /** Starts a daemon thread. */
@@ -70,16 +85,28 @@ final class LegacyIo {
         return t;
     }
 
-    /** Stops an executor and waits briefly for a running task to finish. */
+    /**
+     * Stops an executor and waits (a second at most) for its running task to finish and, for a
+     * {@link #timerThread}, for the thread to end. Called from the executor's own thread, it does not wait.
+     */
     static void shutdown(ExecutorService ex) {
         if (ex == null) {
             return;
         }
         ex.shutdownNow();
+        if (ex instanceof DaemonTimer timer && timer.threads.contains(Thread.currentThread())) {
+            return;
+        }
         try {
             ex.awaitTermination(1, TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+            return;
+        }
+        if (ex instanceof DaemonTimer timer) {
+            for (Thread t : timer.threads) {
+                join(t, 1_000);
+            }
         }
     }
 

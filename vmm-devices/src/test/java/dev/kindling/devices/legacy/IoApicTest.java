@@ -1,0 +1,257 @@
+package dev.kindling.devices.legacy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+@Timeout(10)
+class IoApicTest {
+    record Msi(int pin, long address, int data) {}
+
+    record Route(int pin, long address, int data, boolean masked) {}
+
+    private final List<Msi> sent = new ArrayList<>();
+    private final List<Route> routes = new ArrayList<>();
+    private final IoApic ioapic = new IoApic("ioapic", 0, new MsiSink() {
+        @Override
+        public void deliver(long address, int data) {
+            throw new AssertionError("the pin variant is the one called");
+        }
+
+        @Override
+        public void deliver(int pin, long address, int data) {
+            synchronized (sent) {
+                sent.add(new Msi(pin, address, data));
+                sent.notifyAll();
+            }
+        }
+
+        @Override
+        public void routeChanged(int pin, long address, int data, boolean masked) {
+            routes.add(new Route(pin, address, data, masked));
+        }
+    });
+
+    @AfterEach
+    void close() {
+        ioapic.close();
+    }
+
+    private int readReg(int reg) {
+        ioapic.write(0x00, 4, reg);
+        return (int) ioapic.read(0x10, 4);
+    }
+
+    private void writeReg(int reg, int value) {
+        ioapic.write(0x00, 4, reg);
+        ioapic.write(0x10, 4, value & 0xffffffffL);
+    }
+
+    private void program(int pin, long entry) {
+        writeReg(0x11 + 2 * pin, (int) (entry >>> 32));
+        writeReg(0x10 + 2 * pin, (int) entry);
+    }
+
+    private int sentCount() {
+        synchronized (sent) {
+            return sent.size();
+        }
+    }
+
+    @Test
+    void identificationRegisters() {
+        assertThat(readReg(0x01)).isEqualTo(0x00170020);
+        assertThat(readReg(0x00)).isZero();
+        writeReg(0x00, 0x0a000000);
+        assertThat(readReg(0x00)).isEqualTo(0x0a000000);
+        assertThat(readReg(0x02)).isEqualTo(0x0a000000);
+        writeReg(0x01, 0); // read-only
+        assertThat(readReg(0x01)).isEqualTo(0x00170020);
+        ioapic.write(0x00, 4, 0x01);
+        assertThat(ioapic.read(0x00, 4)).isEqualTo(0x01);
+        assertThat(readReg(0x40)).isZero(); // beyond the table: reserved
+    }
+
+    @Test
+    void allPinsStartMasked() {
+        for (int pin = 0; pin < IoApic.PINS; pin++) {
+            assertThat(readReg(0x10 + 2 * pin)).isEqualTo(0x00010000);
+            assertThat(readReg(0x11 + 2 * pin)).isZero();
+        }
+        ioapic.line(4).pulse();
+        ioapic.line(9).set(true);
+        assertThat(sent).isEmpty();
+    }
+
+    @Test
+    void edgePinSendsItsMessage() {
+        program(4, 0x01000000_00000024L); // dest 1, physical, fixed, edge, vector 0x24
+        // high dword first (still masked), then the low one
+        assertThat(routes).containsExactly(new Route(4, 0xfee01000L, 0, true), new Route(4, 0xfee01000L, 0x24, false));
+        ioapic.line(4).pulse();
+        assertThat(sent).containsExactly(new Msi(4, 0xfee01000L, 0x24));
+        ioapic.line(4).set(true);
+        ioapic.line(4).set(true); // no new edge
+        assertThat(sent).hasSize(2);
+        assertThat(readReg(0x18) & (1 << 14)).isZero(); // no Remote IRR for edges
+    }
+
+    @Test
+    void logicalLowestPriorityMessage() {
+        // vector 0x31, lowest priority, logical destination 0x0f
+        program(7, 0x0f000000_00000000L | 0x31 | 1 << 8 | 1 << 11);
+        ioapic.line(7).pulse();
+        assertThat(sent).containsExactly(new Msi(7, 0xfee0f004L, 0x131));
+        assertThat(ioapic.message(7)).isEqualTo(0xfee0f004L << 32 | 0x131);
+    }
+
+    @Test
+    void extendedDestinationIdGoesToAddressBits5To11() {
+        program(3, 0x02000000_00000040L | 0x05L << 49);
+        ioapic.line(3).pulse();
+        assertThat(sent).containsExactly(new Msi(3, 0xfee020a0L, 0x40));
+    }
+
+    @Test
+    void maskedEdgesAreDropped() {
+        program(5, 0x00000000_00010035L); // masked
+        ioapic.line(5).pulse();
+        program(5, 0x00000000_00000035L); // unmask: the edge was not latched
+        assertThat(sent).isEmpty();
+        ioapic.line(5).pulse();
+        assertThat(sent).hasSize(1);
+    }
+
+    @Test
+    void levelPinRemoteIrrEoiAndRedelivery() {
+        program(9, 0x00000000_00008029L); // level, vector 0x29
+        ioapic.line(9).set(true);
+        assertThat(sent).containsExactly(new Msi(9, 0xfee00000L, 0x8029));
+        assertThat(readReg(0x10 + 18) & (1 << 14)).isNotZero(); // Remote IRR
+        ioapic.line(9).set(true);
+        assertThat(sent).hasSize(1); // held back by Remote IRR
+        ioapic.endOfInterrupt(0x30); // another vector: nothing
+        assertThat(sent).hasSize(1);
+        ioapic.endOfInterrupt(0x29); // still asserted: again
+        assertThat(sent).hasSize(2);
+        ioapic.line(9).set(false);
+        ioapic.endOfInterrupt(0x29);
+        assertThat(sent).hasSize(2);
+        assertThat(readReg(0x10 + 18) & (1 << 14)).isZero();
+        ioapic.line(9).set(true);
+        assertThat(sent).hasSize(3);
+    }
+
+    @Test
+    void eoiRegisterDoesWhatTheEoiExitDoes() {
+        program(10, 0x00000000_00008050L);
+        ioapic.line(10).set(true);
+        ioapic.write(0x40, 4, 0x50);
+        assertThat(sent).hasSize(2);
+    }
+
+    @Test
+    void maskedLevelPinDeliversWhenUnmasked() {
+        program(11, 0x00000000_00018061L); // masked, level
+        ioapic.line(11).set(true);
+        assertThat(sent).isEmpty();
+        program(11, 0x00000000_00008061L);
+        assertThat(sent).containsExactly(new Msi(11, 0xfee00000L, 0x8061));
+    }
+
+    @Test
+    void readOnlyBitsIgnoreWrites() {
+        program(12, 0x00000000_00008070L);
+        writeReg(0x10 + 24, 0x0000d070); // level, and tries to set delivery status and Remote IRR
+        assertThat(readReg(0x10 + 24) & (1 << 12 | 1 << 14)).isZero();
+        ioapic.line(12).set(true);
+        assertThat(readReg(0x10 + 24) & (1 << 14)).isNotZero();
+        writeReg(0x10 + 24, 0x00008070); // rewriting keeps Remote IRR
+        assertThat(readReg(0x10 + 24) & (1 << 14)).isNotZero();
+        writeReg(0x10 + 24, 0x00000070); // turning the pin to edge drops it
+        assertThat(readReg(0x10 + 24) & (1 << 14)).isZero();
+    }
+
+    @Test
+    void aGuestThatNeverAcknowledgesGetsOneInterrupt() throws Exception {
+        program(9, 0x00000000_00008029L);
+        ioapic.line(9).set(true);
+        Thread.sleep(50);
+        assertThat(sent).hasSize(1);
+        assertThat(Thread.getAllStackTraces().keySet().stream().anyMatch(t -> t.getName().startsWith("ioapic")))
+                .isFalse();
+    }
+
+    @Test
+    void anEoiStormIsSlowedDown() throws Exception {
+        List<Long> times = new ArrayList<>();
+        try (IoApic apic = new IoApic((address, data) -> {
+            synchronized (times) {
+                times.add(System.nanoTime());
+                times.notifyAll();
+            }
+        })) {
+            apic.write(0x00, 4, 0x10 + 18);
+            apic.write(0x10, 4, 0x8029); // pin 9: level, vector 0x29
+            apic.line(9).set(true);
+            // a guest that EOIs without quietening the device: each EOI re-delivers at once...
+            for (int i = 1; i < IoApic.STORM_LIMIT; i++) {
+                apic.endOfInterrupt(0x29);
+            }
+            synchronized (times) {
+                assertThat(times).hasSize(IoApic.STORM_LIMIT);
+            }
+            // ...until the limit: then the next delivery comes from the timer 10 ms later
+            long before = System.nanoTime();
+            apic.endOfInterrupt(0x29);
+            apic.endOfInterrupt(0x29); // Remote IRR is clear until then: nothing to do
+            synchronized (times) {
+                long end = System.currentTimeMillis() + 2000;
+                while (times.size() == IoApic.STORM_LIMIT && System.currentTimeMillis() < end) {
+                    times.wait(100);
+                }
+                assertThat(times).hasSize(IoApic.STORM_LIMIT + 1);
+                assertThat(times.get(IoApic.STORM_LIMIT) - before).isGreaterThanOrEqualTo(9_000_000L);
+            }
+            Thread.sleep(30); // and nothing more without another EOI
+            synchronized (times) {
+                assertThat(times).hasSize(IoApic.STORM_LIMIT + 1);
+            }
+            apic.endOfInterrupt(0x29); // the count started again: immediate
+            synchronized (times) {
+                assertThat(times).hasSize(IoApic.STORM_LIMIT + 2);
+            }
+        }
+    }
+
+    @Test
+    void invalidAccessesAreIgnored() {
+        program(1, 0x00000000_00000021L);
+        assertThat(ioapic.read(0x10, 1)).isEqualTo(0xff);
+        assertThat(ioapic.read(0x10, 8)).isEqualTo(-1L);
+        assertThat(ioapic.read(0x20, 4)).isEqualTo(0xffffffffL);
+        assertThat(ioapic.read(0x40, 4)).isEqualTo(0xffffffffL);
+        ioapic.write(0x00, 4, 0x12);
+        ioapic.write(0x10, 2, 0x10000);
+        ioapic.write(0x14, 4, 0x10000);
+        ioapic.write(0x40, 1, 0x21);
+        assertThat(readReg(0x12)).isEqualTo(0x21);
+        assertThat(ioapic.busRanges()).singleElement()
+                .satisfies(r -> assertThat(r.base()).isEqualTo(0xfec00000L));
+    }
+
+    @Test
+    void defaultSinkMethodForwardsToTheFunctionalOne() {
+        List<Long> got = new ArrayList<>();
+        try (IoApic plain = new IoApic((address, data) -> got.add(address << 32 | data))) {
+            plain.write(0x00, 4, 0x10);
+            plain.write(0x10, 4, 0x30);
+            plain.line(0).pulse();
+        }
+        assertThat(got).containsExactly(0xfee00000L << 32 | 0x30);
+    }
+}

@@ -21,6 +21,7 @@ import java.util.concurrent.TimeUnit;
  */
 public final class TestGuests {
     public static final long RAM = 64L << 20;
+    private static boolean built;
 
     private TestGuests() {}
 
@@ -35,6 +36,9 @@ public final class TestGuests {
         Path guests = root().resolve("guests");
         assumeTrue(onPath("gcc") && onPath("make") && onPath("ld"),
                 "gcc, make and ld are needed to build the test guests (apt-get install gcc make binutils)");
+        if (built) {
+            return guests.resolve("out").resolve(name + ".elf");
+        }
         try {
             Process p = new ProcessBuilder("make", "-s", "-C", guests.toString()).redirectErrorStream(true).start();
             String out = new String(p.getInputStream().readAllBytes());
@@ -47,6 +51,7 @@ public final class TestGuests {
             Thread.currentThread().interrupt();
             throw new IllegalStateException(e);
         }
+        built = true;
         return guests.resolve("out").resolve(name + ".elf");
     }
 

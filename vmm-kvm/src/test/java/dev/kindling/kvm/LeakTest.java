@@ -12,6 +12,7 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 
 /** Creating and closing many VMs leaves no descriptor and no mapping behind. */
+@SuppressWarnings("try") // resources such as guest RAM are held open by try-with-resources, unreferenced
 class LeakTest {
     private static final int VMS = 200;
 

@@ -17,6 +17,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** Runs hand-assembled real-mode guests and checks the exact exits. */
+@SuppressWarnings("try") // resources such as guest RAM are held open by try-with-resources, unreferenced
 class VcpuRunTest {
     private Kvm kvm;
 
@@ -231,6 +232,46 @@ class VcpuRunTest {
             assertThat(exit.address()).isEqualTo(0x9010);
             assertThat(exit.data()).isEqualTo(8);
             assertThat(notify.read()).isEqualTo(1);
+        }
+    }
+
+    @Test
+    void constantKicksWhileShortLivedThreadsTakeTurnsRunning() throws Exception {
+        byte[] code = bytes(0xeb, 0xfe); // jmp $
+        try (Vm vm = kvm.createVm(); MemoryRegion ram = KvmTestSupport.ramWithCode(vm, code);
+                Vcpu vcpu = vm.createVcpu(0)) {
+            KvmTestSupport.startRealMode(vcpu, 0, 0);
+            java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
+            java.util.concurrent.atomic.AtomicLong kicks = new java.util.concurrent.atomic.AtomicLong();
+            Thread kicker = new Thread(() -> {
+                while (!done.get()) {
+                    vcpu.kick();
+                    kicks.incrementAndGet();
+                    Thread.onSpinWait();
+                }
+            }, "kicker");
+            kicker.start();
+            int interrupted = 0;
+            // Each runner binds itself to the vCPU and then dies: a kick must never reach a dead thread.
+            for (int t = 0; t < 40; t++) {
+                CompletableFuture<Integer> runner = new CompletableFuture<>();
+                Thread th = new Thread(() -> {
+                    int n = 0;
+                    for (int i = 0; i < 5; i++) {
+                        if (vcpu.run() instanceof VcpuExit.Interrupted) {
+                            n++;
+                        }
+                    }
+                    runner.complete(n);
+                }, "runner-" + t);
+                th.start();
+                interrupted += runner.get(10, TimeUnit.SECONDS);
+                th.join();
+            }
+            done.set(true);
+            kicker.join();
+            assertThat(interrupted).isEqualTo(200);
+            assertThat(kicks.get()).isGreaterThan(200);
         }
     }
 }

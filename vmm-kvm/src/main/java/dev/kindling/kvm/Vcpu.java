@@ -3,6 +3,7 @@ package dev.kindling.kvm;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
@@ -27,9 +28,16 @@ import java.util.concurrent.locks.LockSupport;
  * {@link VcpuExit.Io#data()}) become inaccessible on close instead of dangling.
  */
 public final class Vcpu implements AutoCloseable {
-    // Runner states. A kicker signals only in RUNNING, and the runner cannot leave RUNNING while a
-    // kicker holds KICKING, so pthread_kill never targets a thread that has left run() (or died).
-    private static final int IDLE = 0, ENTERING = 1, RUNNING = 2, KICKING = 3, CLOSED = 4;
+    // Runner states. A kicker signals only after moving RUNNING to KICKING, and the runner cannot
+    // return from run() until the kicker is done (KICKING, or LEAVING once the runner asked to go),
+    // so pthread_kill never targets a thread that has left run(), let alone one that has died.
+    // At most one signal per run: the kick signal is real-time, so signals would queue up and a
+    // stream of kicks could keep the runner busy in its signal handler forever. One is enough,
+    // because immediate_exit is set before it is sent.
+    //   runner: IDLE -> ENTERING -> RUNNING|KICKED -> (decode) -> IDLE, or KICKING -> LEAVING -> IDLE
+    //   kicker: RUNNING -> KICKING -> KICKED, or LEAVING -> IDLE
+    //   close:  IDLE -> CLOSED
+    private static final int IDLE = 0, ENTERING = 1, RUNNING = 2, KICKING = 3, KICKED = 4, LEAVING = 5, CLOSED = 6;
 
     private static final VarHandle RUN_BYTE = JAVA_BYTE.varHandle();
 
@@ -58,6 +66,7 @@ public final class Vcpu implements AutoCloseable {
     /** Written in ENTERING, read by kickers in KICKING. */
     private volatile long pthread;
 
+    @SuppressWarnings("restricted") // the mapping is ours and exactly this long; the arena bounds its life
     Vcpu(Vm vm, int id, Fd fd, Mapping mapping) {
         this.vm = vm;
         this.id = id;
@@ -89,11 +98,28 @@ public final class Vcpu implements AutoCloseable {
      * case it clears immediate_exit, so each kick ends exactly the run in progress or the next one.
      */
     public VcpuExit run() {
+        enter();
+        try {
+            int r = Libc.ioctlRaw(fdNumber, KvmIoctls.KVM_RUN, 0);
+            // Decoded before leave(): close() cannot unmap the page under us meanwhile.
+            if (r >= 0) {
+                return decode();
+            }
+            if (r == -Errno.EINTR) {
+                setImmediateExit(false);
+                return VcpuExit.INTERRUPTED;
+            }
+            throw new SyscallException("ioctl(KVM_RUN) on vcpu " + id, -r);
+        } finally {
+            leave();
+        }
+    }
+
+    private void enter() {
         if (!state.compareAndSet(IDLE, ENTERING)) {
             throw new IllegalStateException(state.get() == CLOSED ? "vcpu " + id + " is closed"
                     : "vcpu " + id + " is already running on another thread");
         }
-        int r;
         try {
             if (closeRequested) {
                 throw new IllegalStateException("vcpu " + id + " is closed");
@@ -104,31 +130,29 @@ public final class Vcpu implements AutoCloseable {
                 pthread = ThreadKick.prepareCurrentThread();
                 boundThread = t;
             }
-            // A volatile store (full fence): orders it before the kernel reads immediate_exit,
-            // pairing with kick(), which stores immediate_exit before it reads the state.
-            state.set(RUNNING);
-            r = Libc.ioctlRaw(fdNumber, KvmIoctls.KVM_RUN, 0);
-        } finally {
-            leave();
+        } catch (RuntimeException | Error e) {
+            state.set(IDLE); // kickers ignore ENTERING, so nobody else changed it
+            throw e;
         }
-        if (r < 0) {
-            if (r == -Errno.EINTR) {
-                setImmediateExit(false);
-                return VcpuExit.INTERRUPTED;
-            }
-            throw new SyscallException("ioctl(KVM_RUN) on vcpu " + id, -r);
-        }
-        return decode();
+        // A volatile store (full fence): orders it before the kernel reads immediate_exit,
+        // pairing with kick(), which stores immediate_exit before it reads the state.
+        state.set(RUNNING);
     }
 
     private void leave() {
-        // Back to IDLE, waiting out a kicker that is between its CAS and pthread_kill's return.
         while (true) {
             int s = state.get();
-            if (s == KICKING) {
-                Thread.onSpinWait();
-            } else if (state.compareAndSet(s, IDLE)) {
-                return;
+            if (s == RUNNING || s == KICKED) {
+                if (state.compareAndSet(s, IDLE)) {
+                    return;
+                }
+            } else if (s == KICKING) {
+                // Ask the kicker to hand over; waiting for RUNNING could starve under constant kicks.
+                state.compareAndSet(KICKING, LEAVING);
+            } else if (s == LEAVING) {
+                Thread.onSpinWait(); // the kicker sets IDLE once pthread_kill has returned
+            } else {
+                return; // IDLE: handed over by the kicker (or CLOSED right after)
             }
         }
     }
@@ -136,65 +160,49 @@ public final class Vcpu implements AutoCloseable {
     private VcpuExit decode() {
         MemorySegment p = run;
         int reason = p.get(JAVA_INT, KvmRun.EXIT_REASON);
-        // Constants are registered at class init, so this is an if chain; hottest first.
-        if (reason == KvmConstants.EXIT_IO) {
-            return new VcpuExit.Io(
+        return switch (reason) {
+            case KvmConstants.EXIT_IO -> new VcpuExit.Io(
                     p.get(JAVA_BYTE, KvmRun.IO_DIRECTION) == KvmConstants.EXIT_IO_OUT
                             ? VcpuExit.IoDirection.OUT : VcpuExit.IoDirection.IN,
-                    Short.toUnsignedInt(p.get(java.lang.foreign.ValueLayout.JAVA_SHORT, KvmRun.IO_PORT)),
+                    Short.toUnsignedInt(p.get(JAVA_SHORT, KvmRun.IO_PORT)),
                     Byte.toUnsignedInt(p.get(JAVA_BYTE, KvmRun.IO_SIZE)),
                     p.get(JAVA_INT, KvmRun.IO_COUNT),
                     p.get(JAVA_LONG, KvmRun.IO_DATA_OFFSET),
                     p);
-        }
-        if (reason == KvmConstants.EXIT_MMIO) {
-            int len = p.get(JAVA_INT, KvmRun.MMIO_LEN);
-            long data = p.get(JAVA_LONG, KvmRun.MMIO_DATA);
-            if (len < 8) {
-                data &= (1L << (8 * len)) - 1;
+            case KvmConstants.EXIT_MMIO -> {
+                int len = p.get(JAVA_INT, KvmRun.MMIO_LEN);
+                long data = p.get(JAVA_LONG, KvmRun.MMIO_DATA);
+                if (len < 8) {
+                    data &= (1L << (8 * len)) - 1;
+                }
+                yield new VcpuExit.Mmio(p.get(JAVA_LONG, KvmRun.MMIO_PHYS_ADDR), data, len,
+                        p.get(JAVA_BYTE, KvmRun.MMIO_IS_WRITE) != 0, p);
             }
-            return new VcpuExit.Mmio(p.get(JAVA_LONG, KvmRun.MMIO_PHYS_ADDR), data, len,
-                    p.get(JAVA_BYTE, KvmRun.MMIO_IS_WRITE) != 0, p);
-        }
-        if (reason == KvmConstants.EXIT_HLT) {
-            return VcpuExit.HLT;
-        }
-        if (reason == KvmConstants.EXIT_INTR) {
-            setImmediateExit(false);
-            return VcpuExit.INTERRUPTED;
-        }
-        if (reason == KvmConstants.EXIT_IRQ_WINDOW_OPEN) {
-            return VcpuExit.IRQ_WINDOW_OPEN;
-        }
-        if (reason == KvmConstants.EXIT_IOAPIC_EOI) {
-            return new VcpuExit.IoapicEoi(Byte.toUnsignedInt(p.get(JAVA_BYTE, KvmRun.EOI_VECTOR)));
-        }
-        if (reason == KvmConstants.EXIT_SHUTDOWN) {
-            return VcpuExit.SHUTDOWN;
-        }
-        if (reason == KvmConstants.EXIT_SYSTEM_EVENT) {
-            int n = Math.min(KvmRun.MAX_DATA, Math.max(0, p.get(JAVA_INT, KvmRun.SYSTEM_EVENT_NDATA)));
-            return new VcpuExit.SystemEvent(p.get(JAVA_INT, KvmRun.SYSTEM_EVENT_TYPE),
-                    p.get(JAVA_LONG, KvmRun.SYSTEM_EVENT_DATA), longs(p, KvmRun.SYSTEM_EVENT_DATA, n));
-        }
-        if (reason == KvmConstants.EXIT_INTERNAL_ERROR) {
-            int n = Math.min(KvmRun.MAX_DATA, Math.max(0, p.get(JAVA_INT, KvmRun.INTERNAL_NDATA)));
-            return new VcpuExit.InternalError(p.get(JAVA_INT, KvmRun.INTERNAL_SUBERROR),
-                    longs(p, KvmRun.INTERNAL_DATA, n));
-        }
-        if (reason == KvmConstants.EXIT_FAIL_ENTRY) {
-            return new VcpuExit.FailEntry(p.get(JAVA_LONG, KvmRun.FAIL_ENTRY_REASON), p.get(JAVA_INT, KvmRun.FAIL_ENTRY_CPU));
-        }
-        if (reason == KvmConstants.EXIT_EXCEPTION) {
-            return new VcpuExit.GuestException(p.get(JAVA_INT, KvmRun.EX_EXCEPTION), p.get(JAVA_INT, KvmRun.EX_ERROR_CODE));
-        }
-        if (reason == KvmConstants.EXIT_UNKNOWN) {
-            return new VcpuExit.Unknown(reason, p.get(JAVA_LONG, KvmRun.HW_EXIT_REASON));
-        }
-        return new VcpuExit.Unknown(reason, 0);
+            case KvmConstants.EXIT_HLT -> VcpuExit.HLT;
+            case KvmConstants.EXIT_INTR -> {
+                setImmediateExit(false);
+                yield VcpuExit.INTERRUPTED;
+            }
+            case KvmConstants.EXIT_IRQ_WINDOW_OPEN -> VcpuExit.IRQ_WINDOW_OPEN;
+            case KvmConstants.EXIT_IOAPIC_EOI -> new VcpuExit.IoapicEoi(Byte.toUnsignedInt(p.get(JAVA_BYTE, KvmRun.EOI_VECTOR)));
+            case KvmConstants.EXIT_SHUTDOWN -> VcpuExit.SHUTDOWN;
+            case KvmConstants.EXIT_SYSTEM_EVENT -> new VcpuExit.SystemEvent(p.get(JAVA_INT, KvmRun.SYSTEM_EVENT_TYPE),
+                    p.get(JAVA_LONG, KvmRun.SYSTEM_EVENT_DATA),
+                    longs(p, KvmRun.SYSTEM_EVENT_DATA, p.get(JAVA_INT, KvmRun.SYSTEM_EVENT_NDATA)));
+            case KvmConstants.EXIT_INTERNAL_ERROR -> new VcpuExit.InternalError(p.get(JAVA_INT, KvmRun.INTERNAL_SUBERROR),
+                    longs(p, KvmRun.INTERNAL_DATA, p.get(JAVA_INT, KvmRun.INTERNAL_NDATA)));
+            case KvmConstants.EXIT_FAIL_ENTRY -> new VcpuExit.FailEntry(p.get(JAVA_LONG, KvmRun.FAIL_ENTRY_REASON),
+                    p.get(JAVA_INT, KvmRun.FAIL_ENTRY_CPU));
+            case KvmConstants.EXIT_EXCEPTION -> new VcpuExit.GuestException(p.get(JAVA_INT, KvmRun.EX_EXCEPTION),
+                    p.get(JAVA_INT, KvmRun.EX_ERROR_CODE));
+            case KvmConstants.EXIT_UNKNOWN -> new VcpuExit.Unknown(reason, p.get(JAVA_LONG, KvmRun.HW_EXIT_REASON));
+            default -> new VcpuExit.Unknown(reason, 0);
+        };
     }
 
+    /** {@code n} words from the run page, {@code n} clamped to the array's capacity. */
     private static long[] longs(MemorySegment p, long at, int n) {
+        n = Math.min(KvmRun.MAX_DATA, Math.max(0, n));
         long[] v = new long[n];
         MemorySegment.copy(p, JAVA_LONG, at, v, 0, n);
         return v;
@@ -202,8 +210,8 @@ public final class Vcpu implements AutoCloseable {
 
     /**
      * Makes {@link #run()} return {@link VcpuExit#INTERRUPTED} soon: sets immediate_exit (so a run
-     * about to start returns at once) and signals the thread if it is inside KVM_RUN. Safe from any
-     * thread, any number of times, also after close.
+     * about to start returns at once) and signals the thread if it is inside run() and has not been
+     * signalled yet. Safe from any thread, any number of times, also after close.
      */
     public void kick() {
         if (state.get() == CLOSED) {
@@ -218,7 +226,9 @@ public final class Vcpu implements AutoCloseable {
             try {
                 ThreadKick.kick(pthread);
             } finally {
-                state.set(RUNNING);
+                if (!state.compareAndSet(KICKING, KICKED)) {
+                    state.set(IDLE); // the runner is LEAVING and waits for this
+                }
             }
         }
     }

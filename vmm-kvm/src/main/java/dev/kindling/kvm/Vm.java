@@ -59,6 +59,7 @@ public final class Vm implements AutoCloseable {
     private final List<Vcpu> vcpus = new ArrayList<>();
     /** Keeps the host memory of each slot reachable, so an automatic arena cannot free it under the guest. */
     private final Map<Integer, MemorySegment> slots = new HashMap<>();
+    private boolean closed;
 
     Vm(Fd fd, int vcpuMmapSize) {
         this.fd = fd;
@@ -310,9 +311,13 @@ public final class Vm implements AutoCloseable {
             run = Mapping.of(vcpuFd, 0, vcpuMmapSize, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED);
             Vcpu vcpu = new Vcpu(this, id, vcpuFd, run);
             synchronized (this) {
-                vcpus.add(vcpu);
+                if (!closed) {
+                    vcpus.add(vcpu);
+                    return vcpu;
+                }
             }
-            return vcpu;
+            vcpu.close(); // close() raced with us: it would not have seen this vCPU
+            throw new IllegalStateException(fd.what() + " is closed");
         } catch (RuntimeException e) {
             if (run != null) {
                 run.close();
@@ -335,6 +340,7 @@ public final class Vm implements AutoCloseable {
     public void close() {
         List<Vcpu> open;
         synchronized (this) {
+            closed = true;
             open = List.copyOf(vcpus);
         }
         RuntimeException failure = null;

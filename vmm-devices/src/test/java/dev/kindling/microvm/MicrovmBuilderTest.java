@@ -6,7 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import dev.kindling.boot.BootException;
 import dev.kindling.device.Device;
 import dev.kindling.kvm.platform.IrqchipMode;
-import dev.kindling.kvm.platform.TestGuests;
+import dev.kindling.kvm.testing.TestGuests;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -4,7 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kindling.device.Device;
 import dev.kindling.kvm.platform.IrqchipMode;
-import dev.kindling.kvm.platform.TestGuests;
+import dev.kindling.kvm.testing.TestGuests;
 import dev.kindling.machine.StopReason;
 import java.io.ByteArrayOutputStream;
 import java.nio.file.Files;

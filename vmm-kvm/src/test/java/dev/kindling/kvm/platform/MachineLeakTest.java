@@ -1,5 +1,6 @@
 package dev.kindling.kvm.platform;
 
+import dev.kindling.kvm.testing.TestGuests;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kindling.machine.Machine;

@@ -1,4 +1,6 @@
-package dev.kindling.kvm.platform;
+package dev.kindling.kvm.testing;
+
+import dev.kindling.kvm.platform.KvmPlatform;
 
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 

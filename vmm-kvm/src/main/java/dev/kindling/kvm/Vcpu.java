@@ -101,6 +101,10 @@ public final class Vcpu implements AutoCloseable {
         enter();
         try {
             int r = Libc.ioctlRaw(fdNumber, KvmIoctls.KVM_RUN, 0);
+            // An AP leaving wait-for-SIPI (INIT/SIPI from another vCPU) returns EAGAIN: enter again.
+            while (r == -Errno.EAGAIN) {
+                r = Libc.ioctlRaw(fdNumber, KvmIoctls.KVM_RUN, 0);
+            }
             // Decoded before leave(): close() cannot unmap the page under us meanwhile.
             if (r >= 0) {
                 return decode();

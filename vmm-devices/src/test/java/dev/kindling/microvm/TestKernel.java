@@ -1,0 +1,56 @@
+package dev.kindling.microvm;
+
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.kindling.kvm.testing.TestGuests;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * The Linux test kernel built by scripts/build-guest-kernel.sh: KINDLING_GUEST_DIR (set by
+ * scripts/test), else the script's cache if it is already built. Tests skip, with the command that
+ * builds it, when there is none.
+ */
+record TestKernel(Path vmlinux, Path bzImage, Path initramfs, String cmdline) {
+    static TestKernel locate() throws IOException, InterruptedException {
+        TestGuests.assumeKvm();
+        String dir = System.getenv("KINDLING_GUEST_DIR");
+        if (dir == null) {
+            Path script = TestGuests.root().resolve("scripts/build-guest-kernel.sh");
+            assumeTrue(Files.isExecutable(script), "no scripts/build-guest-kernel.sh");
+            Process p = new ProcessBuilder(script.toString(), "--print-dir").redirectError(ProcessBuilder.Redirect.DISCARD).start();
+            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
+            assumeTrue(p.waitFor() == 0 && !out.isEmpty(),
+                    "the Linux test kernel is not built: run scripts/build-guest-kernel.sh (scripts/test does)");
+            dir = out.lines().reduce((a, b) -> b).orElseThrow();
+        }
+        Path d = Path.of(dir);
+        Path cpio = d.resolve("initramfs.cpio");
+        return new TestKernel(d.resolve("vmlinux"), d.resolve("bzImage"),
+                Files.exists(cpio) ? cpio : d.resolve("initramfs.cpio.gz"), Files.readString(d.resolve("cmdline")).trim());
+    }
+
+    /** The command line for a quick test boot that powers off after reporting. */
+    String testCmdline() {
+        return cmdline + " quiet percpu_alloc=page kindling.action=poweroff";
+    }
+
+    /** The {@code KINDLING-<KEY> value} lines the test init prints. */
+    static Map<String, String> markers(String console) {
+        Map<String, String> m = new HashMap<>();
+        for (String line : console.lines().toList()) {
+            int at = line.indexOf("KINDLING-");
+            if (at < 0) {
+                continue;
+            }
+            String rest = line.substring(at + "KINDLING-".length()).strip();
+            int sp = rest.indexOf(' ');
+            m.put(sp < 0 ? rest : rest.substring(0, sp), sp < 0 ? "" : rest.substring(sp + 1));
+        }
+        return m;
+    }
+}

@@ -13,7 +13,8 @@ public final class Console extends OutputStream {
     public static final int CAPACITY = 1 << 20;
 
     private final OutputStream forward;
-    private final byte[] ring = new byte[CAPACITY];
+    /** Grows up to {@link #CAPACITY} as output arrives, so a quiet guest costs little memory. */
+    private byte[] ring = new byte[4096];
     private long written;
 
     Console(OutputStream forward) {
@@ -28,8 +29,11 @@ public final class Console extends OutputStream {
     @Override
     public void write(byte[] b, int off, int len) throws IOException {
         synchronized (this) {
+            if (written + len > ring.length && ring.length < CAPACITY) {
+                ring = java.util.Arrays.copyOf(ring, (int) Math.min(CAPACITY, Math.max(2L * ring.length, written + len)));
+            }
             for (int i = 0; i < len; i++) {
-                ring[(int) (written++ % CAPACITY)] = b[off + i];
+                ring[(int) (written++ % ring.length)] = b[off + i];
             }
             notifyAll();
         }
@@ -47,11 +51,11 @@ public final class Console extends OutputStream {
 
     /** Everything kept so far (the last {@link #CAPACITY} bytes), decoded as UTF-8. */
     public synchronized String text() {
-        int n = (int) Math.min(written, CAPACITY);
+        int n = (int) Math.min(written, ring.length);
         byte[] out = new byte[n];
         long start = written - n;
         for (int i = 0; i < n; i++) {
-            out[i] = ring[(int) ((start + i) % CAPACITY)];
+            out[i] = ring[(int) ((start + i) % ring.length)];
         }
         return new String(out, StandardCharsets.UTF_8);
     }

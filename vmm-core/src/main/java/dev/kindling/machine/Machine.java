@@ -135,7 +135,6 @@ public final class Machine implements AutoCloseable {
 
     private void vcpuLoop(VirtualCpu vcpu) {
         try {
-            vcpu.attachThread();
             while (true) {
                 synchronized (lock) {
                     while (pauseRequested && state == State.RUNNING) {
@@ -160,13 +159,9 @@ public final class Machine implements AutoCloseable {
             LOG.log(Level.ERROR, "vCPU " + vcpu.index() + " of " + name + " failed", t);
             end(new StopReason.HostError(vcpu.index(), t));
         } finally {
-            try {
-                vcpu.detachThread();
-            } finally {
-                synchronized (lock) {
-                    running--;
-                    lock.notifyAll();
-                }
+            synchronized (lock) {
+                running--;
+                lock.notifyAll();
             }
         }
     }

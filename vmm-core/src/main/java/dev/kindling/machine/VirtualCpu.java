@@ -13,20 +13,14 @@ public interface VirtualCpu extends AutoCloseable {
     /** Sets registers for the first instruction (the boot CPU's entry); before {@link #run()}. */
     void setBootState(BootCpuState state);
 
-    /** Called once on the thread that will call {@link #run()}, before the first run. */
-    void attachThread();
-
     /** Runs the guest until it is kicked or ends. */
     VcpuEvent run();
 
     /**
      * Makes a current or the next {@link #run()} return {@link VcpuEvent.Kicked} promptly. Safe to
-     * call at any time, including before the thread attached and after it left.
+     * call at any time, from any thread.
      */
     void kick();
-
-    /** Called on the vCPU thread when it has left {@link #run()} for good. */
-    void detachThread();
 
     @Override
     void close();

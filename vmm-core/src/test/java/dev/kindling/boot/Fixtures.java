@@ -14,6 +14,15 @@ import java.util.function.Consumer;
 
 /** Kernel images built in the tests: hand-made ELF and bzImage bytes, and gcc-built ELF files. */
 final class Fixtures {
+    /** The NUL-terminated string at {@code gpa}. */
+    static String cString(dev.kindling.memory.GuestMemory mem, long gpa) {
+        StringBuilder s = new StringBuilder();
+        for (long a = gpa; mem.read8(a) != 0; a++) {
+            s.append((char) mem.read8(a));
+        }
+        return s.toString();
+    }
+
     private Fixtures() {
     }
 

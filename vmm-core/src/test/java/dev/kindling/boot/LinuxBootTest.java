@@ -26,14 +26,6 @@ class LinuxBootTest {
         mem.close();
     }
 
-    private String cString(long gpa) {
-        StringBuilder s = new StringBuilder();
-        for (long a = gpa; mem.read8(a) != 0; a++) {
-            s.append((char) mem.read8(a));
-        }
-        return s.toString();
-    }
-
     @Test
     void zeroPageForBzImage() {
         byte[] image = Fixtures.bzImage(Fixtures.pattern(0x4000, 1));
@@ -71,7 +63,7 @@ class LinuxBootTest {
             assertThat(new E820Entry(mem.read64(e), mem.read64(e + 8), mem.read32(e + 16))).isEqualTo(expected.get(i));
         }
         assertThat(mem.read32(ZP + 0x2d0 + 20L * expected.size() + 16)).as("no further entry").isZero();
-        assertThat(cString(0x20000)).isEqualTo("console=ttyS0 reboot=k");
+        assertThat(Fixtures.cString(mem, 0x20000)).isEqualTo("console=ttyS0 reboot=k");
 
         assertThat(cpu.longMode()).isTrue();
         assertThat(cpu.regs().rip()).isEqualTo(0x100200);

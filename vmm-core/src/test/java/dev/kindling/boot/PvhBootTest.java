@@ -31,14 +31,6 @@ class PvhBootTest {
         mem.close();
     }
 
-    private String cString(long gpa) {
-        StringBuilder s = new StringBuilder();
-        for (long a = gpa; mem.read8(a) != 0; a++) {
-            s.append((char) mem.read8(a));
-        }
-        return s.toString();
-    }
-
     @Test
     void startInfoMemmapModuleAndCmdline() {
         byte[] initrd = Fixtures.pattern(10_000, 4);
@@ -71,7 +63,7 @@ class PvhBootTest {
         assertThat(mem.read(initrdAt, initrd.length)).isEqualTo(initrd);
         assertThat(PvhBoot.initrdPlacement(mem, kernel, 10_000)).isEqualTo(new AddressRange(initrdAt, 10_000));
 
-        assertThat(cString(0x20000)).isEqualTo("console=ttyS0 panic=-1 virtio_mmio.device=512@0xd0000000:5");
+        assertThat(Fixtures.cString(mem, 0x20000)).isEqualTo("console=ttyS0 panic=-1 virtio_mmio.device=512@0xd0000000:5");
 
         assertThat(cpu.longMode()).isFalse();
         assertThat(cpu.regs().rip()).isEqualTo(KERNEL + 0x100);

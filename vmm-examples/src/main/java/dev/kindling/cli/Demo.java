@@ -1,5 +1,6 @@
 package dev.kindling.cli;
 
+import java.io.InputStream;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.List;
@@ -11,7 +12,7 @@ import java.util.List;
 final class Demo {
     private Demo() {}
 
-    static int run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
+    static int run(List<String> argv, InputStream in, PrintStream out, PrintStream err) throws Exception {
         if (!argv.isEmpty()) {
             throw new UsageException("demo takes no arguments");
         }
@@ -19,6 +20,6 @@ final class Demo {
         err.println("kindling: booting " + k.vmlinux() + " (guest kernel code may run under KVM's instruction emulator here: allow 20-60 s)");
         List<String> run = new ArrayList<>(List.of("--kernel", k.vmlinux().toString(), "--initrd", k.initramfs().toString(),
                 "--mem", "128", "--cmdline", k.cmdline() + " quiet kindling.action=shell"));
-        return RunCommand.run(run, out, err);
+        return RunCommand.run(run, in, out, err);
     }
 }

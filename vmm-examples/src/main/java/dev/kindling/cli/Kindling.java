@@ -3,6 +3,7 @@ package dev.kindling.cli;
 import dev.kindling.microvm.ConfigException;
 import dev.kindling.boot.BootException;
 import dev.kindling.sys.SyscallException;
+import java.io.InputStream;
 import java.io.PrintStream;
 import java.util.List;
 
@@ -20,10 +21,10 @@ public final class Kindling {
     private Kindling() {}
 
     public static void main(String[] args) {
-        System.exit(run(List.of(args), System.out, System.err));
+        System.exit(run(List.of(args), System.in, System.out, System.err));
     }
 
-    static int run(List<String> args, PrintStream out, PrintStream err) {
+    static int run(List<String> args, InputStream in, PrintStream out, PrintStream err) {
         if (args.isEmpty()) {
             err.println(USAGE);
             return 64;
@@ -32,9 +33,9 @@ public final class Kindling {
         try {
             return switch (args.getFirst()) {
                 case "probe" -> Probe.run(rest, out);
-                case "run" -> RunCommand.run(rest, out, err);
+                case "run" -> RunCommand.run(rest, in, out, err);
                 case "bench" -> Bench.run(rest, out);
-                case "demo" -> Demo.run(rest, out, err);
+                case "demo" -> Demo.run(rest, in, out, err);
                 case "help", "--help", "-h" -> {
                     out.println(USAGE);
                     yield 0;

@@ -6,6 +6,7 @@ import dev.kindling.microvm.IoMapEntry;
 import dev.kindling.microvm.Microvm;
 import dev.kindling.microvm.MicrovmBuilder;
 import dev.kindling.microvm.OnOffAuto;
+import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -73,13 +74,13 @@ final class RunCommand {
         return b;
     }
 
-    static int run(List<String> argv, PrintStream out, PrintStream err) throws InterruptedException {
+    static int run(List<String> argv, InputStream in, PrintStream out, PrintStream err) throws InterruptedException {
         Args a = new Args(argv, OPTIONS, FLAGS);
         if (!a.has("kernel") && !a.has("config")) {
             throw new UsageException("run needs --kernel PATH or --config FILE");
         }
         int timeout = a.intValue("timeout", 0);
-        MicrovmBuilder b = configure(a).serialInput(System.in).serialOutput(out);
+        MicrovmBuilder b = configure(a).serialInput(in).serialOutput(out);
         try (Microvm vm = b.build()) {
             if (a.has("print-io-map")) {
                 for (IoMapEntry e : vm.ioMap()) {

@@ -7,17 +7,21 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
+import dev.kindling.sys.Ioctl;
 import dev.kindling.sys.Libc;
 import dev.kindling.sys.Mapping;
 import dev.kindling.sys.SyscallException;
 import dev.kindling.sys.ThreadKick;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
+import java.util.function.Consumer;
+import java.util.function.Function;
 
 /**
  * A virtual CPU. One thread at a time calls {@link #run()}; any thread may {@link #kick()} it. The
@@ -274,52 +278,46 @@ public final class Vcpu implements AutoCloseable {
 
     // ---- registers and state
 
-    public Regs getRegs() {
+    /** An ioctl that fills a {@code layout}-shaped struct, decoded by {@code decode}. */
+    private <T> T getStruct(Ioctl request, MemoryLayout layout, Function<MemorySegment, T> decode) {
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(KvmStructs.KVM_REGS);
-            Libc.ioctl(fd, KvmIoctls.KVM_GET_REGS, s);
-            return Regs.read(s);
+            MemorySegment s = a.allocate(layout);
+            Libc.ioctl(fd, request, s);
+            return decode.apply(s);
         }
+    }
+
+    /** An ioctl that takes a {@code layout}-shaped struct, filled by {@code encode}. */
+    private void setStruct(Ioctl request, MemoryLayout layout, Consumer<MemorySegment> encode) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(layout);
+            encode.accept(s);
+            Libc.ioctl(fd, request, s);
+        }
+    }
+
+    public Regs getRegs() {
+        return getStruct(KvmIoctls.KVM_GET_REGS, KvmStructs.KVM_REGS, Regs::read);
     }
 
     public void setRegs(Regs regs) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(KvmStructs.KVM_REGS);
-            regs.write(s);
-            Libc.ioctl(fd, KvmIoctls.KVM_SET_REGS, s);
-        }
+        setStruct(KvmIoctls.KVM_SET_REGS, KvmStructs.KVM_REGS, regs::write);
     }
 
     public Sregs getSregs() {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(KvmStructs.KVM_SREGS);
-            Libc.ioctl(fd, KvmIoctls.KVM_GET_SREGS, s);
-            return Sregs.read(s);
-        }
+        return getStruct(KvmIoctls.KVM_GET_SREGS, KvmStructs.KVM_SREGS, Sregs::read);
     }
 
     public void setSregs(Sregs sregs) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(KvmStructs.KVM_SREGS);
-            sregs.write(s);
-            Libc.ioctl(fd, KvmIoctls.KVM_SET_SREGS, s);
-        }
+        setStruct(KvmIoctls.KVM_SET_SREGS, KvmStructs.KVM_SREGS, sregs::write);
     }
 
     public Fpu getFpu() {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(KvmStructs.KVM_FPU);
-            Libc.ioctl(fd, KvmIoctls.KVM_GET_FPU, s);
-            return Fpu.read(s);
-        }
+        return getStruct(KvmIoctls.KVM_GET_FPU, KvmStructs.KVM_FPU, Fpu::read);
     }
 
     public void setFpu(Fpu fpu) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(KvmStructs.KVM_FPU);
-            fpu.write(s);
-            Libc.ioctl(fd, KvmIoctls.KVM_SET_FPU, s);
-        }
+        setStruct(KvmIoctls.KVM_SET_FPU, KvmStructs.KVM_FPU, fpu::write);
     }
 
     /** KVM_GET_MSRS for {@code indices}; fails naming the first MSR KVM would not read. */
@@ -385,19 +383,12 @@ public final class Vcpu implements AutoCloseable {
 
     /** KVM_GET_LAPIC (needs an in-kernel LAPIC). */
     public LapicState getLapic() {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(KvmStructs.KVM_LAPIC_STATE);
-            Libc.ioctl(fd, KvmIoctls.KVM_GET_LAPIC, s);
-            return new LapicState(s.toArray(JAVA_BYTE));
-        }
+        return getStruct(KvmIoctls.KVM_GET_LAPIC, KvmStructs.KVM_LAPIC_STATE, s -> new LapicState(s.toArray(JAVA_BYTE)));
     }
 
     public void setLapic(LapicState lapic) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(KvmStructs.KVM_LAPIC_STATE);
-            MemorySegment.copy(lapic.toBytes(), 0, s, JAVA_BYTE, 0, LapicState.SIZE);
-            Libc.ioctl(fd, KvmIoctls.KVM_SET_LAPIC, s);
-        }
+        setStruct(KvmIoctls.KVM_SET_LAPIC, KvmStructs.KVM_LAPIC_STATE,
+                s -> MemorySegment.copy(lapic.toBytes(), 0, s, JAVA_BYTE, 0, LapicState.SIZE));
     }
 
     public MpState getMpState() {

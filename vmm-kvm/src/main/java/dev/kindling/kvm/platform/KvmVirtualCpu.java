@@ -77,11 +77,6 @@ final class KvmVirtualCpu implements VirtualCpu {
     }
 
     @Override
-    public void attachThread() {
-        // Vcpu.run() registers the calling thread for kicks itself.
-    }
-
-    @Override
     public VcpuEvent run() {
         while (true) {
             injectExternalInterrupt();
@@ -222,11 +217,6 @@ final class KvmVirtualCpu implements VirtualCpu {
     @Override
     public void kick() {
         vcpu.kick();
-    }
-
-    @Override
-    public void detachThread() {
-        // nothing: the Vcpu keeps no per-thread state that outlives run()
     }
 
     @Override

@@ -1,6 +1,5 @@
 package dev.kindling.kvm.testing;
 
-import dev.kindling.kvm.platform.KvmPlatform;
 
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -8,12 +7,16 @@ import dev.kindling.boot.CmdLine;
 import dev.kindling.boot.DirectBoot;
 import dev.kindling.boot.MicrovmLayout;
 import dev.kindling.device.Device;
+import dev.kindling.kvm.Capability;
+import dev.kindling.kvm.Kvm;
+import dev.kindling.kvm.platform.KvmPlatform;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
 import dev.kindling.memory.GuestMemory;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -66,10 +69,19 @@ public final class TestGuests {
         return false;
     }
 
-    /** Skips the test, with the reason, when /dev/kvm cannot be used. */
+    /**
+     * Skips the test, with the reason, when /dev/kvm cannot be used or lacks a capability Kindling's
+     * machines need (irqfd, ioeventfd, immediate_exit, the split irqchip).
+     */
     public static void assumeKvm() {
         Path kvm = Path.of("/dev/kvm");
         assumeTrue(Files.isReadable(kvm) && Files.isWritable(kvm), "/dev/kvm is missing or not accessible: KVM tests skipped");
+        try (Kvm k = Kvm.open()) {
+            for (Capability c : List.of(Capability.IRQFD, Capability.IOEVENTFD, Capability.IMMEDIATE_EXIT,
+                    Capability.SPLIT_IRQCHIP)) {
+                assumeTrue(k.hasExtension(c), "/dev/kvm lacks " + c.macro() + ": KVM tests skipped");
+            }
+        }
     }
 
     /**

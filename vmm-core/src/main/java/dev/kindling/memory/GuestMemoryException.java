@@ -2,6 +2,8 @@ package dev.kindling.memory;
 
 /** A guest-physical access outside guest RAM, straddling two regions, or with an overflowing length. */
 public final class GuestMemoryException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
     private final long address;
     private final long length;
 

@@ -20,6 +20,7 @@ import java.lang.invoke.VarHandle;
  * failure into a {@link SyscallException} that names the call. Methods return raw ints; owning types
  * ({@link Fd}, {@link Mapping}, {@link EventFd}) sit on top.
  */
+@SuppressWarnings("restricted") // this class is where Kindling's native calls are bound
 public final class Libc {
     public static final int O_RDONLY = 0, O_RDWR = 2, O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800;
     public static final int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;

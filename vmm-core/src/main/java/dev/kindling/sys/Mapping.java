@@ -8,6 +8,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * unmaps exactly once. Accessing the segment after close is the caller's bug; owners close their
  * mappings only once every user of the segment has stopped.
  */
+@SuppressWarnings("restricted") // sizes the address mmap returned
 public final class Mapping implements AutoCloseable {
     private final MemorySegment segment;
     private final AtomicBoolean closed = new AtomicBoolean();

@@ -2,6 +2,8 @@ package dev.kindling.sys;
 
 /** A failed system call: names the call, its subject and the error, e.g. {@code ioctl(KVM_RUN) failed: EINTR (4)}. */
 public class SyscallException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
     private final String call;
     private final int errno;
 

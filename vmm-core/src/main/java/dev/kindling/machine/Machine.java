@@ -24,6 +24,8 @@ import java.util.concurrent.TimeoutException;
 public final class Machine implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(Machine.class.getName());
     private static final long JOIN_TIMEOUT_MS = 10_000;
+    /** After this, a vCPU thread still not gone is interrupted: a device may hold it in a Java wait. */
+    private static final long KICK_GRACE_MS = 1_000;
 
     private enum State { CREATED, RUNNING, STOPPED, CLOSED }
 
@@ -102,9 +104,8 @@ public final class Machine implements AutoCloseable {
     }
 
     private BusRange attach(Bus bus, long base, long length, Device device) {
-        BusRange r = bus.register(base, length, device);
-        own(device);
-        return r;
+        own(device); // first: if the range is refused, closing the machine still closes the device
+        return bus.register(base, length, device);
     }
 
     /** Makes the machine close {@code resource} when it closes (devices, backends, helper threads). */
@@ -196,10 +197,18 @@ public final class Machine implements AutoCloseable {
             pauseRequested = true;
         }
         vcpus.forEach(VirtualCpu::kick);
+        long deadline = System.nanoTime() + JOIN_TIMEOUT_MS * 1_000_000;
         synchronized (lock) {
             while (state == State.RUNNING && parked < running) {
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (left <= 0) {
+                    pauseRequested = false;
+                    lock.notifyAll();
+                    throw new IllegalStateException("machine " + name + ": " + (running - parked)
+                            + " vCPU(s) did not pause within " + JOIN_TIMEOUT_MS + " ms (a device is holding them)");
+                }
                 try {
-                    lock.wait();
+                    lock.wait(left);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                     return;
@@ -232,19 +241,29 @@ public final class Machine implements AutoCloseable {
         joinThreads();
     }
 
+    /**
+     * Waits for the vCPU threads to leave. A thread still there after {@link #KICK_GRACE_MS} is not in
+     * KVM_RUN (kicks reach that) but held by a device in a Java wait, such as a full serial output
+     * buffer: it is interrupted, which such waits give up on.
+     */
     private void joinThreads() {
+        long deadline = System.nanoTime() + JOIN_TIMEOUT_MS * 1_000_000;
         for (Thread t : threads) {
             if (t == Thread.currentThread()) {
                 continue;
             }
             try {
-                t.join(JOIN_TIMEOUT_MS);
+                t.join(KICK_GRACE_MS);
+                if (t.isAlive()) {
+                    t.interrupt();
+                    t.join(Math.max(1, (deadline - System.nanoTime()) / 1_000_000));
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return;
             }
             if (t.isAlive()) {
-                throw new IllegalStateException(t.getName() + " did not leave KVM_RUN within " + JOIN_TIMEOUT_MS + " ms");
+                throw new IllegalStateException(t.getName() + " did not stop within " + JOIN_TIMEOUT_MS + " ms");
             }
         }
     }
@@ -273,17 +292,27 @@ public final class Machine implements AutoCloseable {
                 return;
             }
         }
+        boolean stopped = false;
         try {
             stop();
+            stopped = true;
         } finally {
             synchronized (lock) {
                 state = State.CLOSED;
             }
-            closeQuietly();
+            if (!stopped) {
+                // A vCPU thread may still touch guest memory: leave it mapped rather than crash the JVM.
+                LOG.log(Level.ERROR, "machine " + name + " closed with a vCPU thread still running; its guest memory stays mapped");
+            }
+            closeQuietly(stopped);
         }
     }
 
     private void closeQuietly() {
+        closeQuietly(true);
+    }
+
+    private void closeQuietly(boolean unmapMemory) {
         List<AutoCloseable> resources = new ArrayList<>();
         synchronized (lock) {
             resources.addAll(owned.reversed());
@@ -291,7 +320,9 @@ public final class Machine implements AutoCloseable {
         }
         resources.addAll(vcpus.reversed());
         resources.add(platform);
-        resources.add(memory);
+        if (unmapMemory) {
+            resources.add(memory);
+        }
         RuntimeException failure = null;
         for (AutoCloseable r : resources) {
             try {
@@ -304,7 +335,6 @@ public final class Machine implements AutoCloseable {
                 }
             }
         }
-        vcpus.clear();
         if (failure != null) {
             throw failure;
         }

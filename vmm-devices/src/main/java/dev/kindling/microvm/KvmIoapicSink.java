@@ -28,15 +28,15 @@ final class KvmIoapicSink implements MsiSink {
 
     @Override
     public void routeChanged(int pin, long address, int data, boolean masked) {
-        List<RoutingEntry> table = new ArrayList<>();
         synchronized (routes) {
             routes[pin] = masked ? null : new RoutingEntry.Msi(pin, address, data);
+            List<RoutingEntry> table = new ArrayList<>();
             for (RoutingEntry.Msi r : routes) {
                 if (r != null) {
                     table.add(r);
                 }
             }
+            platform.vm().setGsiRouting(table);
         }
-        platform.vm().setGsiRouting(table);
     }
 }

@@ -398,12 +398,10 @@ public final class MicrovmBuilder {
 
         for (int i = 0; i < virtioTransports.size(); i++) {
             Device d = virtioTransports.get(i).apply(isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i));
-            machine.own(d);
             machine.attachMmio(transportBase(i), MicrovmLayout.VIRTIO_MMIO_SIZE, d);
         }
         for (UserDevice u : devices) {
             Device d = u.factory().apply(u.irq() >= 0 ? isaLine.apply(u.irq()) : IrqLines.none(0));
-            machine.own(d);
             if (u.space() == IoMapEntry.Space.PIO) {
                 machine.attachPio(u.base(), u.length(), d);
             } else {

@@ -295,7 +295,9 @@ public final class IoApic implements Device, BusMapped {
         }
         table[pin] = e;
         successiveEois[pin] = 0;
-        sink.routeChanged(pin, msiAddress(e), msiData(e), (e & MASKED) != 0);
+        if (msiAddress(e) != msiAddress(old) || msiData(e) != msiData(old) || ((e ^ old) & MASKED) != 0) {
+            sink.routeChanged(pin, msiAddress(e), msiData(e), (e & MASKED) != 0);
+        }
         if ((e & TRIGGER_LEVEL) == 0) {
             irr &= ~(1 << pin); // edge pins only request on a new edge
         } else if ((inputs & (1 << pin)) != 0) {

@@ -15,7 +15,6 @@ import dev.kindling.machine.Platform;
 import dev.kindling.machine.VirtualCpu;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.sys.EventFd;
-import dev.kindling.sys.SyscallException;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -55,11 +54,10 @@ public final class KvmPlatform implements Platform {
     private final boolean archCapabilitiesMsr;
     private final List<KvmVirtualCpu> vcpus = new ArrayList<>();
     private final Map<Integer, KvmIrqLine> lines = new HashMap<>();
-    private final List<IoEvent> ioEvents = new ArrayList<>();
+    /** Closed after the VM: KVM drops the registrations with the VM. */
+    private final List<EventFd> ioEvents = new ArrayList<>();
     private volatile IntConsumer eoiListener = vector -> { };
     private int nextSlot;
-
-    private record IoEvent(EventFd fd, boolean pio, long address, int length, OptionalLong datamatch) {}
 
     private KvmPlatform(Kvm kvm, Vm vm, Config config) {
         this.kvm = kvm;
@@ -124,10 +122,6 @@ public final class KvmPlatform implements Platform {
         try {
             vcpu.setCpuid2(CpuidSetup.forVcpu(supportedCpuid, index, count));
             vcpu.setMsrs(bootMsrs());
-            if (archCapabilitiesMsr) {
-                // The guest must not read the host's mitigation flags (QEMU: arch-capabilities=off).
-                vcpu.setMsrs(List.of(new Msr(MSR_IA32_ARCH_CAPABILITIES, 0)));
-            }
             // As Firecracker: LINT0 delivers the PIC's ExtINT, LINT1 NMIs (both stay masked until the guest says).
             LapicState lapic = vcpu.getLapic();
             vcpu.setLapic(lapic.withDeliveryMode(LapicState.LVT_LINT0, LapicState.DELIVERY_EXTINT)
@@ -141,13 +135,19 @@ public final class KvmPlatform implements Platform {
         return v;
     }
 
-    private static List<Msr> bootMsrs() {
-        return List.of(
+    private List<Msr> bootMsrs() {
+        List<Msr> msrs = new ArrayList<>(List.of(
                 new Msr(MSR_IA32_SYSENTER_CS, 0), new Msr(MSR_IA32_SYSENTER_ESP, 0), new Msr(MSR_IA32_SYSENTER_EIP, 0),
                 new Msr(MSR_STAR, 0), new Msr(MSR_CSTAR, 0), new Msr(MSR_KERNEL_GS_BASE, 0),
                 new Msr(MSR_SYSCALL_MASK, 0), new Msr(MSR_LSTAR, 0), new Msr(MSR_IA32_TSC, 0),
                 new Msr(MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING),
-                new Msr(MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WB));
+                new Msr(MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WB)));
+        if (archCapabilitiesMsr) {
+            // The guest must not read the host's mitigation flags (QEMU: arch-capabilities=off); CPUID
+            // hides the MSR too, but not every host lets CPUID hide features.
+            msrs.add(new Msr(MSR_IA32_ARCH_CAPABILITIES, 0));
+        }
+        return msrs;
     }
 
     /**
@@ -171,7 +171,7 @@ public final class KvmPlatform implements Platform {
             fd.close();
             throw e;
         }
-        ioEvents.add(new IoEvent(fd, pio, address, length, datamatch));
+        ioEvents.add(fd);
         return fd;
     }
 
@@ -208,27 +208,19 @@ public final class KvmPlatform implements Platform {
 
     @Override
     public synchronized void close() {
-        List<AutoCloseable> all = new ArrayList<>();
-        all.addAll(lines.values());
-        for (IoEvent e : ioEvents) {
-            all.add(() -> {
-                try {
-                    vm.unregisterIoeventfd(e.fd(), e.address(), e.length(), e.pio() ? IoSpace.PIO : IoSpace.MMIO, e.datamatch());
-                } finally {
-                    e.fd().close();
-                }
-            });
-        }
-        all.addAll(vcpus);
+        // vCPUs, then the VM (which drops every irqfd and ioeventfd registration), then the eventfds.
+        List<AutoCloseable> all = new ArrayList<>(vcpus);
         all.add(vm);
         all.add(kvm);
+        all.addAll(lines.values());
+        all.addAll(ioEvents);
         RuntimeException failure = null;
         for (AutoCloseable c : all) {
             try {
                 c.close();
             } catch (Exception e) {
                 if (failure == null) {
-                    failure = e instanceof SyscallException s ? s : new IllegalStateException("closing the KVM platform failed", e);
+                    failure = e instanceof RuntimeException r ? r : new IllegalStateException("closing the KVM platform failed", e);
                 } else {
                     failure.addSuppressed(e);
                 }

@@ -2,6 +2,8 @@ package dev.kindling.kvm.platform;
 
 import dev.kindling.boot.BootCpuState;
 import dev.kindling.bus.Bus;
+import dev.kindling.bus.BusRange;
+import dev.kindling.device.Device;
 import dev.kindling.kvm.DescriptorTable;
 import dev.kindling.kvm.Fpu;
 import dev.kindling.kvm.KvmConstants;
@@ -31,6 +33,7 @@ final class KvmVirtualCpu implements VirtualCpu {
     private final boolean strictMmio;
     private final IntConsumer eoi;
     private volatile ExternalInterrupts pic;
+    private final java.util.Set<Object> failedDevices = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
     KvmVirtualCpu(Vcpu vcpu, Bus pio, Bus mmio, boolean strictMmio, IntConsumer eoi) {
         this.vcpu = vcpu;
@@ -92,9 +95,10 @@ final class KvmVirtualCpu implements VirtualCpu {
                     return VcpuEvent.KICKED;
                 }
                 case VcpuExit.IrqWindowOpen w -> { } // injected at the top of the loop
-                case VcpuExit.IoapicEoi e -> eoi.accept(e.vector());
+                case VcpuExit.IoapicEoi e -> guarded("the IOAPIC's end of interrupt", () -> eoi.accept(e.vector()));
                 case VcpuExit.Hlt h -> {
-                    return ended(new StopReason.PowerOff("vCPU " + index() + " halted"));
+                    // the local APIC is always in KVM, which handles HLT itself
+                    return ended(new StopReason.InternalError(index(), "unexpected HLT exit"));
                 }
                 case VcpuExit.Shutdown s -> {
                     return ended(new StopReason.TripleFault(index()));
@@ -152,48 +156,71 @@ final class KvmVirtualCpu implements VirtualCpu {
     }
 
     private void handleIo(VcpuExit.Io io) {
-        int port = io.port();
-        int size = io.size();
+        BusRange r = pio.find(io.port());
+        if (r == null) {
+            if (io.isIn()) {
+                for (int i = 0; i < io.count(); i++) {
+                    io.setValue(i, Device.ones(io.size()));
+                }
+            }
+            return;
+        }
+        long offset = io.port() - r.base();
+        Device d = r.device();
         try {
-            for (int i = 0; i < io.count(); i++) {
-                if (io.isOut()) {
-                    pio.write(port, size, io.value(i));
-                } else {
-                    io.setValue(i, pio.read(port, size));
+            if (io.isOut()) {
+                for (int i = 0; i < io.count(); i++) {
+                    d.write(offset, io.size(), io.value(i));
+                }
+            } else {
+                for (int i = 0; i < io.count(); i++) {
+                    io.setValue(i, d.read(offset, io.size()));
                 }
             }
         } catch (RuntimeException e) {
-            deviceFailed(pio, port, e);
+            deviceFailed(d, e);
         }
     }
 
     /** False if the access hit nothing on a strict machine. */
     private boolean handleMmio(VcpuExit.Mmio m) {
-        long address = m.address();
-        int len = m.len();
-        if (len < 1 || len > 8) {
+        BusRange r = mmio.find(m.address());
+        if (r == null) {
+            if (!m.isWrite()) {
+                m.complete(Device.ones(m.len()));
+            }
             return !strictMmio;
         }
+        Device d = r.device();
         try {
-            if (strictMmio && mmio.find(address) == null) {
-                return false;
-            }
             if (m.isWrite()) {
-                mmio.write(address, len, m.data());
+                d.write(m.address() - r.base(), m.len(), m.data());
             } else {
-                m.complete(mmio.read(address, len));
+                m.complete(d.read(m.address() - r.base(), m.len()));
             }
         } catch (RuntimeException e) {
-            deviceFailed(mmio, address, e);
+            deviceFailed(d, e);
         }
         return true;
     }
 
-    /** A device bug must not take the guest down: log it, treat the access as ignored. */
-    private void deviceFailed(Bus bus, long address, RuntimeException e) {
-        var r = bus.find(address);
-        LOG.log(Level.WARNING, "device " + (r == null ? "?" : r.device().name()) + " failed on a "
-                + bus.name() + " access at 0x" + Long.toHexString(address), e);
+    /**
+     * A device bug must not take the guest down: the access counts as ignored. Logged once per device,
+     * so a guest repeating the access cannot flood the log.
+     */
+    private void deviceFailed(Object device, RuntimeException e) {
+        if (failedDevices.add(device)) {
+            LOG.log(Level.WARNING, "device " + (device instanceof Device d ? d.name() : device)
+                    + " failed (further failures are not logged)", e);
+        }
+    }
+
+    private void guarded(String what, Runnable action) {
+        try {
+            action.run();
+        } catch (RuntimeException e) {
+            deviceFailed(what, e);
+        }
     }
 
     /** Split irqchip: hand the PIC's vector to KVM once the guest can take it (as QEMU does). */
@@ -202,16 +229,16 @@ final class KvmVirtualCpu implements VirtualCpu {
         if (p == null) {
             return;
         }
-        if (!p.pending()) {
-            vcpu.setRequestInterruptWindow(false);
-            return;
-        }
-        if (vcpu.readyForInterruptInjection()) {
-            vcpu.interrupt(p.acknowledge());
-            vcpu.setRequestInterruptWindow(false);
-        } else {
-            vcpu.setRequestInterruptWindow(true);
-        }
+        guarded("the PIC", () -> {
+            if (!p.pending()) {
+                vcpu.setRequestInterruptWindow(false);
+            } else if (vcpu.readyForInterruptInjection()) {
+                vcpu.interrupt(p.acknowledge());
+                vcpu.setRequestInterruptWindow(false);
+            } else {
+                vcpu.setRequestInterruptWindow(true);
+            }
+        });
     }
 
     @Override

@@ -171,4 +171,38 @@ class MachineOnKvmTest {
             assertThat(pio.text(0)).isEqualTo("Hello, PIO!");
         }
     }
+
+    @Test
+    void stopEndsAVcpuThatADeviceHoldsInAJavaWait() throws Exception {
+        java.util.concurrent.CountDownLatch held = new java.util.concurrent.CountDownLatch(1);
+        dev.kindling.device.Device stuck = new dev.kindling.device.Device() {
+            public String name() {
+                return "stuck-sink";
+            }
+
+            public long read(long offset, int size) {
+                return offset == 0x10 ? 5 : 0; // exitloop's iteration count
+            }
+
+            public synchronized void write(long offset, int size, long value) {
+                held.countDown();
+                try {
+                    while (true) {
+                        wait(); // like a full output buffer whose reader never comes
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        };
+        try (Machine m = TestGuests.machine("exitloop")) {
+            m.attachPio(0x700, 0x14, stuck);
+            m.start();
+            assertThat(held.await(30, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+            long t0 = System.nanoTime();
+            m.stop();
+            assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(Duration.ofSeconds(5));
+            assertThat(m.awaitExit(Duration.ZERO)).contains(new StopReason.Stopped());
+        }
+    }
 }

@@ -392,24 +392,19 @@ public final class Vcpu implements AutoCloseable {
     }
 
     public MpState getMpState() {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(KvmStructs.KVM_MP_STATE);
-            Libc.ioctl(fd, KvmIoctls.KVM_GET_MP_STATE, s);
-            return MpState.of(s.get(JAVA_INT, 0));
-        }
+        return getStruct(KvmIoctls.KVM_GET_MP_STATE, KvmStructs.KVM_MP_STATE, s -> MpState.of(s.get(JAVA_INT, 0)));
     }
 
     public void setMpState(MpState mpState) {
-        try (Arena a = Arena.ofConfined()) {
-            Libc.ioctl(fd, KvmIoctls.KVM_SET_MP_STATE, a.allocateFrom(JAVA_INT, mpState.value()));
-        }
+        setStruct(KvmIoctls.KVM_SET_MP_STATE, KvmStructs.KVM_MP_STATE, s -> s.set(JAVA_INT, 0, mpState.value()));
     }
 
-    /** KVM_INTERRUPT: queues external interrupt {@code vector} (only without an in-kernel irqchip). */
+    /**
+     * KVM_INTERRUPT: queues external interrupt {@code vector}: without an in-kernel irqchip, or with a
+     * split one (delivered as ExtINT through LINT0 when the guest can take it).
+     */
     public void interrupt(int vector) {
-        try (Arena a = Arena.ofConfined()) {
-            Libc.ioctl(fd, KvmIoctls.KVM_INTERRUPT, a.allocateFrom(JAVA_INT, vector));
-        }
+        setStruct(KvmIoctls.KVM_INTERRUPT, KvmStructs.KVM_INTERRUPT, s -> s.set(JAVA_INT, 0, vector));
     }
 
     /** KVM_NMI: queues a non-maskable interrupt. */

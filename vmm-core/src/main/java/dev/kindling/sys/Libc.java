@@ -67,7 +67,7 @@ public final class Libc {
     private static final MethodHandle SOCKETPAIR = errnoCall("socketpair", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
     private static final MethodHandle SENDMSG = errnoCall("sendmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
     private static final MethodHandle RECVMSG = errnoCall("recvmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
-    private static final MethodHandle FSTAT_SIZE = errnoCall("lseek", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
+    private static final MethodHandle LSEEK = errnoCall("lseek", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
     private static final MethodHandle SIGACTION = errnoCall("sigaction", JAVA_INT, JAVA_INT, ADDRESS, ADDRESS);
     private static final MethodHandle SIGEMPTYSET = errnoCall("sigemptyset", JAVA_INT, ADDRESS);
     private static final MethodHandle SIGADDSET = errnoCall("sigaddset", JAVA_INT, ADDRESS, JAVA_INT);
@@ -76,7 +76,6 @@ public final class Libc {
     private static final MethodHandle PTHREAD_KILL = plainCall("pthread_kill", JAVA_INT, JAVA_LONG, JAVA_INT);
     private static final MethodHandle SIGRTMIN = plainCall("__libc_current_sigrtmin", JAVA_INT);
     private static final MethodHandle SYSCONF = errnoCall("sysconf", JAVA_LONG, JAVA_INT);
-    private static final MethodHandle GETTID = plainCall("gettid", JAVA_INT);
 
     /** {@code sizeof(sigset_t)} in glibc. */
     public static final long SIGSET_SIZE = 128;
@@ -254,7 +253,7 @@ public final class Libc {
     public static long fileSize(Fd fd) {
         try {
             MemorySegment state = STATE.get();
-            return check((long) FSTAT_SIZE.invokeExact(state, fd.value(), 0L, 2 /* SEEK_END */), state,
+            return check((long) LSEEK.invokeExact(state, fd.value(), 0L, 2 /* SEEK_END */), state,
                     "lseek(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -408,14 +407,6 @@ public final class Libc {
     public static int sigrtmin() {
         try {
             return (int) SIGRTMIN.invokeExact();
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
-
-    public static int gettid() {
-        try {
-            return (int) GETTID.invokeExact();
         } catch (Throwable t) {
             throw rethrow(t);
         }

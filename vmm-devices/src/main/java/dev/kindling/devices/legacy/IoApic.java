@@ -118,11 +118,6 @@ public final class IoApic implements Device, BusMapped {
         return lines[pin];
     }
 
-    /** The redirection entry of {@code pin}, as the guest would read it. */
-    public synchronized long redirectionEntry(int pin) {
-        return table[Objects.checkIndex(pin, PINS)];
-    }
-
     /** The message {@code pin} sends now: {@code address << 32 | data}, for a caller that mirrors routes. */
     public synchronized long message(int pin) {
         long e = table[Objects.checkIndex(pin, PINS)];

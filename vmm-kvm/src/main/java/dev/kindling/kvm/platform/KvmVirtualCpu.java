@@ -229,7 +229,7 @@ final class KvmVirtualCpu implements VirtualCpu {
         if (p == null) {
             return;
         }
-        guarded("the PIC", () -> {
+        try {
             if (!p.pending()) {
                 vcpu.setRequestInterruptWindow(false);
             } else if (vcpu.readyForInterruptInjection()) {
@@ -238,7 +238,9 @@ final class KvmVirtualCpu implements VirtualCpu {
             } else {
                 vcpu.setRequestInterruptWindow(true);
             }
-        });
+        } catch (RuntimeException e) {
+            deviceFailed(p, e); // runs before every entry: no lambda allocated on this path
+        }
     }
 
     @Override

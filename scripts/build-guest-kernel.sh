@@ -8,6 +8,11 @@
 #   scripts/build-guest-kernel.sh --print-dir  print the output dir; exit 1 if not built
 #   dir=$(scripts/build-guest-kernel.sh | tail -1)
 #
+# Exit status 69: this machine cannot provide the packages (a distribution
+# without linux-source-6.1, or no apt); one stderr line
+# "[guest] unavailable: <reason>" says why. Other failures exit 1 or the
+# failed command's status.
+#
 # Output dir: ${KINDLING_CACHE:-$HOME/.cache/kindling}/guest-<hash>/ with
 #   vmlinux            PVH ELF kernel (boot this one: no decompression)
 #   bzImage            same kernel, LZ4 bzImage (decompression: ~23 s emulated)
@@ -19,7 +24,7 @@
 # this script, and the linux-source-6.1 / busybox-static package versions).
 # Progress goes to stderr; the build log to <cache>/work/build-<hash>.log.
 # Set KINDLING_GUEST_VERBOSE=1 to stream the build output to stderr too.
-# See guest/README.md and /work/shared/docs/guest-kernel.md.
+# See guest/README.md.
 set -euo pipefail
 
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
@@ -33,13 +38,15 @@ SRC_TARBALL=/usr/src/linux-source-6.1.tar.xz
 SRC_PKG=linux-source-6.1
 PACKAGES=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev
           cpio busybox-static e2fsprogs lz4 gzip)
-# The base command line (guest-kernel.md); callers append their own arguments
+# The base command line (guest/README.md); callers append their own arguments
 # (e.g. "quiet percpu_alloc=page", virtio_mmio.device=..., kindling.action=...).
 CMDLINE='console=ttyS0 noxsave clearcpuid=popcnt,smap,smep,fsgsbase,rdpid,umip,pku,avx,avx2,bmi1,bmi2,erms,fsrm,rdseed,rdrand,clflushopt,clwb reboot=k panic=-1 rodata=off'
 
 START=$SECONDS
 log() { printf '[guest] %s [%ds]\n' "$*" $((SECONDS - START)) >&2; }
 die() { printf '[guest] error: %s\n' "$*" >&2; exit 1; }
+EX_UNAVAILABLE=69
+unavailable() { printf '[guest] unavailable: %s\n' "$*" >&2; exit "$EX_UNAVAILABLE"; }
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$SCRIPT_PATH"
@@ -60,6 +67,11 @@ pkg_installed() {
 pkg_version() {
     dpkg-query -W -f='${Version}' "$1"
 }
+pkg_has_candidate() {
+    local c
+    c=$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p')
+    [[ -n $c && $c != "(none)" ]]
+}
 
 ensure_packages() {
     local missing=() p
@@ -67,10 +79,18 @@ ensure_packages() {
         pkg_installed "$p" || missing+=("$p")
     done
     ((${#missing[@]} == 0)) && return 0
+    command -v apt-get >/dev/null && command -v dpkg-query >/dev/null ||
+        unavailable "no apt-get/dpkg on this machine: the guest is built from Debian's $SRC_PKG"
     ((EUID == 0)) || die "missing packages (${missing[*]}); install them or run as root"
-    log "installing packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
+    apt-get update -qq >&2 || log "apt-get update failed; using the package lists as they are"
+    local none=()
+    for p in "${missing[@]}"; do
+        pkg_has_candidate "$p" || none+=("$p")
+    done
+    ((${#none[@]} == 0)) ||
+        unavailable "the apt sources here lack ${none[*]} (the guest is built from Debian 12 bookworm's packages)"
+    log "installing packages: ${missing[*]}"
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 

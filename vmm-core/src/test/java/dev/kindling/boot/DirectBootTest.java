@@ -2,10 +2,10 @@ package dev.kindling.boot;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.kindling.boot.Fixtures.Seg;
 import dev.kindling.memory.GuestMemory;
+import dev.kindling.testing.Require;
 import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
@@ -90,7 +90,7 @@ class DirectBootTest {
 
     @Test
     void gccBuiltPvhGuest(@TempDir Path dir) throws Exception {
-        assumeTrue(Fixtures.gccAvailable(), "gcc not found: skipping the gcc-built ELF fixtures");
+        Require.that(Fixtures.gccAvailable(), "gcc not found: needed for the gcc-built ELF fixtures");
         byte[] image = Fixtures.gccPvhElf(dir, true, 8, 0x100000);
         DirectBoot.Result r = DirectBoot.boot(mem, image, null, CmdLine.of("console=ttyS0"), 1);
         assertThat(r.protocol()).isEqualTo(DirectBoot.Protocol.PVH);

@@ -2,10 +2,10 @@ package dev.kindling.boot;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.kindling.boot.Fixtures.Seg;
 import dev.kindling.memory.GuestMemory;
+import dev.kindling.testing.Require;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
@@ -179,7 +179,7 @@ class ElfLoaderTest {
 
     @Test
     void gccElf64WithPvhNote(@TempDir Path dir) throws Exception {
-        assumeTrue(Fixtures.gccAvailable(), "gcc not found: skipping the gcc-built ELF fixtures");
+        Require.that(Fixtures.gccAvailable(), "gcc not found: needed for the gcc-built ELF fixtures");
         byte[] image = Fixtures.gccPvhElf(dir, true, 8, 0x100000);
         mem.slice(0x101000, 0x3004).fill((byte) 0xff);
         LoadedKernel k = KernelLoader.forImage(image).load(mem, image);
@@ -194,7 +194,7 @@ class ElfLoaderTest {
 
     @Test
     void gccElf32WithPvhNote(@TempDir Path dir) throws Exception {
-        assumeTrue(Fixtures.gccAvailable(), "gcc not found: skipping the gcc-built ELF fixtures");
+        Require.that(Fixtures.gccAvailable(), "gcc not found: needed for the gcc-built ELF fixtures");
         byte[] image = Fixtures.gccPvhElf(dir, false, 4, 0x200000);
         assertThat(image[4]).isEqualTo((byte) 1); // ELFCLASS32
         LoadedKernel k = new ElfLoader().load(mem, image);
@@ -205,7 +205,7 @@ class ElfLoaderTest {
 
     @Test
     void gccPvhNoteWithBadSize(@TempDir Path dir) throws Exception {
-        assumeTrue(Fixtures.gccAvailable(), "gcc not found: skipping the gcc-built ELF fixtures");
+        Require.that(Fixtures.gccAvailable(), "gcc not found: needed for the gcc-built ELF fixtures");
         byte[] image = Fixtures.gccPvhElf(dir, true, 2, 0x100000);
         assertThatThrownBy(() -> new ElfLoader().load(mem, image)).isInstanceOf(BootException.class)
                 .hasMessageContaining("2-byte descriptor");
@@ -213,7 +213,7 @@ class ElfLoaderTest {
 
     @Test
     void gccSegmentOutsideRam(@TempDir Path dir) throws Exception {
-        assumeTrue(Fixtures.gccAvailable(), "gcc not found: skipping the gcc-built ELF fixtures");
+        Require.that(Fixtures.gccAvailable(), "gcc not found: needed for the gcc-built ELF fixtures");
         byte[] image = Fixtures.gccPvhElf(dir, true, 8, 0x1000_0000L); // 256 MiB, beyond 64 MiB of RAM
         assertThatThrownBy(() -> new ElfLoader().load(mem, image)).isInstanceOf(BootException.class)
                 .hasMessageContaining("outside guest RAM");

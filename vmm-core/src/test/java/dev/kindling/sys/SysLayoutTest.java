@@ -1,8 +1,8 @@
 package dev.kindling.sys;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.kindling.testing.Require;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.PaddingLayout;
 import java.lang.foreign.StructLayout;
@@ -31,7 +31,7 @@ class SysLayoutTest {
 
     @Test
     void layoutsMatchTheCHeaders() throws Exception {
-        assumeTrue(Files.isExecutable(Path.of("/usr/bin/gcc")), "gcc is not installed: skipping the header check");
+        Require.that(Require.onPath("gcc"), "gcc is not installed: needed for the header check");
         StringBuilder c = new StringBuilder("""
                 #define _GNU_SOURCE
                 #include <signal.h>

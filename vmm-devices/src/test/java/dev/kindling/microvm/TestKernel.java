@@ -1,8 +1,7 @@
 package dev.kindling.microvm;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
 import dev.kindling.kvm.testing.TestGuests;
+import dev.kindling.testing.Require;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -12,19 +11,23 @@ import java.util.Map;
 
 /**
  * The Linux test kernel built by scripts/build-guest-kernel.sh: KINDLING_GUEST_DIR (set by
- * scripts/test), else the script's cache if it is already built. Tests skip, with the command that
- * builds it, when there is none.
+ * scripts/test), else the script's cache if it is already built. Tests skip (fail in strict mode,
+ * see {@link Require}) when there is none: with the reason scripts/test found in
+ * KINDLING_GUEST_UNAVAILABLE (this distribution has no linux-source-6.1), else with the command that
+ * builds it.
  */
 record TestKernel(Path vmlinux, Path bzImage, Path initramfs, String cmdline) {
     static TestKernel locate() throws IOException, InterruptedException {
         TestGuests.assumeKvm();
         String dir = System.getenv("KINDLING_GUEST_DIR");
+        String unavailable = System.getenv("KINDLING_GUEST_UNAVAILABLE");
+        Require.that(dir != null || unavailable == null, "no Linux test kernel: " + unavailable);
         if (dir == null) {
             Path script = TestGuests.root().resolve("scripts/build-guest-kernel.sh");
-            assumeTrue(Files.isExecutable(script), "no scripts/build-guest-kernel.sh");
+            Require.that(Files.isExecutable(script), "no scripts/build-guest-kernel.sh");
             Process p = new ProcessBuilder(script.toString(), "--print-dir").redirectError(ProcessBuilder.Redirect.DISCARD).start();
             String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
-            assumeTrue(p.waitFor() == 0 && !out.isEmpty(),
+            Require.that(p.waitFor() == 0 && !out.isEmpty(),
                     "the Linux test kernel is not built: run scripts/build-guest-kernel.sh (scripts/test does)");
             dir = out.lines().reduce((a, b) -> b).orElseThrow();
         }

@@ -3,6 +3,7 @@ package dev.kindling.kvm;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kindling.sys.Ioctl;
+import dev.kindling.testing.Require;
 import java.io.IOException;
 import java.lang.foreign.GroupLayout;
 import java.lang.foreign.MemoryLayout;
@@ -19,7 +20,6 @@ import java.util.Objects;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -36,12 +36,12 @@ class HeaderLayoutTest {
 
     @BeforeAll
     static void compileAndRun() throws Exception {
-        Assumptions.assumeTrue(commandWorks("gcc", "--version"), "gcc is not installed: skipping the header check");
+        Require.that(commandWorks("gcc", "--version"), "gcc is not installed: needed for the header check");
         Files.createDirectories(DIR);
         Path probe = DIR.resolve("probe.c");
         Files.writeString(probe, "#include <linux/kvm.h>\nint main(void) { return 0; }\n");
-        Assumptions.assumeTrue(commandWorks("gcc", "-fsyntax-only", probe.toString()),
-                "gcc cannot include <linux/kvm.h> (install linux-libc-dev): skipping the header check");
+        Require.that(commandWorks("gcc", "-fsyntax-only", probe.toString()),
+                "gcc cannot include <linux/kvm.h> (install linux-libc-dev): needed for the header check");
 
         StringBuilder c = new StringBuilder("""
                 #include <linux/kvm.h>

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.sys.SyscallException;
+import dev.kindling.testing.Require;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -167,7 +168,7 @@ class KvmStateTest {
     @Test
     void splitIrqchipBeforeVcpus() {
         if (!kvm.hasExtension(Capability.SPLIT_IRQCHIP)) {
-            org.junit.jupiter.api.Assumptions.abort("KVM_CAP_SPLIT_IRQCHIP not supported");
+            Require.unavailable("KVM_CAP_SPLIT_IRQCHIP not supported");
         }
         try (Vm vm = kvm.createVm()) {
             vm.enableSplitIrqchip(24);

@@ -1,8 +1,5 @@
 package dev.kindling.kvm.testing;
 
-
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
 import dev.kindling.boot.CmdLine;
 import dev.kindling.boot.DirectBoot;
 import dev.kindling.boot.MicrovmLayout;
@@ -13,6 +10,8 @@ import dev.kindling.kvm.platform.KvmPlatform;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
 import dev.kindling.memory.GuestMemory;
+import dev.kindling.sys.SyscallException;
+import dev.kindling.testing.Require;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -32,14 +31,14 @@ public final class TestGuests {
 
     public static Path root() {
         String root = System.getProperty("kindling.root", System.getenv("KINDLING_ROOT"));
-        assumeTrue(root != null, "kindling.root is not set: run the tests through Maven from the repository");
+        Require.that(root != null, "kindling.root is not set: run the tests through Maven from the repository");
         return Path.of(root);
     }
 
     /** Builds (if needed) and returns {@code guests/out/<name>.elf}. */
     public static synchronized Path elf(String name) {
         Path guests = root().resolve("guests");
-        assumeTrue(onPath("gcc") && onPath("make") && onPath("ld"),
+        Require.that(Require.onPath("gcc") && Require.onPath("make") && Require.onPath("ld"),
                 "gcc, make and ld are needed to build the test guests (apt-get install gcc make binutils)");
         if (built) {
             return guests.resolve("out").resolve(name + ".elf");
@@ -60,27 +59,27 @@ public final class TestGuests {
         return guests.resolve("out").resolve(name + ".elf");
     }
 
-    private static boolean onPath(String tool) {
-        for (String dir : System.getenv().getOrDefault("PATH", "").split(":")) {
-            if (Files.isExecutable(Path.of(dir, tool))) {
-                return true;
-            }
-        }
-        return false;
-    }
-
     /**
-     * Skips the test, with the reason, when /dev/kvm cannot be used or lacks a capability Kindling's
-     * machines need (irqfd, ioeventfd, immediate_exit, the split irqchip).
+     * Skips the test (fails it in strict mode, see {@link Require}) with the reason when /dev/kvm cannot
+     * be used or lacks a capability Kindling's machines need (irqfd, ioeventfd, immediate_exit, the
+     * split irqchip).
      */
     public static void assumeKvm() {
         Path kvm = Path.of("/dev/kvm");
-        assumeTrue(Files.isReadable(kvm) && Files.isWritable(kvm), "/dev/kvm is missing or not accessible: KVM tests skipped");
-        try (Kvm k = Kvm.open()) {
+        Require.that(Files.isReadable(kvm) && Files.isWritable(kvm), "/dev/kvm is missing or not accessible");
+        try (Kvm k = openKvm()) {
             for (Capability c : List.of(Capability.IRQFD, Capability.IOEVENTFD, Capability.IMMEDIATE_EXIT,
                     Capability.SPLIT_IRQCHIP)) {
-                assumeTrue(k.hasExtension(c), "/dev/kvm lacks " + c.macro() + ": KVM tests skipped");
+                Require.that(k.hasExtension(c), "/dev/kvm lacks " + c.macro());
             }
+        }
+    }
+
+    private static Kvm openKvm() {
+        try {
+            return Kvm.open();
+        } catch (SyscallException | UnsupportedOperationException e) {
+            return Require.unavailable("KVM is not usable here: " + e.getMessage(), e);
         }
     }
 

@@ -27,7 +27,19 @@ public final class Machine implements AutoCloseable {
     /** After this, a vCPU thread still not gone is interrupted: a device may hold it in a Java wait. */
     private static final long KICK_GRACE_MS = 1_000;
 
-    private enum State { CREATED, RUNNING, STOPPED, CLOSED }
+    /** Where a machine is in its lifecycle. */
+    public enum State {
+        /** Built, not started. */
+        CREATED,
+        /** Its vCPUs run the guest. */
+        RUNNING,
+        /** Started, with every vCPU parked by {@link #pause()}. */
+        PAUSED,
+        /** The guest ended or the host stopped it (see {@link #onExit()}). */
+        STOPPED,
+        /** Closed: everything it held is freed. */
+        CLOSED
+    }
 
     private final Platform platform;
     private final GuestMemory memory;
@@ -40,6 +52,7 @@ public final class Machine implements AutoCloseable {
     private final String name;
 
     private final Object lock = new Object();
+    /** Never PAUSED: pausing is {@link #pauseRequested} on a running machine. */
     private State state = State.CREATED;
     private boolean pauseRequested;
     private int parked;
@@ -225,8 +238,12 @@ public final class Machine implements AutoCloseable {
     }
 
     public boolean isPaused() {
+        return state() == State.PAUSED;
+    }
+
+    public State state() {
         synchronized (lock) {
-            return pauseRequested && parked == running && state == State.RUNNING;
+            return state == State.RUNNING && pauseRequested && parked == running ? State.PAUSED : state;
         }
     }
 
@@ -268,8 +285,13 @@ public final class Machine implements AutoCloseable {
         }
     }
 
-    /** Completes when the machine ends, with why. */
-    public CompletableFuture<StopReason> exitFuture() {
+    /**
+     * A future that completes with why the machine ended. Each call returns a new copy, so completing or
+     * cancelling it does not affect the machine or other callers. Dependent stages added without an
+     * executor run on the thread that ended the machine (often a vCPU thread): keep them short, or use
+     * the {@code ...Async} variants.
+     */
+    public CompletableFuture<StopReason> onExit() {
         return exit.copy();
     }
 

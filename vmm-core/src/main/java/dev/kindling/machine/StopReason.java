@@ -1,21 +1,74 @@
 package dev.kindling.machine;
 
+import java.util.Objects;
+
 /** Why a machine stopped running: the guest's own end, a guest failure, or the host's request. */
 public sealed interface StopReason {
     /** One line for logs and the command line. */
     String describe();
 
-    /** The guest asked for a reset (i8042 0xFE, a reset system event). */
-    record Reset(String how) implements StopReason {
+    /** What asked for a reset. */
+    enum ResetCause {
+        /**
+         * The guest pulsed the CPU reset line of the 8042 keyboard controller (0xFE to port 0x64, as
+         * Linux's {@code reboot=k} does).
+         */
+        I8042("i8042 reset line"),
+        /** KVM reported a reset system event (a reset the in-kernel platform handled). */
+        KVM_SYSTEM_EVENT("KVM system event"),
+        /** A device model of the host program's asked for it through {@link Machine#requestExit}. */
+        DEVICE("device");
+
+        private final String text;
+
+        ResetCause(String text) {
+            this.text = text;
+        }
+
+        @Override
+        public String toString() {
+            return text;
+        }
+    }
+
+    /** What powered the guest off. */
+    enum PowerOffCause {
+        /** KVM reported a shutdown system event. */
+        KVM_SYSTEM_EVENT("KVM system event"),
+        /** A device model of the host program's asked for it through {@link Machine#requestExit}. */
+        DEVICE("device");
+
+        private final String text;
+
+        PowerOffCause(String text) {
+            this.text = text;
+        }
+
+        @Override
+        public String toString() {
+            return text;
+        }
+    }
+
+    /** The guest asked for a reset. */
+    record Reset(ResetCause cause) implements StopReason {
+        public Reset {
+            Objects.requireNonNull(cause, "cause");
+        }
+
         public String describe() {
-            return "guest reset (" + how + ")";
+            return "guest reset (" + cause + ")";
         }
     }
 
     /** The guest powered off. */
-    record PowerOff(String how) implements StopReason {
+    record PowerOff(PowerOffCause cause) implements StopReason {
+        public PowerOff {
+            Objects.requireNonNull(cause, "cause");
+        }
+
         public String describe() {
-            return "guest powered off (" + how + ")";
+            return "guest powered off (" + cause + ")";
         }
     }
 

@@ -41,16 +41,16 @@ public record JsonConfig(
         try {
             c = MAPPER.readValue(json, JsonConfig.class);
         } catch (UnrecognizedPropertyException e) {
-            throw new ConfigException(source + ": unknown field '" + path(e) + "'");
+            throw new ConfigException("config", source + ": unknown field '" + path(e) + "'");
         } catch (JsonMappingException e) {
             String where = path(e);
-            throw new ConfigException(source + ": " + (where.isEmpty() ? "" : "field '" + where + "': ")
+            throw new ConfigException("config", source + ": " + (where.isEmpty() ? "" : "field '" + where + "': ")
                     + e.getOriginalMessage().lines().findFirst().orElse("invalid"), e);
         } catch (JsonProcessingException e) {
-            throw new ConfigException(source + ": not valid JSON: " + e.getOriginalMessage(), e);
+            throw new ConfigException("config", source + ": not valid JSON: " + e.getOriginalMessage(), e);
         }
         if (c == null) {
-            throw new ConfigException(source + ": empty configuration");
+            throw new ConfigException("config", source + ": empty configuration");
         }
         c.validate(source);
         return c;
@@ -60,7 +60,7 @@ public record JsonConfig(
         try {
             return parse(Files.readString(file), file.toString());
         } catch (IOException e) {
-            throw new ConfigException("cannot read configuration " + file + ": " + e.getMessage(), e);
+            throw new ConfigException("config", "cannot read configuration " + file + ": " + e.getMessage(), e);
         }
     }
 
@@ -72,15 +72,15 @@ public record JsonConfig(
 
     private void validate(String source) {
         if (bootSource.kernelImagePath() == null || bootSource.kernelImagePath().isBlank()) {
-            throw new ConfigException(source + ": field 'boot-source.kernel_image_path' must name a kernel image");
+            throw new ConfigException("config", source + ": field 'boot-source.kernel_image_path' must name a kernel image");
         }
         if (machineConfig != null) {
             if (machineConfig.vcpuCount() < 1) {
-                throw new ConfigException(source + ": field 'machine-config.vcpu_count' must be at least 1, got "
+                throw new ConfigException("config", source + ": field 'machine-config.vcpu_count' must be at least 1, got "
                         + machineConfig.vcpuCount());
             }
             if (machineConfig.memSizeMib() < 1) {
-                throw new ConfigException(source + ": field 'machine-config.mem_size_mib' must be at least 1, got "
+                throw new ConfigException("config", source + ": field 'machine-config.mem_size_mib' must be at least 1, got "
                         + machineConfig.memSizeMib());
             }
         }

@@ -10,37 +10,69 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
- * A microVM built by {@link MicrovmBuilder}: start it, wait for it to end, read its console, close it.
- * Closing frees everything it holds (threads, descriptors, mappings).
+ * A microVM built by {@link MicrovmBuilder}. Like a {@link Process}: {@link #start()} it, learn when
+ * and why it ends from {@link #onExit()} or {@link #awaitExit(Duration)}, talk to it through its
+ * {@link #console()}, and {@link #close()} it, which frees everything it holds (threads, descriptors,
+ * mappings).
+ *
+ * <pre>{@code
+ * try (Microvm vm = Microvm.builder().kernel(Path.of("vmlinux")).cmdline("console=ttyS0").build()) {
+ *     vm.start();
+ *     vm.console().awaitText("login:", Duration.ofSeconds(30));
+ *     vm.console().send("root\n");
+ *     StopReason why = vm.awaitExit(Duration.ofMinutes(1)).orElseThrow();
+ * }
+ * }</pre>
+ *
+ * <p>The guest ends by resetting or powering off ({@link StopReason#isClean()}), by failing (a triple
+ * fault, an internal error), or because the host stopped it. The end is reported once the console
+ * has everything the guest wrote before it.
  */
 public final class Microvm implements AutoCloseable {
     private final Machine machine;
     private final Console console;
-    private final Serial16550 serial;
     private final List<IoMapEntry> kvmOwned;
     private final String cmdline;
     private final DirectBoot.Protocol bootProtocol;
+    private final CompletableFuture<StopReason> exit = new CompletableFuture<>();
 
     Microvm(Machine machine, Console console, Serial16550 serial, List<IoMapEntry> kvmOwned, String cmdline,
             DirectBoot.Protocol bootProtocol) {
         this.machine = machine;
         this.console = console;
-        this.serial = serial;
         this.kvmOwned = List.copyOf(kvmOwned);
         this.cmdline = cmdline;
         this.bootProtocol = bootProtocol;
+        machine.onExit().thenAccept(reason -> {
+            if (serial == null) {
+                ended(reason);
+            } else {
+                serial.whenOutputDrained(() -> ended(reason));
+            }
+        });
+    }
+
+    private void ended(StopReason reason) {
+        console.end();
+        exit.complete(reason);
     }
 
     public static MicrovmBuilder builder() {
         return new MicrovmBuilder();
     }
 
+    /** Starts the vCPUs. Only once: a microVM is not restarted. */
     public void start() {
         machine.start();
     }
 
+    /** Parks every vCPU; returns once all are parked. No-op unless running. */
     public void pause() {
         machine.pause();
     }
@@ -49,9 +81,38 @@ public final class Microvm implements AutoCloseable {
         machine.resume();
     }
 
-    /** Waits up to {@code timeout} for the guest to end; empty if it still runs. */
+    /**
+     * Where the microVM is: CREATED, RUNNING, PAUSED, STOPPED once it ended and its console has all
+     * the guest wrote ({@link #onExit()} is complete), CLOSED.
+     */
+    public Machine.State state() {
+        Machine.State s = machine.state();
+        return s == Machine.State.STOPPED && !exit.isDone() ? Machine.State.RUNNING : s;
+    }
+
+    /**
+     * A future that completes with why the guest ended, once the console has everything it wrote. Each
+     * call returns a new copy: completing or cancelling it affects no one else. Stages added without an
+     * executor may run on a Kindling thread (a vCPU's or the console's): keep them short, or use the
+     * {@code ...Async} variants.
+     */
+    public CompletableFuture<StopReason> onExit() {
+        return exit.copy();
+    }
+
+    /**
+     * Waits up to {@code timeout} for the guest to end, then for its last output to reach the console;
+     * empty if it still runs. Should the stream given to {@link MicrovmBuilder#serialOutput} take
+     * longer than the timeout for the last output, returns the reason without waiting for it.
+     */
     public Optional<StopReason> awaitExit(Duration timeout) throws InterruptedException {
-        return machine.awaitExit(timeout);
+        try {
+            return Optional.of(exit.get(timeout.toNanos(), TimeUnit.NANOSECONDS));
+        } catch (TimeoutException e) {
+            return Optional.ofNullable(machine.onExit().getNow(null));
+        } catch (ExecutionException e) {
+            throw new IllegalStateException(e.getCause()); // never: only complete() is called
+        }
     }
 
     /** Ends the guest now and waits for its vCPUs to leave. */
@@ -59,24 +120,9 @@ public final class Microvm implements AutoCloseable {
         machine.stop();
     }
 
-    /** What the guest wrote to the serial console. */
+    /** The guest's serial console: its output, and input to it. */
     public Console console() {
         return console;
-    }
-
-    /** Types {@code bytes} into the serial port. */
-    public void sendInput(byte[] bytes) {
-        if (serial == null) {
-            throw new IllegalStateException("this microVM has no ISA serial port");
-        }
-        serial.enqueueInput(bytes);
-    }
-
-    /** Waits until every byte the guest sent to the serial port has reached the output stream. */
-    public void drainConsole() throws InterruptedException {
-        if (serial != null) {
-            serial.drainOutput();
-        }
     }
 
     /** The kernel command line the guest got (with the automatic entries). */
@@ -106,8 +152,16 @@ public final class Microvm implements AutoCloseable {
         return machine;
     }
 
+    /** Stops the guest if it runs and frees everything; {@link #onExit()} is complete afterwards. */
     @Override
     public void close() {
-        machine.close();
+        try {
+            machine.close();
+        } finally {
+            StopReason reason = machine.onExit().getNow(null); // set by now, unless a vCPU thread is stuck
+            if (reason != null) {
+                ended(reason);
+            }
+        }
     }
 }

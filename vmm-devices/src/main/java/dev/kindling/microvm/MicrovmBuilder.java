@@ -1,10 +1,16 @@
 package dev.kindling.microvm;
 
+import dev.kindling.boot.AddressRange;
 import dev.kindling.boot.BootException;
 import dev.kindling.boot.CmdLine;
 import dev.kindling.boot.DirectBoot;
+import dev.kindling.boot.KernelLoader;
+import dev.kindling.boot.LinuxBoot;
+import dev.kindling.boot.LoadedKernel;
 import dev.kindling.boot.MicrovmLayout;
 import dev.kindling.boot.MpTable;
+import dev.kindling.boot.PvhBoot;
+import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.devices.legacy.I8042;
 import dev.kindling.devices.legacy.IoApic;
@@ -20,16 +26,22 @@ import dev.kindling.kvm.platform.KvmPlatform;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
 import dev.kindling.memory.GuestMemory;
+import dev.kindling.sys.Errno;
+import dev.kindling.sys.Fd;
+import dev.kindling.sys.PollingInputStream;
 import dev.kindling.sys.SyscallException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Clock;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.function.Function;
 import java.util.function.IntFunction;
@@ -37,19 +49,33 @@ import java.util.function.IntFunction;
 /**
  * Builds a {@link Microvm} on the model of QEMU's {@code microvm} machine: memory, vCPUs, a kernel
  * (PVH ELF or bzImage), initrd and command line, the legacy ISA devices with microvm's toggles, and
- * devices of the caller's. {@link #build()} checks everything before it allocates anything, and frees
- * all it took if it fails midway.
+ * devices of the caller's ({@link #device}, {@link #virtioMmioTransport}).
+ *
+ * <pre>{@code
+ * Microvm vm = Microvm.builder()
+ *         .memoryMib(256).vcpus(2)
+ *         .kernel(Path.of("vmlinux")).initrd(Path.of("initramfs.cpio")).cmdline("console=ttyS0")
+ *         .device(DeviceSpec.pio(0x700, 4, () -> new MyPorts()))
+ *         .build();
+ * }</pre>
  *
  * <p>Toggles, with microvm's meaning: {@code pic}, {@code pit} (AUTO: on), {@code rtc} (AUTO: off,
  * since the machine always runs on KVM), {@code isaSerial} (on), {@code autoKernelCmdline} (on:
  * appends {@code virtio_mmio.device=512@0x<base>:<irq>} for each virtio-mmio transport in use).
+ *
+ * <p><b>Errors.</b> {@link #validate()} checks the configuration on any machine, without /dev/kvm:
+ * files, the kernel's format, memory size, vCPU count, toggles that cannot go together, IRQs and
+ * device windows that collide, the command line. It throws {@link ConfigException}, which names the
+ * setting. {@link #build()} is {@code validate()}, then the checks that need the host and the images
+ * in guest memory (the kernel's segments, whether kernel and initrd fit, the kernel's command line
+ * limit: {@link ConfigException} too), then creation; what the host cannot do (no KVM, no permission,
+ * its memory or vCPU limit, a failed KVM call) is a {@link HostException}. Both are
+ * {@link MicrovmException}s; a failed {@code build()} leaves nothing open.
  */
 public final class MicrovmBuilder {
     public static final long DEFAULT_MEMORY_MIB = 128;
     /** ISA IRQs of the built-in devices. */
     static final int IRQ_PIT = 0, IRQ_KEYBOARD = 1, IRQ_SERIAL = 4, IRQ_RTC = 8;
-
-    private record UserDevice(IoMapEntry.Space space, long base, long length, int irq, Function<IrqLine, Device> factory) {}
 
     private String name = "microvm";
     private long memoryMib = DEFAULT_MEMORY_MIB;
@@ -58,6 +84,7 @@ public final class MicrovmBuilder {
     private Path initrd;
     private String cmdline = "";
     private InputStream serialInput;
+    private Fd serialInputFd;
     private OutputStream serialOutput;
     private OnOffAuto pic = OnOffAuto.AUTO;
     private OnOffAuto pit = OnOffAuto.AUTO;
@@ -66,7 +93,7 @@ public final class MicrovmBuilder {
     private boolean autoKernelCmdline = true;
     private boolean strictMmio;
     private IrqchipMode irqchip = IrqchipMode.SPLIT;
-    private final List<UserDevice> devices = new ArrayList<>();
+    private final List<DeviceSpec> devices = new ArrayList<>();
     private final List<Function<IrqLine, Device>> virtioTransports = new ArrayList<>();
 
     MicrovmBuilder() {}
@@ -103,9 +130,34 @@ public final class MicrovmBuilder {
         return this;
     }
 
-    /** Where the serial port's host input comes from (null: none). */
+    /**
+     * Where the serial port's host input comes from (null: none). A Kindling thread reads it and the
+     * guest gets the bytes as it takes them; the stream is not closed. On {@link Microvm#close()} that
+     * thread is interrupted, which ends a read in an interruptible stream (a pipe's, a channel's). A
+     * read that ignores interrupts, such as one on {@code System.in}, keeps the thread until it
+     * returns, and what it returns is dropped: lost to whoever reads the stream next. For standard
+     * input use {@link #serialInputFromStdin()}, which never leaves a thread behind.
+     */
     public MicrovmBuilder serialInput(InputStream in) {
         this.serialInput = in;
+        this.serialInputFd = null;
+        return this;
+    }
+
+    /**
+     * The serial port's host input is this process's standard input (descriptor 0), read directly
+     * through poll(2) rather than {@code System.in}: {@link Microvm#close()} ends the read at once, and
+     * input that arrives afterwards stays unread for the next reader. Does not change the terminal's
+     * mode.
+     */
+    public MicrovmBuilder serialInputFromStdin() {
+        return serialInputFd(Fd.adopt(0, "standard input"));
+    }
+
+    /** As {@link #serialInputFromStdin()} for another descriptor, which stays the caller's. */
+    MicrovmBuilder serialInputFd(Fd fd) {
+        this.serialInputFd = Objects.requireNonNull(fd, "fd");
+        this.serialInput = null;
         return this;
     }
 
@@ -158,18 +210,11 @@ public final class MicrovmBuilder {
     }
 
     /**
-     * Adds a device on the port bus at {@code [base, base + length)}, made by {@code factory} with its
-     * interrupt line for ISA IRQ / GSI {@code irq} (or a line that does nothing when {@code irq < 0}).
-     * The machine closes it.
+     * Adds a device of the caller's at the window {@code spec} gives, made by its factory once the
+     * machine exists; the machine closes it. See {@link DeviceSpec#pio} and {@link DeviceSpec#mmio}.
      */
-    public MicrovmBuilder pioDevice(long base, long length, int irq, Function<IrqLine, Device> factory) {
-        devices.add(new UserDevice(IoMapEntry.Space.PIO, base, length, irq, Objects.requireNonNull(factory)));
-        return this;
-    }
-
-    /** Adds a device on the MMIO bus; see {@link #pioDevice}. */
-    public MicrovmBuilder mmioDevice(long base, long length, int irq, Function<IrqLine, Device> factory) {
-        devices.add(new UserDevice(IoMapEntry.Space.MMIO, base, length, irq, Objects.requireNonNull(factory)));
+    public MicrovmBuilder device(DeviceSpec spec) {
+        devices.add(Objects.requireNonNull(spec, "spec"));
         return this;
     }
 
@@ -188,54 +233,85 @@ public final class MicrovmBuilder {
         return this;
     }
 
-    // ---- build
+    // ---- checks that need no host
 
-    private record Plan(boolean pic, boolean pit, boolean rtc, Map<Integer, String> irqs, long ramBytes) {}
+    private record Plan(boolean pic, boolean pit, boolean rtc, long ramBytes, List<IoMapEntry> fixedWindows,
+                        CmdLine cmd, byte[] kernelImage, byte[] initrdImage) {}
 
-    private Plan validate() {
+    /**
+     * Checks the configuration without /dev/kvm, on any machine: the files exist and are readable, the
+     * kernel is an ELF or a bzImage, memory and vCPU count are possible, the toggles go together, no
+     * two devices want one IRQ or overlapping addresses, and the command line is valid.
+     *
+     * @throws ConfigException naming the first setting at fault
+     */
+    public void validate() {
+        plan();
+    }
+
+    private Plan plan() {
         if (kernel == null) {
-            throw new ConfigException("no kernel: call kernel(path)");
+            throw new ConfigException("kernel", "no kernel: call kernel(path)");
         }
         requireReadable("kernel", kernel);
         if (initrd != null) {
             requireReadable("initrd", initrd);
         }
         if (memoryMib < 1) {
-            throw new ConfigException("memory must be at least 1 MiB, got " + memoryMib + " MiB");
+            throw new ConfigException("memoryMib", "memory must be at least 1 MiB, got " + memoryMib + " MiB");
         }
         long ramBytes;
         try {
             ramBytes = Math.multiplyExact(memoryMib, 1L << 20);
             MicrovmLayout.checkRamSize(ramBytes);
         } catch (ArithmeticException | BootException e) {
-            throw new ConfigException("memory of " + memoryMib + " MiB is not possible: " + e.getMessage());
-        }
-        long host = hostMemoryBytes();
-        if (host > 0 && ramBytes > host) {
-            throw new ConfigException("memory of " + memoryMib + " MiB is more than this host has (" + (host >> 20) + " MiB)");
+            throw new ConfigException("memoryMib", "memory of " + memoryMib + " MiB is not possible: " + e.getMessage());
         }
         if (vcpus < 1) {
-            throw new ConfigException("vCPU count must be at least 1, got " + vcpus);
+            throw new ConfigException("vcpus", "vCPU count must be at least 1, got " + vcpus);
         }
-        int limit;
-        try (Kvm kvm = Kvm.open()) {
-            limit = Math.min(kvm.maxVcpus(), MpTable.MAX_CPUS);
-        } catch (SyscallException e) {
-            throw new ConfigException("KVM is not usable: " + e.getMessage(), e);
-        }
-        if (vcpus > limit) {
-            throw new ConfigException("vCPU count " + vcpus + " is above the limit of " + limit + " on this host");
+        if (vcpus > MpTable.MAX_CPUS) {
+            throw new ConfigException("vcpus", "vCPU count " + vcpus + " is above the limit of " + MpTable.MAX_CPUS
+                    + " (the MP table's)");
         }
         boolean picOn = pic.resolve(true);
         if (!picOn && irqchip == IrqchipMode.KERNEL) {
-            throw new ConfigException("pic=off needs irqchip(SPLIT): KVM's in-kernel irqchip always has a PIC");
+            throw new ConfigException("pic", "pic=off needs irqchip(SPLIT): KVM's in-kernel irqchip always has a PIC");
         }
         boolean pitOn = pit.resolve(true);
         boolean rtcOn = rtc.resolve(false);
         if (virtioTransports.size() > MicrovmLayout.VIRTIO_MAX_TRANSPORTS) {
-            throw new ConfigException(virtioTransports.size() + " virtio-mmio devices, but microvm has "
+            throw new ConfigException("virtioMmioTransport", virtioTransports.size() + " virtio-mmio devices, but microvm has "
                     + MicrovmLayout.VIRTIO_MAX_TRANSPORTS + " transports");
         }
+        checkIrqs(pitOn, rtcOn);
+        List<IoMapEntry> fixed = fixedWindows(picOn, pitOn, rtcOn);
+        checkWindows(fixed, ramBytes);
+        CmdLine cmd;
+        try {
+            cmd = CmdLine.of(cmdline);
+            if (autoKernelCmdline) {
+                for (int i = 0; i < virtioTransports.size(); i++) {
+                    cmd.appendVirtioMmioDevice(transportBase(i), MicrovmLayout.VIRTIO_IRQ_BASE + i);
+                }
+            }
+        } catch (IllegalArgumentException | BootException e) {
+            throw new ConfigException("cmdline", "command line: " + e.getMessage(), e);
+        }
+        byte[] kernelImage = read("kernel", kernel);
+        try {
+            KernelLoader.forImage(kernelImage);
+        } catch (BootException e) {
+            throw new ConfigException("kernel", kernel + ": " + e.getMessage(), e);
+        }
+        byte[] initrdImage = initrd == null ? null : read("initrd", initrd);
+        if (initrdImage != null && initrdImage.length == 0) {
+            throw new ConfigException("initrd", "initrd " + initrd + " is empty");
+        }
+        return new Plan(picOn, pitOn, rtcOn, ramBytes, fixed, cmd, kernelImage, initrdImage);
+    }
+
+    private void checkIrqs(boolean pitOn, boolean rtcOn) {
         Map<Integer, String> irqs = new TreeMap<>();
         claim(irqs, IRQ_KEYBOARD, "i8042");
         if (pitOn) {
@@ -250,38 +326,179 @@ public final class MicrovmBuilder {
         for (int i = 0; i < virtioTransports.size(); i++) {
             claim(irqs, MicrovmLayout.VIRTIO_IRQ_BASE + i, "virtio-mmio transport " + i);
         }
-        for (UserDevice d : devices) {
-            if (d.irq() >= 0) {
-                claim(irqs, d.irq(), "device at 0x" + Long.toHexString(d.base()));
+        for (DeviceSpec d : devices) {
+            if (d.irq().isPresent()) {
+                claim(irqs, d.irq().getAsInt(), d.describe());
             }
         }
-        return new Plan(picOn, pitOn, rtcOn, irqs, ramBytes);
     }
 
     private static void claim(Map<Integer, String> irqs, int irq, String who) {
-        if (irq >= MicrovmLayout.IOAPIC_PINS) {
-            throw new ConfigException(who + " wants IRQ " + irq + ", but the IOAPIC has " + MicrovmLayout.IOAPIC_PINS + " pins");
+        if (irq < 0 || irq >= MicrovmLayout.IOAPIC_PINS) {
+            throw new ConfigException("irq", who + " wants IRQ " + irq + ", but the IOAPIC has pins 0.."
+                    + (MicrovmLayout.IOAPIC_PINS - 1));
         }
         String other = irqs.putIfAbsent(irq, who);
         if (other != null) {
-            throw new ConfigException("IRQ " + irq + " is wanted by both " + other + " and " + who);
+            throw new ConfigException("irq", "IRQ " + irq + " is wanted by both " + other + " and " + who);
         }
     }
 
-    private static void requireReadable(String what, Path path) {
+    /** The windows of the machine's own devices and of the transports, with who answers them. */
+    private List<IoMapEntry> fixedWindows(boolean picOn, boolean pitOn, boolean rtcOn) {
+        List<IoMapEntry> w = new ArrayList<>();
+        IoMapEntry.Owner chips = irqchip == IrqchipMode.KERNEL ? IoMapEntry.Owner.KVM : IoMapEntry.Owner.KINDLING;
+        if (picOn) {
+            w.add(pio(Pic8259.MASTER_BASE, 2, "pic-master", chips));
+            w.add(pio(Pic8259.SLAVE_BASE, 2, "pic-slave", chips));
+            w.add(pio(Pic8259.ELCR_BASE, 2, "elcr", chips));
+        }
+        if (pitOn) {
+            w.add(pio(Pit8254.BASE, Pit8254.LENGTH, "pit", chips));
+            w.add(pio(Pit8254.SPEAKER_PORT, 1, chips == IoMapEntry.Owner.KVM ? "pit-speaker" : "pit-port61", chips));
+        }
+        w.add(pio(I8042.DATA_PORT, 1, "i8042-data", IoMapEntry.Owner.KINDLING));
+        w.add(pio(I8042.COMMAND_PORT, 1, "i8042-cmd", IoMapEntry.Owner.KINDLING));
+        if (rtcOn) {
+            w.add(pio(Rtc.BASE, Rtc.LENGTH, "rtc", IoMapEntry.Owner.KINDLING));
+        }
+        if (isaSerial) {
+            w.add(pio(Serial16550.COM1_BASE, Serial16550.LENGTH, "serial0", IoMapEntry.Owner.KINDLING));
+        }
+        w.add(new IoMapEntry(IoMapEntry.Space.MMIO, IoApic.BASE, IoApic.LENGTH, "ioapic", chips));
+        w.add(new IoMapEntry(IoMapEntry.Space.MMIO, MicrovmLayout.LAPIC_ADDRESS, 0x1000, "local-apic", IoMapEntry.Owner.KVM));
+        for (int i = 0; i < virtioTransports.size(); i++) {
+            w.add(new IoMapEntry(IoMapEntry.Space.MMIO, transportBase(i), MicrovmLayout.VIRTIO_MMIO_SIZE,
+                    "virtio-mmio transport " + i, IoMapEntry.Owner.KINDLING));
+        }
+        return w;
+    }
+
+    private static IoMapEntry pio(long base, long length, String name, IoMapEntry.Owner owner) {
+        return new IoMapEntry(IoMapEntry.Space.PIO, base, length, name, owner);
+    }
+
+    /** The caller's windows fit their bus, stay off RAM (KVM would never let an access reach them) and overlap nothing. */
+    private void checkWindows(List<IoMapEntry> fixed, long ramBytes) {
+        List<IoMapEntry> taken = new ArrayList<>(fixed);
+        for (DeviceSpec d : devices) {
+            long limit = d.space() == IoMapEntry.Space.PIO ? 0x10000 : 1L << 52;
+            if (d.length() < 1 || d.base() < 0 || d.base() > limit - d.length()) {
+                throw new ConfigException("device", d.describe() + ": window of 0x" + Long.toHexString(d.length())
+                        + " bytes does not fit the " + d.space().name().toLowerCase(Locale.ROOT) + " space (up to 0x"
+                        + Long.toHexString(limit) + ")");
+            }
+            IoMapEntry mine = new IoMapEntry(d.space(), d.base(), d.length(), d.describe(), IoMapEntry.Owner.KINDLING);
+            if (d.space() == IoMapEntry.Space.MMIO) {
+                for (AddressRange ram : MicrovmLayout.ramRanges(ramBytes)) {
+                    if (ram.overlaps(new AddressRange(d.base(), d.length()))) {
+                        throw new ConfigException("device", d.describe() + " is inside guest RAM " + ram);
+                    }
+                }
+            }
+            for (IoMapEntry t : taken) {
+                if (t.space() == mine.space() && mine.base() < t.base() + t.length() && t.base() < mine.base() + mine.length()) {
+                    throw new ConfigException("device", mine.device() + " (0x" + Long.toHexString(mine.length())
+                            + " bytes) overlaps " + t.device() + " at 0x" + Long.toHexString(t.base()));
+                }
+            }
+            taken.add(mine);
+        }
+    }
+
+    private static void requireReadable(String field, Path path) {
         if (!Files.isRegularFile(path)) {
-            throw new ConfigException(what + " " + path + " does not exist or is not a file");
+            throw new ConfigException(field, field + " " + path + " does not exist or is not a file");
         }
         if (!Files.isReadable(path)) {
-            throw new ConfigException(what + " " + path + " is not readable");
+            throw new ConfigException(field, field + " " + path + " is not readable");
         }
     }
 
-    private static byte[] read(String what, Path path) {
+    private static byte[] read(String field, Path path) {
         try {
             return Files.readAllBytes(path);
         } catch (IOException e) {
-            throw new ConfigException("cannot read " + what + " " + path + ": " + e.getMessage(), e);
+            throw new ConfigException(field, "cannot read " + field + " " + path + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static long transportBase(int i) {
+        return MicrovmLayout.VIRTIO_MMIO_BASE + (long) i * MicrovmLayout.VIRTIO_MMIO_SIZE;
+    }
+
+    // ---- build
+
+    /**
+     * {@link #validate()}, then checks against this host and the images in guest memory, then creates
+     * the VM, its devices and boot state. Does not start it. Leaves nothing open if it fails.
+     *
+     * @throws ConfigException naming the setting at fault
+     * @throws HostException when this host cannot run the configuration
+     */
+    public Microvm build() {
+        Plan plan = plan();
+        checkHostMemory(plan.ramBytes());
+        GuestMemory memory;
+        try {
+            memory = MicrovmLayout.anonymousMemory(plan.ramBytes());
+        } catch (SyscallException e) {
+            throw new HostException("cannot reserve " + memoryMib + " MiB of guest memory: " + e.getMessage(), e);
+        }
+        DirectBoot.Result boot;
+        MpTable.Options mp = new MpTable.Options(
+                irqchip == IrqchipMode.SPLIT ? MpTable.IOAPIC_VERSION_QEMU : MpTable.IOAPIC_VERSION_KVM, false, Set.of());
+        try {
+            checkBoot(plan, memory, mp);
+            boot = DirectBoot.boot(memory, plan.kernelImage(), plan.initrdImage(), plan.cmd(), vcpus,
+                    DirectBoot.Protocol.AUTO, mp);
+        } catch (BootException e) {
+            memory.close();
+            throw new ConfigException("kernel", kernel + ": " + e.getMessage(), e);
+        } catch (RuntimeException e) {
+            memory.close();
+            throw e;
+        }
+
+        KvmPlatform platform;
+        try {
+            platform = KvmPlatform.create(new KvmPlatform.Config(irqchip, irqchip == IrqchipMode.KERNEL && plan.pit()));
+        } catch (RuntimeException e) {
+            memory.close();
+            throw hostProblem(e);
+        }
+        int limit;
+        try {
+            limit = Math.min(platform.maxVcpus(), MpTable.MAX_CPUS);
+        } catch (RuntimeException e) {
+            platform.close();
+            memory.close();
+            throw hostProblem(e);
+        }
+        if (vcpus > limit) {
+            platform.close();
+            memory.close();
+            throw new HostException("vCPU count " + vcpus + " is above the limit of " + limit + " on this host");
+        }
+        Machine machine;
+        try {
+            machine = new Machine(name, platform, memory, vcpus, strictMmio); // closes both if it fails
+        } catch (RuntimeException e) {
+            throw hostProblem(e);
+        }
+        try {
+            return wire(machine, platform, plan, boot);
+        } catch (RuntimeException e) {
+            machine.close();
+            throw hostProblem(e);
+        }
+    }
+
+    private static void checkHostMemory(long ramBytes) {
+        long host = hostMemoryBytes();
+        if (host > 0 && ramBytes > host) {
+            throw new HostException("memory of " + (ramBytes >> 20) + " MiB is more than this host has ("
+                    + (host >> 20) + " MiB)");
         }
     }
 
@@ -298,56 +515,60 @@ public final class MicrovmBuilder {
         return -1;
     }
 
-    /** Checks the configuration, then creates the VM, its devices and boot state. Does not start it. */
-    public Microvm build() {
-        Plan plan = validate();
-        byte[] kernelImage = read("kernel", kernel);
-        byte[] initrdImage = initrd == null ? null : read("initrd", initrd);
-        CmdLine cmd;
+    /** The boot checks, one setting at a time, so that the error names the one at fault. */
+    private void checkBoot(Plan plan, GuestMemory memory, MpTable.Options mp) {
+        LoadedKernel k;
         try {
-            cmd = CmdLine.of(cmdline);
-            if (autoKernelCmdline) {
-                for (int i = 0; i < virtioTransports.size(); i++) {
-                    cmd.appendVirtioMmioDevice(transportBase(i), MicrovmLayout.VIRTIO_IRQ_BASE + i);
-                }
+            k = KernelLoader.forImage(plan.kernelImage()).inspect(memory, plan.kernelImage());
+            bootCheck(memory, k, new CmdLine(), 0);
+        } catch (BootException e) {
+            throw new ConfigException("kernel", kernel + ": " + e.getMessage(), e);
+        }
+        try {
+            bootCheck(memory, k, plan.cmd(), 0);
+        } catch (BootException e) {
+            throw new ConfigException("cmdline", "command line: " + e.getMessage(), e);
+        }
+        if (plan.initrdImage() != null) {
+            try {
+                bootCheck(memory, k, plan.cmd(), plan.initrdImage().length);
+            } catch (BootException e) {
+                throw new ConfigException("initrd", "initrd " + initrd + ": " + e.getMessage(), e);
             }
-        } catch (IllegalArgumentException | BootException e) {
-            throw new ConfigException("command line: " + e.getMessage(), e);
         }
-        MpTable.Options mp = new MpTable.Options(
-                irqchip == IrqchipMode.SPLIT ? MpTable.IOAPIC_VERSION_QEMU : MpTable.IOAPIC_VERSION_KVM, false, java.util.Set.of());
-
-        GuestMemory memory = MicrovmLayout.anonymousMemory(plan.ramBytes());
-        DirectBoot.Result boot;
         try {
-            boot = DirectBoot.boot(memory, kernelImage, initrdImage, cmd, vcpus, DirectBoot.Protocol.AUTO, mp);
-        } catch (RuntimeException e) {
-            memory.close();
-            throw e instanceof BootException ? new ConfigException(kernel + ": " + e.getMessage(), e) : e;
-        }
-
-        KvmPlatform platform;
-        try {
-            platform = KvmPlatform.create(new KvmPlatform.Config(irqchip, irqchip == IrqchipMode.KERNEL && plan.pit()));
-        } catch (RuntimeException e) {
-            memory.close();
-            throw e;
-        }
-        Machine machine = new Machine(name, platform, memory, vcpus, strictMmio); // closes both if it fails
-        try {
-            return wire(machine, platform, plan, boot, cmd);
-        } catch (RuntimeException e) {
-            machine.close();
-            throw e;
+            MpTable.check(memory, vcpus, mp);
+        } catch (BootException e) {
+            throw new ConfigException("vcpus", vcpus + " vCPUs: " + e.getMessage(), e);
         }
     }
 
-    private static long transportBase(int i) {
-        return MicrovmLayout.VIRTIO_MMIO_BASE + (long) i * MicrovmLayout.VIRTIO_MMIO_SIZE;
+    private static void bootCheck(GuestMemory memory, LoadedKernel k, CmdLine cmd, long initrdSize) {
+        if (k.kind() == LoadedKernel.Kind.ELF_PVH) {
+            PvhBoot.check(memory, k, cmd, initrdSize);
+        } else {
+            LinuxBoot.check(memory, k, cmd, initrdSize);
+        }
     }
 
-    private Microvm wire(Machine machine, KvmPlatform platform, Plan plan, DirectBoot.Result boot, CmdLine cmd) {
-        List<IoMapEntry> kvmOwned = new ArrayList<>();
+    /** A failed host call as the one documented exception; anything else (a bug, a user's factory) as is. */
+    private static RuntimeException hostProblem(RuntimeException e) {
+        if (e instanceof SyscallException s && s.call().equals("open(" + Kvm.DEVICE + ")")) {
+            if (s.errno() == Errno.ENOENT) {
+                return new HostException(Kvm.DEVICE + " does not exist: this host has no KVM (is virtualization"
+                        + " enabled, and the kvm-intel or kvm-amd module loaded?)", e);
+            }
+            if (s.errno() == Errno.EACCES || s.errno() == Errno.EPERM) {
+                return new HostException("no permission to open " + Kvm.DEVICE + " (add the user to its group, usually kvm)", e);
+            }
+        }
+        if (e instanceof SyscallException || e instanceof UnsupportedOperationException) {
+            return new HostException("KVM is not usable: " + e.getMessage(), e);
+        }
+        return e;
+    }
+
+    private Microvm wire(Machine machine, KvmPlatform platform, Plan plan, DirectBoot.Result boot) {
         IntFunction<IrqLine> isaLine;
         if (irqchip == IrqchipMode.SPLIT) {
             IoApic ioapic = new IoApic("ioapic", vcpus, new KvmIoapicSink(platform));
@@ -368,19 +589,10 @@ public final class MicrovmBuilder {
             }
         } else {
             isaLine = platform::irqLine;
-            kvmOwned.add(new IoMapEntry(IoMapEntry.Space.PIO, 0x20, 2, "pic-master", IoMapEntry.Owner.KVM));
-            kvmOwned.add(new IoMapEntry(IoMapEntry.Space.PIO, 0xa0, 2, "pic-slave", IoMapEntry.Owner.KVM));
-            kvmOwned.add(new IoMapEntry(IoMapEntry.Space.PIO, 0x4d0, 2, "elcr", IoMapEntry.Owner.KVM));
-            kvmOwned.add(new IoMapEntry(IoMapEntry.Space.MMIO, IoApic.BASE, IoApic.LENGTH, "ioapic", IoMapEntry.Owner.KVM));
-            if (plan.pit()) {
-                kvmOwned.add(new IoMapEntry(IoMapEntry.Space.PIO, 0x40, 4, "pit", IoMapEntry.Owner.KVM));
-                kvmOwned.add(new IoMapEntry(IoMapEntry.Space.PIO, 0x61, 1, "pit-speaker", IoMapEntry.Owner.KVM));
-            }
         }
-        kvmOwned.add(new IoMapEntry(IoMapEntry.Space.MMIO, MicrovmLayout.LAPIC_ADDRESS, 0x1000, "local-apic", IoMapEntry.Owner.KVM));
 
         if (plan.rtc()) {
-            Rtc rtc = new Rtc("rtc", isaLine.apply(IRQ_RTC), java.time.Clock.systemUTC());
+            Rtc rtc = new Rtc("rtc", isaLine.apply(IRQ_RTC), Clock.systemUTC());
             long low = MicrovmLayout.lowRamSize(plan.ramBytes());
             rtc.setMemorySize(low, plan.ramBytes() - low);
             attach(machine, IoMapEntry.Space.PIO, rtc.busRanges(), rtc);
@@ -388,33 +600,60 @@ public final class MicrovmBuilder {
         Console console = new Console(serialOutput);
         Serial16550 serial = null;
         if (isaSerial) {
-            serial = new Serial16550("serial0", isaLine.apply(IRQ_SERIAL), serialInput, console);
-            attach(machine, IoMapEntry.Space.PIO, serial.busRanges(), serial);
+            PollingInputStream polled = serialInputFd == null ? null : new PollingInputStream(serialInputFd);
+            Serial16550 s = new Serial16550("serial0", isaLine.apply(IRQ_SERIAL), polled != null ? polled : serialInput,
+                    console.sink());
+            serial = s;
+            // the poll ends first, so the serial's reader thread is gone when its close() returns
+            attach(machine, IoMapEntry.Space.PIO, s.busRanges(), polled == null ? s : () -> {
+                polled.close();
+                s.close();
+            });
+            console.connect(s);
         }
         I8042 i8042 = new I8042("i8042",
-                () -> machine.requestExit(new StopReason.Reset("i8042 reset (0xFE)")),
+                () -> machine.requestExit(new StopReason.Reset(StopReason.ResetCause.I8042)),
                 isaLine.apply(IRQ_KEYBOARD), null);
         attach(machine, IoMapEntry.Space.PIO, i8042.busRanges(), i8042);
 
         for (int i = 0; i < virtioTransports.size(); i++) {
-            Device d = virtioTransports.get(i).apply(isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i));
+            Device d = make("virtio-mmio transport " + i, virtioTransports.get(i), isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i));
             machine.attachMmio(transportBase(i), MicrovmLayout.VIRTIO_MMIO_SIZE, d);
         }
-        for (UserDevice u : devices) {
-            Device d = u.factory().apply(u.irq() >= 0 ? isaLine.apply(u.irq()) : IrqLines.none(0));
-            if (u.space() == IoMapEntry.Space.PIO) {
-                machine.attachPio(u.base(), u.length(), d);
-            } else {
-                machine.attachMmio(u.base(), u.length(), d);
+        for (DeviceSpec u : devices) {
+            Device d = make(u.describe(), u.factory(), u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0));
+            try {
+                if (u.space() == IoMapEntry.Space.PIO) {
+                    machine.attachPio(u.base(), u.length(), d);
+                } else {
+                    machine.attachMmio(u.base(), u.length(), d);
+                }
+            } catch (IllegalArgumentException e) {
+                throw new ConfigException("device", u.describe() + ": " + e.getMessage(), e);
             }
         }
         machine.vcpus().getFirst().setBootState(boot.bsp());
-        return new Microvm(machine, console, serial, kvmOwned, cmd.toString(), boot.protocol());
+        List<IoMapEntry> kvmOwned = plan.fixedWindows().stream().filter(e -> e.owner() == IoMapEntry.Owner.KVM).toList();
+        return new Microvm(machine, console, serial, kvmOwned, plan.cmd().toString(), boot.protocol());
     }
 
-    private static void attach(Machine machine, IoMapEntry.Space space, List<dev.kindling.bus.BusRange> ranges, AutoCloseable owner) {
+    /** Runs a device factory of the caller's; its failure is a configuration error of that device. */
+    private static Device make(String what, Function<IrqLine, Device> factory, IrqLine line) {
+        Device d;
+        try {
+            d = factory.apply(line);
+        } catch (RuntimeException e) {
+            throw new ConfigException("device", what + ": its factory failed: " + e, e);
+        }
+        if (d == null) {
+            throw new ConfigException("device", what + ": its factory returned null");
+        }
+        return d;
+    }
+
+    private static void attach(Machine machine, IoMapEntry.Space space, List<BusRange> ranges, AutoCloseable owner) {
         machine.own(owner);
-        for (var r : ranges) {
+        for (BusRange r : ranges) {
             if (space == IoMapEntry.Space.PIO) {
                 machine.pio().register(r.base(), r.length(), r.device());
             } else {

@@ -12,7 +12,7 @@ public enum OnOffAuto {
             case "on" -> ON;
             case "off" -> OFF;
             case "auto" -> AUTO;
-            default -> throw new ConfigException(what + " must be on, off or auto, got '" + value + "'");
+            default -> throw new ConfigException(what, what + " must be on, off or auto, got '" + value + "'");
         };
     }
 

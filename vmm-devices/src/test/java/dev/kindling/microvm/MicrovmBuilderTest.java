@@ -2,11 +2,15 @@ package dev.kindling.microvm;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.catchThrowableOfType;
 
 import dev.kindling.boot.BootException;
+import dev.kindling.boot.MpTable;
 import dev.kindling.device.Device;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.kvm.testing.TestGuests;
+import dev.kindling.sys.Fd;
+import dev.kindling.sys.Libc;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -16,7 +20,10 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** Impossible configurations fail with their own clear error, and leave nothing behind. */
+/**
+ * Impossible configurations fail with their own clear error naming the setting, found without KVM
+ * where they can be, and leave nothing behind.
+ */
 class MicrovmBuilderTest {
     @TempDir
     Path tmp;
@@ -37,72 +44,140 @@ class MicrovmBuilderTest {
         return Microvm.builder().memoryMib(64).kernel(TestGuests.elf("hello"));
     }
 
-    @Test
-    void missingOrUnreadableFilesAreNamed() {
-        assertThatThrownBy(() -> Microvm.builder().build()).isInstanceOf(ConfigException.class).hasMessageContaining("no kernel");
-        assertThatThrownBy(() -> Microvm.builder().kernel(tmp.resolve("nope")).build())
-                .isInstanceOf(ConfigException.class).hasMessageContaining("kernel").hasMessageContaining("nope")
-                .hasMessageContaining("does not exist");
-        TestGuests.assumeKvm();
-        assertThatThrownBy(() -> valid().initrd(tmp.resolve("initrd-missing")).build())
-                .isInstanceOf(ConfigException.class).hasMessageContaining("initrd");
+    /** A file that passes validate()'s format check (the ELF magic) without gcc or KVM. */
+    private Path elfMagic() throws IOException {
+        byte[] b = new byte[4096];
+        b[0] = 0x7f;
+        b[1] = 'E';
+        b[2] = 'L';
+        b[3] = 'F';
+        return Files.write(tmp.resolve("magic.elf"), b);
+    }
+
+    private static ConfigException configError(MicrovmBuilder b, String field) {
+        ConfigException e = catchThrowableOfType(ConfigException.class, b::validate);
+        assertThat(e).as("validate() of a configuration wrong in " + field).isNotNull();
+        assertThat(e.field()).as(e.getMessage()).isEqualTo(field);
+        return e;
     }
 
     @Test
-    void badKernelImagesGetAClearErrorBeforeTheVmExists() throws Exception {
+    void validateNeedsNoKvmAndNamesTheFieldAtFault() throws Exception {
+        Path k = elfMagic();
+        Microvm.builder().kernel(k).validate();
+        // the host's memory and KVM's vCPU limit are the host's business, not validate()'s
+        Microvm.builder().kernel(k).memoryMib(1L << 30).vcpus(MpTable.MAX_CPUS).validate();
+
+        assertThat(configError(Microvm.builder(), "kernel")).hasMessageContaining("no kernel");
+        assertThat(configError(Microvm.builder().kernel(tmp.resolve("nope")), "kernel"))
+                .hasMessageContaining("nope").hasMessageContaining("does not exist");
+        Path garbage = Files.write(tmp.resolve("garbage.bin"), new byte[4096]);
+        assertThat(configError(Microvm.builder().kernel(garbage), "kernel"))
+                .hasMessageContaining("garbage.bin").hasCauseInstanceOf(BootException.class);
+        assertThat(configError(Microvm.builder().kernel(k).initrd(tmp.resolve("initrd-missing")), "initrd"))
+                .hasMessageContaining("initrd-missing");
+        Path empty = Files.write(tmp.resolve("empty-initrd"), new byte[0]);
+        assertThat(configError(Microvm.builder().kernel(k).initrd(empty), "initrd")).hasMessageContaining("is empty");
+        assertThat(configError(Microvm.builder().kernel(k).memoryMib(0), "memoryMib")).hasMessageContaining("at least 1 MiB");
+        assertThat(configError(Microvm.builder().kernel(k).memoryMib(1), "memoryMib")).hasMessageContaining("not possible");
+        assertThat(configError(Microvm.builder().kernel(k).vcpus(0), "vcpus")).hasMessageContaining("at least 1");
+        assertThat(configError(Microvm.builder().kernel(k).vcpus(MpTable.MAX_CPUS + 1), "vcpus"))
+                .hasMessageContaining("above the limit");
+        assertThat(configError(Microvm.builder().kernel(k).irqchip(IrqchipMode.KERNEL).pic(OnOffAuto.OFF), "pic"))
+                .hasMessageContaining("pic=off needs irqchip(SPLIT)");
+        assertThat(configError(Microvm.builder().kernel(k).cmdline("console=ttyS0 caf\u00e9"), "cmdline"))
+                .hasMessageContaining("non-ASCII");
+        MicrovmBuilder nine = Microvm.builder().kernel(k);
+        for (int i = 0; i < 9; i++) {
+            nine.virtioMmioTransport(line -> new Probe());
+        }
+        assertThat(configError(nine, "virtioMmioTransport")).hasMessageContaining("8 transports");
+    }
+
+    @Test
+    void irqConflictsNameBothClaimants() throws Exception {
+        Path k = elfMagic();
+        assertThat(configError(Microvm.builder().kernel(k).rtc(OnOffAuto.ON).device(DeviceSpec.pio(0x700, 4, 8, line -> new Probe())), "irq"))
+                .hasMessage("IRQ 8 is wanted by both rtc and device at pio 0x700");
+        MicrovmBuilder b = Microvm.builder().kernel(k).rtc(OnOffAuto.ON);
+        for (int i = 0; i < 4; i++) {
+            b.virtioMmioTransport(line -> new Probe());
+        }
+        assertThat(configError(b, "irq")).hasMessage("IRQ 8 is wanted by both rtc and virtio-mmio transport 3");
+        assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.mmio(0xe0000000L, 16, 24, line -> new Probe())), "irq"))
+                .hasMessageContaining("wants IRQ 24");
+    }
+
+    @Test
+    void deviceWindowsMustFitTheirBusAndOverlapNothing() throws Exception {
+        Path k = elfMagic();
+        assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.pio(0x3f8, 1, Probe::new)), "device"))
+                .hasMessageContaining("overlaps serial0");
+        // without the serial port the window is free
+        Microvm.builder().kernel(k).isaSerial(false).device(DeviceSpec.pio(0x3f8, 1, Probe::new)).validate();
+        assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.pio(0x700, 8, Probe::new))
+                .device(DeviceSpec.pio(0x704, 1, Probe::new)), "device"))
+                .hasMessage("device at pio 0x704 (0x1 bytes) overlaps device at pio 0x700 at 0x700");
+        assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.mmio(0xd0000100L, 16, Probe::new))
+                .virtioMmioTransport(line -> new Probe()), "device")).hasMessageContaining("overlaps virtio-mmio transport 0");
+        assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.mmio(0xfee00800L, 4, Probe::new)), "device"))
+                .hasMessageContaining("overlaps local-apic");
+        assertThat(configError(Microvm.builder().kernel(k).memoryMib(64).device(DeviceSpec.mmio(0x100000, 4, Probe::new)), "device"))
+                .hasMessageContaining("inside guest RAM");
+        assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.pio(0xfffe, 4, Probe::new)), "device"))
+                .hasMessageContaining("does not fit the pio space");
+        assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.pio(0x700, 0, Probe::new)), "device"))
+                .hasMessageContaining("does not fit");
+    }
+
+    @Test
+    void buildChecksTheImagesInGuestMemoryBeforeTheVmExists() throws Exception {
         TestGuests.assumeKvm();
-        Path garbage = tmp.resolve("garbage.bin");
-        Files.write(garbage, new byte[4096]);
-        assertThatThrownBy(() -> Microvm.builder().kernel(garbage).build())
-                .isInstanceOf(ConfigException.class).hasMessageContaining("garbage.bin").hasCauseInstanceOf(BootException.class);
         byte[] elf = Files.readAllBytes(TestGuests.elf("hello"));
         Path truncated = tmp.resolve("truncated.elf");
         Files.write(truncated, Arrays.copyOf(elf, 100));
+        Microvm.builder().kernel(truncated).validate(); // the magic is right: only build() reads the segments
         assertThatThrownBy(() -> Microvm.builder().kernel(truncated).build())
-                .isInstanceOf(ConfigException.class).hasMessageContaining("truncated.elf");
+                .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("kernel"))
+                .hasMessageContaining("truncated.elf");
         Path bigInitrd = tmp.resolve("big-initrd");
         Files.write(bigInitrd, new byte[3 << 20]);
         assertThatThrownBy(() -> valid().memoryMib(4).initrd(bigInitrd).build())
-                .isInstanceOf(ConfigException.class).hasMessageContaining("initrd");
+                .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("initrd"))
+                .hasMessageContaining("initrd");
     }
 
     @Test
-    void impossibleMachinesAreRefused() {
+    void whatTheHostCannotDoIsAHostException() {
         TestGuests.assumeKvm();
-        assertThatThrownBy(() -> valid().memoryMib(0).build()).hasMessageContaining("at least 1 MiB");
-        assertThatThrownBy(() -> valid().memoryMib(1L << 40).build()).hasMessageContaining("more than this host has");
-        assertThatThrownBy(() -> valid().vcpus(0).build()).hasMessageContaining("at least 1");
-        assertThatThrownBy(() -> valid().vcpus(100_000).build()).hasMessageContaining("above the limit");
-        assertThatThrownBy(() -> valid().irqchip(IrqchipMode.KERNEL).pic(OnOffAuto.OFF).build())
-                .hasMessageContaining("pic=off needs irqchip(SPLIT)");
-    }
-
-    @Test
-    void irqConflictsNameBothClaimants() {
-        TestGuests.assumeKvm();
-        assertThatThrownBy(() -> valid().rtc(OnOffAuto.ON).pioDevice(0x700, 4, 8, line -> null).build())
-                .isInstanceOf(ConfigException.class).hasMessage("IRQ 8 is wanted by both rtc and device at 0x700");
-        MicrovmBuilder b = valid().rtc(OnOffAuto.ON);
-        for (int i = 0; i < 4; i++) {
-            b.virtioMmioTransport(line -> null);
-        }
-        assertThatThrownBy(b::build).hasMessage("IRQ 8 is wanted by both rtc and virtio-mmio transport 3");
+        MicrovmBuilder huge = valid().memoryMib(1L << 40);
+        huge.validate();
+        assertThatThrownBy(huge::build).isInstanceOf(HostException.class).hasMessageContaining("more than this host has");
     }
 
     @Test
     void aFailureMidwayLeavesNothingBehind() throws Exception {
         TestGuests.assumeKvm();
-        // warm up lazily created JVM and test resources
-        assertThatThrownBy(() -> valid().pioDevice(0x3f8, 1, -1, line -> new Probe()).build())
-                .hasMessageContaining("overlaps");
-        long fds = openFds(), tasks = threads();
-        for (int i = 0; i < 20; i++) {
-            // the user's device collides with the serial port: found only after the VM and devices exist
-            assertThatThrownBy(() -> valid().pioDevice(0x3f8, 1, -1, line -> new Probe()).build())
-                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("overlaps");
+        Fd[] pair = Libc.socketpair(Libc.SOCK_STREAM);
+        try {
+            // the device factory runs, and fails, once the VM, its memory, devices and input poller exist
+            MicrovmBuilder b = valid().serialInputFd(pair[0]).device(DeviceSpec.pio(0x700, 1, () -> {
+                throw new IllegalStateException("no such device");
+            }));
+            assertThatThrownBy(b::build).isInstanceOf(ConfigException.class); // warms up lazily made JVM resources
+            long fds = openFds(), tasks = threads();
+            for (int i = 0; i < 20; i++) {
+                assertThatThrownBy(b::build)
+                        .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("device"))
+                        .hasMessageContaining("device at pio 0x700: its factory failed")
+                        .hasRootCauseMessage("no such device");
+            }
+            assertThat(openFds()).isEqualTo(fds);
+            assertThat(threads()).isEqualTo(tasks);
+        } finally {
+            pair[0].close();
+            pair[1].close();
         }
-        assertThat(openFds()).isEqualTo(fds);
-        assertThat(threads()).isEqualTo(tasks);
     }
 
     static final class Probe implements Device {

@@ -52,9 +52,9 @@ class MicrovmPvhTest {
         StartInfoPorts ports = new StartInfoPorts();
         try (Microvm vm = Microvm.builder().memoryMib(64).irqchip(mode).kernel(TestGuests.elf("pvhinfo"))
                 .initrd(initrd).cmdline("console=ttyS0 kindling.test=pvh")
-                .pioDevice(0x660, 8, -1, line -> ports).build()) {
+                .device(DeviceSpec.pio(0x660, 8, () -> ports)).build()) {
             vm.start();
-            assertThat(vm.awaitExit(Duration.ofSeconds(60))).contains(new StopReason.Reset("i8042 reset (0xFE)"));
+            assertThat(vm.awaitExit(Duration.ofSeconds(60))).contains(new StopReason.Reset(StopReason.ResetCause.I8042));
         }
         List<Long> w = ports.words;
         assertThat(w.get(0)).as("magic").isEqualTo(0x336ec578L);

@@ -7,7 +7,8 @@ import java.util.List;
 
 /**
  * {@code kindling demo}: builds the test kernel once (cached), then boots it to a busybox shell on
- * this terminal. Leaving the shell ({@code exit}) reboots the guest and ends the demo.
+ * this terminal, as {@code kindling run} does. Leaving the shell ({@code exit}) reboots the guest and
+ * ends the demo; so does Ctrl-A x.
  */
 final class Demo {
     private Demo() {}

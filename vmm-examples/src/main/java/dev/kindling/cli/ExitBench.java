@@ -3,6 +3,7 @@ package dev.kindling.cli;
 import dev.kindling.device.Device;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.machine.StopReason;
+import dev.kindling.microvm.DeviceSpec;
 import dev.kindling.microvm.Microvm;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -115,7 +116,7 @@ final class ExitBench {
         };
         try (Microvm vm = Microvm.builder().name("bench-exits").memoryMib(64).irqchip(IrqchipMode.KERNEL)
                 .isaSerial(false).kernel(Workspace.guest("exitloop.elf"))
-                .pioDevice(0x700, 0x14, -1, line -> ports).mmioDevice(MMIO_ADDRESS, 4, -1, line -> window).build()) {
+                .device(DeviceSpec.pio(0x700, 0x14, () -> ports)).device(DeviceSpec.mmio(MMIO_ADDRESS, 4, () -> window)).build()) {
             vm.start();
             Optional<StopReason> why = vm.awaitExit(Duration.ofMinutes(10));
             if (why.isEmpty() || !why.get().isClean()) {

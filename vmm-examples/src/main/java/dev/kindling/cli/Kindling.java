@@ -1,6 +1,6 @@
 package dev.kindling.cli;
 
-import dev.kindling.microvm.ConfigException;
+import dev.kindling.microvm.MicrovmException;
 import dev.kindling.boot.BootException;
 import dev.kindling.sys.SyscallException;
 import java.io.InputStream;
@@ -46,7 +46,7 @@ public final class Kindling {
             err.println("kindling: " + e.getMessage());
             err.println(USAGE);
             return 64;
-        } catch (ConfigException | BootException | SyscallException e) {
+        } catch (MicrovmException | BootException | SyscallException e) {
             err.println("kindling: " + e.getMessage());
             return 1;
         } catch (InterruptedException e) {

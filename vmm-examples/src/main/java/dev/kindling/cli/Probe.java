@@ -5,6 +5,7 @@ import dev.kindling.kvm.Capability;
 import dev.kindling.kvm.Kvm;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.machine.StopReason;
+import dev.kindling.microvm.DeviceSpec;
 import dev.kindling.microvm.Microvm;
 import java.io.PrintStream;
 import java.time.Duration;
@@ -54,7 +55,7 @@ final class Probe {
     private static double spin(long iterations) throws InterruptedException {
         SpinPorts ports = new SpinPorts(iterations);
         try (Microvm vm = Microvm.builder().name("probe").memoryMib(16).irqchip(IrqchipMode.KERNEL).isaSerial(false)
-                .kernel(Workspace.guest("spin.elf")).pioDevice(0x710, 4, -1, line -> ports).build()) {
+                .kernel(Workspace.guest("spin.elf")).device(DeviceSpec.pio(0x710, 4, () -> ports)).build()) {
             vm.start();
             Optional<StopReason> why = vm.awaitExit(Duration.ofMinutes(5));
             if (why.isEmpty() || !why.get().isClean() || ports.end == 0) {

@@ -5,6 +5,7 @@ import dev.kindling.machine.StopReason;
 import dev.kindling.microvm.IoMapEntry;
 import dev.kindling.microvm.Microvm;
 import dev.kindling.microvm.MicrovmBuilder;
+import dev.kindling.microvm.MicrovmException;
 import dev.kindling.microvm.OnOffAuto;
 import java.io.InputStream;
 import java.io.PrintStream;
@@ -12,17 +13,24 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
-import java.util.Optional;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
- * {@code kindling run}: boots a kernel (Linux or any PVH ELF) with the serial port on stdin/stdout.
- * Exit status 0 when the guest resets or powers off; 1 with a one-line reason otherwise.
+ * {@code kindling run}: boots a kernel (Linux or any PVH ELF) with the serial port on stdin/stdout
+ * (on a terminal: raw mode and Ctrl-A escapes, see {@link HostConsole}). Exit status 0 when the guest
+ * resets or powers off, or the user ends it with Ctrl-A x; 1 with a one-line reason when it fails or
+ * cannot be built; 2 on {@code --timeout}.
  */
 final class RunCommand {
     static final Set<String> OPTIONS = Set.of("kernel", "initrd", "cmdline", "mem", "vcpus", "pic", "pit", "rtc",
             "isa-serial", "irqchip", "config", "timeout");
     static final Set<String> FLAGS = Set.of("print-io-map");
+    /** How long a stopped guest's last output may take to reach stdout. */
+    private static final Duration LAST_OUTPUT = Duration.ofSeconds(5);
 
     private RunCommand() {}
 
@@ -80,26 +88,63 @@ final class RunCommand {
             throw new UsageException("run needs --kernel PATH or --config FILE");
         }
         int timeout = a.intValue("timeout", 0);
-        MicrovmBuilder b = configure(a).serialInput(in).serialOutput(out);
-        try (Microvm vm = b.build()) {
-            if (a.has("print-io-map")) {
-                for (IoMapEntry e : vm.ioMap()) {
-                    err.println("io-map: " + e);
-                }
+        MicrovmBuilder b = configure(a).serialOutput(out);
+        try (HostConsole console = HostConsole.open(in, err)) {
+            Microvm vm;
+            try {
+                vm = b.serialInput(console.stream()).build();
+            } catch (MicrovmException e) {
+                err.println("kindling: " + e.getMessage());
+                return 1;
             }
-            vm.start();
-            Optional<StopReason> why = vm.awaitExit(timeout > 0 ? Duration.ofSeconds(timeout) : Duration.ofDays(36500));
-            vm.drainConsole();
-            out.flush();
-            if (why.isEmpty()) {
-                err.println("kindling: timeout: the guest was still running after " + timeout + " s");
-                return 2;
+            try {
+                return run(vm, a, timeout, console, out, err);
+            } finally {
+                console.endInput(); // the serial's reader thread leaves before close() waits for it
+                vm.close();
             }
-            if (why.get().isClean()) {
-                return 0;
-            }
-            err.println("kindling: " + why.get().describe());
-            return 1;
         }
+    }
+
+    private static int run(Microvm vm, Args a, int timeout, HostConsole console, PrintStream out, PrintStream err)
+            throws InterruptedException {
+        if (a.has("print-io-map")) {
+            for (IoMapEntry e : vm.ioMap()) {
+                err.println("io-map: " + e);
+            }
+        }
+        console.enterRawMode();
+        vm.start();
+        CompletableFuture<StopReason> exit = vm.onExit();
+        CompletableFuture<Object> first = CompletableFuture.anyOf(exit, console.quitRequested());
+        try {
+            if (timeout > 0) {
+                first.get(timeout, TimeUnit.SECONDS);
+            } else {
+                first.get();
+            }
+        } catch (TimeoutException e) {
+            vm.stop();
+            vm.awaitExit(LAST_OUTPUT);
+            out.flush();
+            err.println("kindling: timeout: the guest was still running after " + timeout + " s");
+            return 2;
+        } catch (ExecutionException e) {
+            throw new IllegalStateException(e.getCause()); // neither future fails
+        }
+        if (!exit.isDone()) {
+            vm.stop();
+            vm.awaitExit(LAST_OUTPUT);
+            out.flush();
+            err.println("kindling: terminated (Ctrl-A x)");
+            return 0;
+        }
+        out.flush();
+        StopReason why = exit.join();
+        if (why.isClean()) {
+            return 0;
+        }
+        err.println("kindling: " + why.describe());
+        return 1;
     }
 }

@@ -21,9 +21,13 @@ class KindlingCliTest {
     record Outcome(int status, String out, String err) {}
 
     private static Outcome kindling(String... args) {
+        return kindlingWithInput("", args);
+    }
+
+    private static Outcome kindlingWithInput(String input, String... args) {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
-        int status = Kindling.run(List.of(args), new ByteArrayInputStream(new byte[0]),
+        int status = Kindling.run(List.of(args), new ByteArrayInputStream(input.getBytes(StandardCharsets.UTF_8)),
                 new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
         return new Outcome(status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
     }
@@ -36,6 +40,17 @@ class KindlingCliTest {
         assertThat(o.status()).as(o.err()).isZero();
         assertThat(o.err()).contains("io-map: pio  0x03f8-0x03ff serial0 (kindling)")
                 .contains("io-map: mmio 0xfee00000-0xfee00fff local-apic (kvm)");
+    }
+
+    @Test
+    void runGivesTheGuestStdinAndPrintsAllItsOutputBeforeExiting() {
+        TestGuests.assumeKvm();
+        // the serial guest echoes, floods 12000 bytes on 'f', says bye and resets on 'q'
+        Outcome o = kindlingWithInput("hi fq", "run", "--kernel", TestGuests.elf("serial").toString(), "--mem", "16",
+                "--timeout", "120");
+        assertThat(o.status()).as(o.err()).isZero();
+        assertThat(o.out()).startsWith("ready\nhi flood 00000\n").endsWith("flood 00999\nflooded\nbye\n");
+        assertThat(o.err()).isEmpty();
     }
 
     @Test

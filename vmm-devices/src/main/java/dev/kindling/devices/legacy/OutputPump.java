@@ -3,6 +3,9 @@ package dev.kindling.devices.legacy;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.lang.System.Logger.Level;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
 
 /**
  * Carries a device's output bytes to an {@link OutputStream} on a daemon thread, through a bounded
@@ -14,13 +17,20 @@ final class OutputPump implements AutoCloseable {
     /** How long {@link #close()} lets the thread drain what is left before giving up on a stuck sink. */
     private static final long CLOSE_DRAIN_MILLIS = 5_000;
 
+    private record Waiter(long upTo, Runnable action) {}
+
     private final OutputStream sink;
     private final ByteRing buffer;
     private final Thread thread;
+    // guarded by this
     private boolean closed;
     private boolean failed;
+    private boolean finished;
     /** Bytes taken by the thread and not yet written and flushed. */
     private int inFlight;
+    private long queued;
+    private long delivered;
+    private final List<Waiter> waiters = new ArrayList<>();
 
     OutputPump(String name, OutputStream sink, int capacity) {
         this.sink = sink;
@@ -42,6 +52,7 @@ final class OutputPump implements AutoCloseable {
             return;
         }
         buffer.push(b);
+        queued++;
         notifyAll();
     }
 
@@ -52,7 +63,37 @@ final class OutputPump implements AutoCloseable {
         }
     }
 
+    /**
+     * Runs {@code action} once every byte queued so far has been written to the stream, or the pump
+     * has given up (the stream failed, or it was closed): at once on the calling thread if that is
+     * already so, else on the pump's thread. Never blocks.
+     */
+    void whenDrained(Runnable action) {
+        synchronized (this) {
+            if (!finished && delivered < queued) {
+                waiters.add(new Waiter(queued, action));
+                return;
+            }
+        }
+        action.run();
+    }
+
     private void run() {
+        try {
+            pump();
+        } finally {
+            List<Runnable> left;
+            synchronized (this) {
+                finished = true;
+                left = waiters.stream().map(Waiter::action).toList();
+                waiters.clear();
+                notifyAll();
+            }
+            left.forEach(OutputPump::runQuietly);
+        }
+    }
+
+    private void pump() {
         byte[] chunk = new byte[4096];
         while (true) {
             int n;
@@ -73,6 +114,7 @@ final class OutputPump implements AutoCloseable {
                 notifyAll();
             }
             boolean ok = write(chunk, n);
+            List<Runnable> due = new ArrayList<>();
             synchronized (this) {
                 inFlight = 0;
                 if (!ok) {
@@ -81,8 +123,25 @@ final class OutputPump implements AutoCloseable {
                     notifyAll();
                     return;
                 }
+                delivered += n;
+                for (Iterator<Waiter> it = waiters.iterator(); it.hasNext(); ) {
+                    Waiter w = it.next();
+                    if (w.upTo() <= delivered) {
+                        due.add(w.action());
+                        it.remove();
+                    }
+                }
                 notifyAll();
             }
+            due.forEach(OutputPump::runQuietly);
+        }
+    }
+
+    private static void runQuietly(Runnable action) {
+        try {
+            action.run();
+        } catch (RuntimeException e) {
+            LOG.log(Level.WARNING, "an action waiting for output to drain failed", e);
         }
     }
 
@@ -106,7 +165,10 @@ final class OutputPump implements AutoCloseable {
         }
     }
 
-    /** Stops accepting bytes, lets the thread write what is queued (bounded wait), then stops it. */
+    /**
+     * Stops accepting bytes, lets the thread write what is queued (bounded wait), then stops it.
+     * Called on the pump's own thread (from an action given to {@link #whenDrained}), it does not wait.
+     */
     @Override
     public void close() {
         synchronized (this) {
@@ -115,6 +177,9 @@ final class OutputPump implements AutoCloseable {
             }
             closed = true;
             notifyAll();
+        }
+        if (Thread.currentThread() == thread) {
+            return;
         }
         LegacyIo.join(thread, CLOSE_DRAIN_MILLIS);
         if (thread.isAlive()) {

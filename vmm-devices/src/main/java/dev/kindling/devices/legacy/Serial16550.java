@@ -3,6 +3,7 @@ package dev.kindling.devices.legacy;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.irq.IrqLine;
+import dev.kindling.sys.PollingInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InterruptedIOException;
@@ -10,6 +11,7 @@ import java.io.OutputStream;
 import java.lang.System.Logger.Level;
 import java.util.List;
 import java.util.Objects;
+import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * A 16550A UART (with the 16750's 64-byte FIFO mode), eight byte-wide registers on the port-I/O bus,
@@ -25,12 +27,15 @@ import java.util.Objects;
  * </table>
  *
  * <p><b>Receive.</b> Host bytes come from an {@link InputStream} read by a daemon thread, and from
- * {@link #enqueueInput(byte[])}. They enter the receive FIFO only while it has room: 1 byte with
- * the FIFO disabled (16450 mode), 16 with FCR bit 0, 64 when FCR bit 5 was written with LCR.DLAB
- * set (16750). When the FIFO is full the reader thread waits, and enqueued bytes wait in a host-side
- * queue, so no host byte is ever dropped. In loopback mode host input waits until loopback ends, as
- * the serial input pin is disconnected then. A FIFO reset the guest asks for (FCR bits 1, or
- * toggling bit 0) discards what the FIFO holds, as on the chip.
+ * {@link #enqueueInput(byte[])}. Both go first into a host-side queue of {@link #INPUT_QUEUE_CAPACITY}
+ * bytes with a lock of its own, and from there into the receive FIFO while it has room: 1 byte with the
+ * FIFO disabled (16450 mode), 16 with FCR bit 0, 64 when FCR bit 5 was written with LCR.DLAB set
+ * (16750). When the queue is full the reader thread waits for room and {@code enqueueInput} refuses
+ * the bytes, so no accepted host byte is dropped. Queuing never waits for the device's lock, which a
+ * vCPU may hold for long while the output stream is slow: when that lock is taken, the thread holding
+ * it moves the queued bytes into the FIFO as it lets go. In loopback mode host input waits until
+ * loopback ends, as the serial input pin is disconnected then. A FIFO reset the guest asks for (FCR
+ * bits 1, or toggling bit 0) discards what the FIFO holds, as on the chip.
  *
  * <p><b>Transmit.</b> A byte written to THR goes to the output stream through a bounded buffer that a
  * daemon thread empties; when the stream is slower than the guest, the vCPU writing THR waits for
@@ -46,7 +51,8 @@ import java.util.Objects;
  * (IIR 0x4 at or above the FIFO trigger level; below it the character timeout, IIR 0xC, is reported
  * at once), THR empty (cleared by reading IIR or writing THR), modem status. MCR.OUT2 does not gate
  * the line. The line is set while the device's lock is held, so its implementation must not call back
- * into this device from another thread and wait for it.
+ * into this device from another thread and wait for it. The line may be set from a host thread (the
+ * one whose input raised "data ready").
  *
  * <p>Only one-byte accesses are decoded; others read as all ones and writes are ignored.
  */
@@ -117,6 +123,8 @@ public final class Serial16550 implements Device, BusMapped {
     private static final int[] TRIGGER_16 = {1, 4, 8, 14};
     private static final int[] TRIGGER_64 = {1, 16, 32, 56};
     private static final int OUTPUT_BUFFER = 64 * 1024;
+    /** Bytes of host input that can wait for room in the receive FIFO. */
+    public static final int INPUT_QUEUE_CAPACITY = 64 * 1024;
 
     private final String name;
     private final long base;
@@ -124,8 +132,10 @@ public final class Serial16550 implements Device, BusMapped {
     private final InputStream in;
     private final OutputPump out;
     private final Thread reader;
+    private final InputQueue hostInput = new InputQueue(INPUT_QUEUE_CAPACITY);
+    private final ReentrantLock lock = new ReentrantLock();
 
-    // registers, guarded by this
+    // registers, guarded by lock
     private int ier;
     private int fcr;
     private boolean fifo64;
@@ -138,8 +148,6 @@ public final class Serial16550 implements Device, BusMapped {
     private boolean thrInterruptPending;
     private boolean irqLevel;
     private final ByteRing rx = new ByteRing(64);
-    /** Host input that did not fit the FIFO yet, from {@link #enqueueInput}. */
-    private final ByteRing pending = new ByteRing(256, Integer.MAX_VALUE - 16);
     private boolean closed;
 
     /** A UART at COM1's address; see {@link #Serial16550(String, long, IrqLine, InputStream, OutputStream)}. */
@@ -151,7 +159,7 @@ public final class Serial16550 implements Device, BusMapped {
      * A UART whose {@link #busRanges()} put it at {@code base}.
      *
      * @param irq the interrupt line (IRQ 4 for COM1), driven as a level
-     * @param in host input, read by a daemon thread until end of stream or {@link #close()}; null for none
+     * @param in host input, read by a daemon thread until end of stream or {@link #close()} (see there); null for none
      * @param out where transmitted bytes go; null discards them
      */
     public Serial16550(String name, long base, IrqLine irq, InputStream in, OutputStream out) {
@@ -175,12 +183,21 @@ public final class Serial16550 implements Device, BusMapped {
     }
 
     @Override
-    public synchronized long read(long offset, int size) {
+    public long read(long offset, int size) {
         if (!LegacyIo.byteAccess(offset, size, LENGTH)) {
             return LegacyIo.unclaimed(size);
         }
+        lock.lock();
+        try {
+            return readRegister((int) offset);
+        } finally {
+            unlock();
+        }
+    }
+
+    private int readRegister(int offset) {
         boolean dlab = (lcr & LCR_DLAB) != 0;
-        switch ((int) offset) {
+        switch (offset) {
             case RBR_THR:
                 return dlab ? divisor & 0xff : readRbr();
             case IER:
@@ -201,13 +218,21 @@ public final class Serial16550 implements Device, BusMapped {
     }
 
     @Override
-    public synchronized void write(long offset, int size, long value) {
+    public void write(long offset, int size, long value) {
         if (!LegacyIo.byteAccess(offset, size, LENGTH)) {
             return;
         }
-        int v = (int) value & 0xff;
+        lock.lock();
+        try {
+            writeRegister((int) offset, (int) value & 0xff);
+        } finally {
+            unlock();
+        }
+    }
+
+    private void writeRegister(int offset, int v) {
         boolean dlab = (lcr & LCR_DLAB) != 0;
-        switch ((int) offset) {
+        switch (offset) {
             case RBR_THR -> {
                 if (dlab) {
                     divisor = (divisor & 0xff00) | v;
@@ -231,17 +256,17 @@ public final class Serial16550 implements Device, BusMapped {
     }
 
     /**
-     * Queues host input for the guest, as if typed. Never drops and never blocks: what the receive
-     * FIFO cannot take yet waits in memory until the guest reads. For a stream, prefer the
-     * constructor's {@code InputStream}, which applies back-pressure instead.
+     * Queues host input for the guest, as if typed, without blocking: what the receive FIFO cannot take
+     * yet waits in the host-side queue until the guest reads. Returns false, queuing nothing, when the
+     * queue has no room for all of {@code bytes}; for a stream, prefer the constructor's
+     * {@code InputStream}, which waits for room instead. After {@link #close()} the bytes are dropped.
      */
-    public synchronized void enqueueInput(byte[] bytes) {
-        if (closed) {
-            return;
+    public boolean enqueueInput(byte[] bytes) {
+        if (!hostInput.offer(bytes, 0, bytes.length)) {
+            return false;
         }
-        pending.push(bytes, 0, bytes.length);
-        admitInput();
-        updateIrq();
+        offerToGuest();
+        return true;
     }
 
     /** Waits until every byte the guest transmitted so far has been written to the output stream and flushed. */
@@ -251,37 +276,97 @@ public final class Serial16550 implements Device, BusMapped {
         }
     }
 
+    /**
+     * Runs {@code action} once every byte the guest transmitted so far has been written to the output
+     * stream (or the stream failed, or this device closed): at once if it already has, else on the
+     * output thread. Never blocks; {@code action} must not block either.
+     */
+    public void whenOutputDrained(Runnable action) {
+        if (out == null) {
+            action.run();
+        } else {
+            out.whenDrained(action);
+        }
+    }
+
     /** The divisor latch (DLM:DLL): the guest's baud rate is 115200 / divisor. */
-    public synchronized int divisor() {
-        return divisor;
+    public int divisor() {
+        lock.lock();
+        try {
+            return divisor;
+        } finally {
+            unlock();
+        }
     }
 
     /** Whether the IRQ line is currently asserted. */
-    public synchronized boolean interruptAsserted() {
-        return irqLevel;
+    public boolean interruptAsserted() {
+        lock.lock();
+        try {
+            return irqLevel;
+        } finally {
+            unlock();
+        }
     }
 
     /**
-     * Stops the input thread and flushes queued output (waiting a few seconds at most for a stuck
-     * stream). The streams are not closed: they belong to the caller. A reader blocked in a
-     * {@code read} that ignores interrupts (such as {@code System.in}) leaves as soon as that read
-     * returns, without delivering what it read.
+     * Stops the input thread, drops queued input and flushes queued output (waiting a few seconds at
+     * most for a stuck stream). The streams are not closed: they belong to the caller. A reader blocked
+     * in a {@code read} that ignores interrupts (such as {@code System.in}) stays until that read
+     * returns and drops what it read; to end it at once, give a stream that {@code close()} of the
+     * caller's can end, such as {@link PollingInputStream}, and close it first.
      */
     @Override
     public void close() {
         if (out != null) {
             out.close(); // first: releases a vCPU waiting for buffer room while holding this device's lock
         }
-        synchronized (this) {
+        lock.lock();
+        try {
             if (closed) {
                 return;
             }
             closed = true;
-            notifyAll();
+        } finally {
+            lock.unlock();
         }
+        hostInput.close();
         if (reader != null) {
             reader.interrupt();
             LegacyIo.join(reader, 500);
+        }
+    }
+
+    /** Releases the device's lock, then moves host input that arrived meanwhile into the FIFO. */
+    private void unlock() {
+        lock.unlock();
+        if (!hostInput.isEmpty()) {
+            offerToGuest();
+        }
+    }
+
+    /**
+     * Moves queued host input into the FIFO and updates the interrupt, unless another thread holds the
+     * device: that thread does it when it lets go ({@link #unlock()}), so input arriving while a vCPU
+     * waits for output room waits too, and the caller returns at once.
+     */
+    private void offerToGuest() {
+        while (!hostInput.isEmpty()) {
+            long seen = hostInput.arrivals();
+            if (!lock.tryLock()) {
+                return;
+            }
+            try {
+                if (!closed) {
+                    admitInput();
+                    updateIrq();
+                }
+            } finally {
+                lock.unlock();
+            }
+            if (hostInput.arrivals() == seen) {
+                return; // nothing new came while we held the lock; the rest waits for FIFO room
+            }
         }
     }
 
@@ -302,17 +387,14 @@ public final class Serial16550 implements Device, BusMapped {
         return (mcr & MCR_LOOP) != 0;
     }
 
-    /** Moves host input waiting in the queue into the FIFO as far as it has room; wakes the reader. */
+    /** Moves host input waiting in the queue into the FIFO as far as it has room. */
     private void admitInput() {
         if (!loopback()) {
-            while (!pending.isEmpty() && rx.size() < rxCapacity()) {
-                rx.push(pending.pop());
-            }
+            hostInput.moveTo(rx, rxCapacity());
         }
         if (!rx.isEmpty()) {
             lsr |= LSR_DR;
         }
-        notifyAll();
     }
 
     private int readRbr() {
@@ -325,47 +407,24 @@ public final class Serial16550 implements Device, BusMapped {
         return Math.max(b, 0);
     }
 
-    /** The reader thread: stream bytes enter the FIFO only when it has room, so none is lost. */
+    /** The reader thread: stream bytes wait for room in the host-side queue, so none is lost. */
     private void readInput() {
         byte[] buf = new byte[1024];
         try {
             while (true) {
                 int n = in.read(buf);
-                if (n < 0 || !deliverFromStream(buf, n)) {
+                if (n < 0 || !hostInput.put(buf, 0, n)) {
                     return;
                 }
+                offerToGuest();
             }
-        } catch (InterruptedIOException e) {
-            // close() interrupted a read that supports it
+        } catch (InterruptedIOException | InterruptedException e) {
+            // close() interrupted a read that supports it, or the wait for room
         } catch (IOException e) {
-            synchronized (this) {
-                if (!closed) {
-                    LOG.log(Level.WARNING, name + ": input stream failed, no more input: " + e);
-                }
+            if (!hostInput.isClosed()) {
+                LOG.log(Level.WARNING, name + ": input stream failed, no more input: " + e);
             }
         }
-    }
-
-    private synchronized boolean deliverFromStream(byte[] buf, int n) {
-        int i = 0;
-        while (i < n) {
-            while (!closed && (loopback() || !pending.isEmpty() || rx.size() >= rxCapacity())) {
-                try {
-                    wait();
-                } catch (InterruptedException e) {
-                    return false;
-                }
-            }
-            if (closed) {
-                return false;
-            }
-            while (i < n && rx.size() < rxCapacity()) {
-                rx.push(buf[i++]);
-            }
-            lsr |= LSR_DR;
-            updateIrq();
-        }
-        return true;
     }
 
     // ---- transmit side
@@ -528,5 +587,89 @@ public final class Serial16550 implements Device, BusMapped {
     @Override
     public String toString() {
         return String.format("%s (16550A at 0x%x, irq %d)", name, base, irq.gsi());
+    }
+
+    /**
+     * Host input on its way to the FIFO, guarded by its own monitor, which is only ever held briefly
+     * (the device's lock may be taken before it, never after). Emptiness and the arrival count are
+     * readable without it.
+     */
+    private static final class InputQueue {
+        private final ByteRing ring;
+        private boolean closed;
+        private volatile int size;
+        private volatile long arrivals;
+
+        InputQueue(int capacity) {
+            this.ring = new ByteRing(Math.min(capacity, 256), capacity);
+        }
+
+        boolean isEmpty() {
+            return size == 0;
+        }
+
+        /** Counts the offers and puts that added bytes. */
+        long arrivals() {
+            return arrivals;
+        }
+
+        synchronized boolean isClosed() {
+            return closed;
+        }
+
+        /** Adds all of {@code len} bytes, or none if they do not fit (false). Dropped when closed. */
+        synchronized boolean offer(byte[] b, int off, int len) {
+            if (closed) {
+                return true;
+            }
+            if (ring.room() < len) {
+                return false;
+            }
+            add(b, off, len);
+            return true;
+        }
+
+        /** Adds {@code len} bytes, waiting for room as needed; false if closed first. */
+        synchronized boolean put(byte[] b, int off, int len) throws InterruptedException {
+            while (len > 0) {
+                while (!closed && ring.room() == 0) {
+                    wait();
+                }
+                if (closed) {
+                    return false;
+                }
+                int n = Math.min(len, ring.room());
+                add(b, off, n);
+                off += n;
+                len -= n;
+            }
+            return true;
+        }
+
+        private void add(byte[] b, int off, int len) {
+            ring.push(b, off, len);
+            size = ring.size();
+            arrivals++;
+        }
+
+        /** Moves bytes into {@code fifo} until it holds {@code capacity}; wakes a waiting {@link #put}. */
+        synchronized void moveTo(ByteRing fifo, int capacity) {
+            boolean moved = false;
+            while (!ring.isEmpty() && fifo.size() < capacity) {
+                fifo.push(ring.pop());
+                moved = true;
+            }
+            if (moved) {
+                size = ring.size();
+                notifyAll();
+            }
+        }
+
+        synchronized void close() {
+            closed = true;
+            ring.clear();
+            size = 0;
+            notifyAll();
+        }
     }
 }

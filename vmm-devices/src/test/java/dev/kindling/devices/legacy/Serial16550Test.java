@@ -2,15 +2,19 @@ package dev.kindling.devices.legacy;
 
 import static dev.kindling.devices.legacy.Serial16550.*;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InterruptedIOException;
 import java.io.OutputStream;
 import java.io.PipedInputStream;
 import java.io.PipedOutputStream;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.Arrays;
 import java.util.Random;
+import java.util.concurrent.CountDownLatch;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -284,18 +288,66 @@ class Serial16550Test {
     }
 
     @Test
-    void enqueuedInputIsNeverDroppedButAGuestFifoResetDiscardsTheFifo() {
-        byte[] big = new byte[100_000];
+    void enqueuedInputIsKeptUpToTheQueueBoundButAGuestFifoResetDiscardsTheFifo() {
+        byte[] big = new byte[INPUT_QUEUE_CAPACITY];
         new Random(1).nextBytes(big);
-        uart.enqueueInput(big);
+        assertThat(uart.enqueueInput(big)).isTrue(); // one byte went into the holding register at once
+        assertThat(uart.enqueueInput(new byte[] {1, 2})).as("one byte of room, two offered").isFalse();
+        assertThat(uart.enqueueInput(new byte[] {3})).isTrue();
         out(IIR_FCR, 0x01); // enabling the FIFO resets it: the one byte in the holding register goes
         byte[] got = new byte[big.length];
         int n = 0;
         while ((in(LSR) & LSR_DR) != 0) {
             got[n++] = (byte) in(RBR_THR);
         }
-        assertThat(n).isEqualTo(big.length - 1);
-        assertThat(Arrays.copyOf(got, n)).isEqualTo(Arrays.copyOfRange(big, 1, big.length));
+        assertThat(n).isEqualTo(big.length);
+        assertThat(Arrays.copyOf(got, n - 1)).isEqualTo(Arrays.copyOfRange(big, 1, big.length));
+        assertThat(got[n - 1]).isEqualTo((byte) 3);
+    }
+
+    /** The case a guest printing to a stuck terminal creates: the vCPU waits for output room inside the UART. */
+    @Test
+    void enqueueInputDoesNotWaitForAVcpuHeldByFullOutput() throws Exception {
+        uart.close();
+        CountDownLatch open = new CountDownLatch(1);
+        OutputStream stuck = new OutputStream() {
+            @Override
+            public void write(int b) {
+                write(new byte[] {(byte) b}, 0, 1);
+            }
+
+            @Override
+            public void write(byte[] b, int off, int len) {
+                try {
+                    open.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        };
+        uart = new Serial16550("serial-stuck", irq, null, stuck);
+        out(IER, IER_RDI);
+        Thread vcpu = new Thread(() -> {
+            for (int i = 0; i < 100_000; i++) {
+                out(RBR_THR, 'x');
+            }
+        }, "serial-stuck-vcpu");
+        vcpu.start();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (vcpu.getState() != Thread.State.WAITING && System.nanoTime() < deadline) {
+            Thread.onSpinWait();
+        }
+        assertThat(vcpu.getState()).as("the writer waits for output room").isEqualTo(Thread.State.WAITING);
+        assertTimeoutPreemptively(Duration.ofSeconds(5), () -> assertThat(uart.enqueueInput(new byte[] {'k'})).isTrue());
+        assertThat(irq.level()).as("no data-ready interrupt while the vCPU holds the UART").isFalse();
+
+        open.countDown();
+        vcpu.join(10_000);
+        assertThat(vcpu.isAlive()).isFalse();
+        // the thread that held the UART moved the byte in as it let go
+        assertThat(irq.level()).isTrue();
+        assertThat(in(LSR) & LSR_DR).isEqualTo(LSR_DR);
+        assertThat(in(RBR_THR)).isEqualTo('k');
     }
 
     /** A guest that echoes every byte it receives, against a large input and a slow output stream. */
@@ -344,7 +396,7 @@ class Serial16550Test {
         PipedOutputStream feeder = new PipedOutputStream();
         PipedInputStream input = new PipedInputStream(feeder);
         uart = new Serial16550("serial-closing", irq, input, sink);
-        feeder.write(new byte[] {1, 2, 3}); // the reader takes 1 and then waits for room
+        feeder.write(new byte[] {1, 2, 3}); // the reader queues them, then waits in read() for more
         long deadline = System.currentTimeMillis() + 2000;
         while ((in(LSR) & LSR_DR) == 0 && System.currentTimeMillis() < deadline) {
             Thread.sleep(1);
@@ -407,7 +459,7 @@ class Serial16550Test {
             try {
                 Thread.sleep(2);
             } catch (InterruptedException e) {
-                throw new java.io.InterruptedIOException();
+                throw new InterruptedIOException();
             }
             maxChunk = Math.max(maxChunk, len);
             got.write(b, off, len);

@@ -129,10 +129,10 @@ final class KvmVirtualCpu implements VirtualCpu {
 
     private StopReason systemEvent(VcpuExit.SystemEvent e) {
         if (e.type() == KvmConstants.SYSTEM_EVENT_RESET) {
-            return new StopReason.Reset("KVM system event");
+            return new StopReason.Reset(StopReason.ResetCause.KVM_SYSTEM_EVENT);
         }
         if (e.type() == KvmConstants.SYSTEM_EVENT_SHUTDOWN) {
-            return new StopReason.PowerOff("KVM system event");
+            return new StopReason.PowerOff(StopReason.PowerOffCause.KVM_SYSTEM_EVENT);
         }
         return new StopReason.InternalError(index(), "guest crash (KVM system event " + e.type() + ")");
     }

@@ -29,7 +29,7 @@ class MachineOnKvmTest {
             Recorder mmio = new Recorder("mmio-probe").answer(4, 0xcafef00dL).answer(8, 0x11111111L).answer(12, 0x22222222L);
             m.attachPio(0x600, 16, pio);
             m.attachMmio(0xd0000000L, 0x1000, mmio);
-            assertThat(run(m)).isEqualTo(new StopReason.Reset("port 0x64"));
+            assertThat(run(m)).isEqualTo(new StopReason.Reset(StopReason.ResetCause.I8042));
             assertThat(pio.text(0)).isEqualTo("Hello, PIO!");
             assertThat(mmio.text(0)).isEqualTo("Hello, MMIO!");
             assertThat(pio.values(8)).containsExactly(0x12345679L, 0xcafef00eL, 0x11111112L, 0x22222223L);

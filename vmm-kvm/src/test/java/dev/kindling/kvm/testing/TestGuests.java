@@ -127,7 +127,7 @@ public final class TestGuests {
 
         public void write(long offset, int size, long value) {
             if ((value & 0xff) == 0xfe) {
-                machine.requestExit(new StopReason.Reset("port 0x64"));
+                machine.requestExit(new StopReason.Reset(StopReason.ResetCause.I8042));
             }
         }
     }

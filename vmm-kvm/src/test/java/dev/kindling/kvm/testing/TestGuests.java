@@ -1,6 +1,5 @@
 package dev.kindling.kvm.testing;
 
-
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.kindling.boot.CmdLine;
@@ -16,8 +15,8 @@ import dev.kindling.memory.GuestMemory;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 
 /**
  * The freestanding guests in {@code guests/}, built with gcc by {@code make} on first use, and
@@ -26,6 +25,8 @@ import java.util.concurrent.TimeUnit;
  */
 public final class TestGuests {
     public static final long RAM = 64L << 20;
+    /** A build from clean takes a few seconds; a loaded 2-core machine gets plenty of headroom. */
+    private static final Duration BUILD_LIMIT = Duration.ofSeconds(300);
     private static boolean built;
 
     private TestGuests() {}
@@ -45,10 +46,9 @@ public final class TestGuests {
             return guests.resolve("out").resolve(name + ".elf");
         }
         try {
-            Process p = new ProcessBuilder("make", "-s", "-C", guests.toString()).redirectErrorStream(true).start();
-            String out = new String(p.getInputStream().readAllBytes());
-            if (!p.waitFor(120, TimeUnit.SECONDS) || p.exitValue() != 0) {
-                throw new IllegalStateException("building the test guests failed:\n" + out);
+            BoundedProcess.Result make = BoundedProcess.run(BUILD_LIMIT, "make", "-s", "-C", guests.toString());
+            if (!make.succeeded()) {
+                throw new IllegalStateException("building the test guests failed: " + make.describe() + "\n" + make.output());
             }
         } catch (IOException e) {
             throw new IllegalStateException("cannot run make for the test guests", e);

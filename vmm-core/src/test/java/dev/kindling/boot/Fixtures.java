@@ -227,13 +227,20 @@ final class Fixtures {
         Path out = dir.resolve("pvh-" + (is64 ? 64 : 32) + "-" + descsz + "-" + Long.toHexString(base) + ".elf");
         Files.writeString(src, PVH_SOURCE);
         Files.writeString(lds, LINKER_SCRIPT);
+        // output to a file, not a pipe: a hung gcc is killed at the limit instead of blocking a read
+        Path log = dir.resolve(out.getFileName() + ".log");
         Process p = new ProcessBuilder("gcc", is64 ? "-m64" : "-m32", "-DDESCSZ=" + descsz, "-nostdlib", "-static",
                 "-no-pie", "-Wl,--build-id=none", "-Wl,--defsym=BASE=0x" + Long.toHexString(base), "-Wl,-T," + lds,
                 "-o", out.toString(), src.toString())
-                .redirectErrorStream(true).start();
-        String log = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
-            throw new IOException("gcc failed:\n" + log);
+                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        boolean ended = p.waitFor(300, TimeUnit.SECONDS);
+        if (!ended) {
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+        }
+        if (!ended || p.exitValue() != 0) {
+            throw new IOException("gcc " + (ended ? "failed" : "did not finish in 300 s") + ":\n"
+                    + Files.readString(log, StandardCharsets.UTF_8));
         }
         return Files.readAllBytes(out);
     }

@@ -2,8 +2,8 @@ package dev.kindling.sys;
 
 import static java.nio.charset.StandardCharsets.US_ASCII;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import dev.kindling.testing.Require;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
@@ -49,20 +49,9 @@ class TerminalTest {
         CONSTANTS.put("O_NOCTTY", O_NOCTTY); // the test's own, for opening the pty
     }
 
-    private static Path gcc() {
-        for (String dir : System.getenv().getOrDefault("PATH", "").split(":")) {
-            Path p = Path.of(dir, "gcc");
-            if (!dir.isEmpty() && Files.isExecutable(p)) {
-                return p;
-            }
-        }
-        return null;
-    }
-
     @Test
     void layoutAndConstantsMatchTheCHeader() throws Exception {
-        Path gcc = gcc();
-        assumeTrue(gcc != null, "gcc is not on the PATH: skipping the header check");
+        Require.that(Require.onPath("gcc"), "gcc is not installed: needed for the termios header check");
         StringBuilder c = new StringBuilder("""
                 #include <fcntl.h>
                 #include <stddef.h>
@@ -90,7 +79,7 @@ class TerminalTest {
         Path dir = Files.createDirectories(Path.of("target", "terminal-header-check"));
         Path src = Files.writeString(dir.resolve("termios_layout.c"), c);
         Path bin = dir.resolve("termios_layout");
-        Process build = new ProcessBuilder(gcc.toString(), "-o", bin.toString(), src.toString()).redirectErrorStream(true).start();
+        Process build = new ProcessBuilder("gcc", "-o", bin.toString(), src.toString()).redirectErrorStream(true).start();
         String buildOut = new String(build.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         assertThat(build.waitFor()).as(buildOut).isZero();
         Process run = new ProcessBuilder(bin.toString()).start();
@@ -129,7 +118,7 @@ class TerminalTest {
 
     @Test
     void rawModePassesKeysThroughAndTheSettingsComeBack() {
-        assumeTrue(Files.exists(Path.of("/dev/ptmx")), "no /dev/ptmx");
+        Require.that(Files.exists(Path.of("/dev/ptmx")), "no /dev/ptmx: needed for the raw-mode check");
         try (Arena arena = Arena.ofConfined()) {
             Fd[] pty = pty(arena);
             try {

@@ -2,6 +2,7 @@ package dev.kindling.kvm;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.kindling.kvm.testing.BoundedProcess;
 import dev.kindling.sys.Ioctl;
 import dev.kindling.testing.Require;
 import java.io.IOException;
@@ -10,9 +11,9 @@ import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.PaddingLayout;
 import java.lang.foreign.SequenceLayout;
 import java.lang.foreign.StructLayout;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -30,6 +31,7 @@ import org.junit.jupiter.api.Test;
  */
 class HeaderLayoutTest {
     private static final Path DIR = Path.of("target", "kvm-header-check");
+    private static final Duration PROCESS_LIMIT = Duration.ofSeconds(300);
 
     private static Map<String, String> cOutput;
     private static Map<String, String> expected;
@@ -73,14 +75,13 @@ class HeaderLayoutTest {
         Path source = DIR.resolve("kvm_layout.c");
         Path binary = DIR.resolve("kvm_layout");
         Files.writeString(source, c);
-        Process gcc = new ProcessBuilder("gcc", "-std=gnu11", "-Wall", "-o", binary.toString(), source.toString())
-                .redirectErrorStream(true).start();
-        String gccOut = new String(gcc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertThat(gcc.waitFor()).as("gcc failed on %s:%n%s", source, gccOut).isZero();
+        BoundedProcess.Result gcc = BoundedProcess.run(PROCESS_LIMIT, "gcc", "-std=gnu11", "-Wall", "-o",
+                binary.toString(), source.toString());
+        assertThat(gcc.succeeded()).as("%s on %s:%n%s", gcc.describe(), source, gcc.output()).isTrue();
 
-        Process run = new ProcessBuilder(binary.toString()).redirectErrorStream(true).start();
-        List<String> lines = new String(run.getInputStream().readAllBytes(), StandardCharsets.UTF_8).lines().toList();
-        assertThat(run.waitFor()).isZero();
+        BoundedProcess.Result run = BoundedProcess.run(PROCESS_LIMIT, binary.toString());
+        assertThat(run.succeeded()).as("%s:%n%s", run.describe(), run.output()).isTrue();
+        List<String> lines = run.output().lines().toList();
         cOutput = new LinkedHashMap<>();
         for (String line : lines) {
             int sp = line.indexOf(' ');

@@ -5,9 +5,8 @@ import dev.kindling.device.Device;
 import dev.kindling.irq.IrqLine;
 import java.util.List;
 import java.util.Objects;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.TimeUnit;
+import java.util.concurrent.Future;
+import java.util.function.Supplier;
 
 /**
  * An 82093AA-style I/O APIC, version 0x20, with 24 pins, on the MMIO bus at {@link #BASE}
@@ -68,6 +67,7 @@ public final class IoApic implements Device, BusMapped {
 
     private final String name;
     private final MsiSink sink;
+    private final Supplier<DeviceTimer> timers;
     private final IrqLine[] lines = new IrqLine[PINS];
 
     // guarded by this
@@ -79,8 +79,8 @@ public final class IoApic implements Device, BusMapped {
     /** The input level of every pin. */
     private int inputs;
     private final int[] successiveEois = new int[PINS];
-    private ScheduledExecutorService timer;
-    private ScheduledFuture<?> delayedService;
+    private DeviceTimer timer;
+    private Future<?> delayedService;
     private boolean closed;
 
     public IoApic(MsiSink sink) {
@@ -92,8 +92,14 @@ public final class IoApic implements Device, BusMapped {
      * @param sink where interrupts go
      */
     public IoApic(String name, int id, MsiSink sink) {
+        this(name, id, sink, () -> LegacyIo.timerThread(name + "-storm"));
+    }
+
+    /** With the storm timer made by {@code timers}, when first needed: tests pass a hand-stepped one. */
+    IoApic(String name, int id, MsiSink sink, Supplier<DeviceTimer> timers) {
         this.name = Objects.requireNonNull(name, "name");
         this.sink = Objects.requireNonNull(sink, "sink");
+        this.timers = Objects.requireNonNull(timers, "timers");
         this.id = id & 0xf;
         for (int i = 0; i < PINS; i++) {
             int pin = i;
@@ -173,13 +179,15 @@ public final class IoApic implements Device, BusMapped {
     /** Stops the storm timer. */
     @Override
     public void close() {
-        ScheduledExecutorService t;
+        DeviceTimer t;
         synchronized (this) {
             closed = true;
             t = timer;
             timer = null;
         }
-        LegacyIo.shutdown(t);
+        if (t != null) {
+            t.stop();
+        }
     }
 
     private synchronized void setPin(int pin, boolean level) {
@@ -227,7 +235,7 @@ public final class IoApic implements Device, BusMapped {
             return;
         }
         if (timer == null) {
-            timer = LegacyIo.timerThread(name + "-storm");
+            timer = timers.get();
         }
         delayedService = timer.schedule(() -> {
             synchronized (this) {
@@ -235,7 +243,7 @@ public final class IoApic implements Device, BusMapped {
                     service();
                 }
             }
-        }, STORM_DELAY_NANOS, TimeUnit.NANOSECONDS);
+        }, STORM_DELAY_NANOS);
     }
 
     static long msiAddress(long entry) {

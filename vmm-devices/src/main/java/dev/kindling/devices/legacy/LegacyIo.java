@@ -3,8 +3,7 @@ package dev.kindling.devices.legacy;
 import dev.kindling.device.Device;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.Future;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 
@@ -51,29 +50,49 @@ final class LegacyIo {
         return (value / div) * mul + ((value % div) * mul + div - 1) / div;
     }
 
-    /**
-     * A single daemon thread for timers; cancelled tasks are removed at once so none linger.
-     * {@link #shutdown} ends its thread for good.
-     */
-    static ScheduledExecutorService timerThread(String name) {
+    /** A single daemon thread for a device's timers, started on first use; cancelled tasks are removed at once. */
+    static DeviceTimer timerThread(String name) {
         return new DaemonTimer(name);
     }
 
-    /** A one-thread scheduler that remembers its thread, so that shutting it down can wait for the thread to end. */
-    private static final class DaemonTimer extends ScheduledThreadPoolExecutor {
+    /** A one-thread scheduler that remembers its thread, so that stopping it can wait for the thread to end. */
+    private static final class DaemonTimer implements DeviceTimer {
         private final List<Thread> threads = new CopyOnWriteArrayList<>();
+        private final ScheduledThreadPoolExecutor executor = new ScheduledThreadPoolExecutor(1);
 
         DaemonTimer(String name) {
-            super(1);
-            setThreadFactory(r -> {
+            executor.setThreadFactory(r -> {
                 Thread t = new Thread(r, name);
                 t.setDaemon(true);
                 threads.add(t);
                 return t;
             });
-            setRemoveOnCancelPolicy(true);
-            setExecuteExistingDelayedTasksAfterShutdownPolicy(false);
-            setContinueExistingPeriodicTasksAfterShutdownPolicy(false);
+            executor.setRemoveOnCancelPolicy(true);
+            executor.setExecuteExistingDelayedTasksAfterShutdownPolicy(false);
+            executor.setContinueExistingPeriodicTasksAfterShutdownPolicy(false);
+        }
+
+        @Override
+        public Future<?> schedule(Runnable task, long delayNanos) {
+            return executor.schedule(task, delayNanos, TimeUnit.NANOSECONDS);
+        }
+
+        /** Waits a second at most for the running task, then for the thread. */
+        @Override
+        public void stop() {
+            executor.shutdownNow();
+            if (threads.contains(Thread.currentThread())) {
+                return;
+            }
+            try {
+                executor.awaitTermination(1, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+            for (Thread t : threads) {
+                join(t, 1_000);
+            }
         }
     }
 
@@ -83,31 +102,6 @@ final class LegacyIo {
         t.setDaemon(true);
         t.start();
         return t;
-    }
-
-    /**
-     * Stops an executor and waits (a second at most) for its running task to finish and, for a
-     * {@link #timerThread}, for the thread to end. Called from the executor's own thread, it does not wait.
-     */
-    static void shutdown(ExecutorService ex) {
-        if (ex == null) {
-            return;
-        }
-        ex.shutdownNow();
-        if (ex instanceof DaemonTimer timer && timer.threads.contains(Thread.currentThread())) {
-            return;
-        }
-        try {
-            ex.awaitTermination(1, TimeUnit.SECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return;
-        }
-        if (ex instanceof DaemonTimer timer) {
-            for (Thread t : timer.threads) {
-                join(t, 1_000);
-            }
-        }
     }
 
     /** Waits up to {@code millis} for a thread to end; keeps the caller's interrupt status. */

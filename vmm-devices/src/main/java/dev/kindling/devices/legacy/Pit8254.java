@@ -5,9 +5,7 @@ import dev.kindling.device.Device;
 import dev.kindling.irq.IrqLine;
 import java.util.List;
 import java.util.Objects;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.TimeUnit;
+import java.util.concurrent.Future;
 import java.util.function.LongSupplier;
 
 /**
@@ -53,11 +51,11 @@ public final class Pit8254 implements Device, BusMapped {
     private final LongSupplier nanoTime;
     private final Channel[] channels = {new Channel(), new Channel(), new Channel()};
     private final Device speaker = new SpeakerPort();
-    private final ScheduledExecutorService timer;
+    private final DeviceTimer timer;
 
     // guarded by this
     private boolean speakerData;
-    private ScheduledFuture<?> nextIrq;
+    private Future<?> nextIrq;
     private long irqGeneration;
     /** Counter 0's last edge that produced a pulse, counted from its load (0: none yet). */
     private long lastEdge;
@@ -73,15 +71,15 @@ public final class Pit8254 implements Device, BusMapped {
      * @param nanoTime a monotonic time in nanoseconds; tests step it by hand
      */
     public Pit8254(String name, IrqLine irq0, LongSupplier nanoTime) {
-        this(name, irq0, nanoTime, true);
+        this(name, irq0, nanoTime, LegacyIo.timerThread(name + "-timer"));
     }
 
-    /** Without a timer thread IRQ 0 only fires from {@link #pollIrq()}: for tests that step time by hand. */
-    Pit8254(String name, IrqLine irq0, LongSupplier nanoTime, boolean timerThread) {
+    /** With the timer given: tests pass one that runs on {@code nanoTime} as they move it. */
+    Pit8254(String name, IrqLine irq0, LongSupplier nanoTime, DeviceTimer timer) {
         this.name = Objects.requireNonNull(name, "name");
         this.irq = Objects.requireNonNull(irq0, "irq0");
         this.nanoTime = Objects.requireNonNull(nanoTime, "nanoTime");
-        this.timer = timerThread ? LegacyIo.timerThread(name + "-timer") : null;
+        this.timer = Objects.requireNonNull(timer, "timer");
         channels[2].gate = false; // port 0x61 bit 0 starts at 0
     }
 
@@ -132,7 +130,7 @@ public final class Pit8254 implements Device, BusMapped {
             closed = true;
             irqGeneration++;
         }
-        LegacyIo.shutdown(timer);
+        timer.stop();
     }
 
     /** Counter {@code n}'s current count as the chip would latch it (binary, or BCD in BCD mode); for tests and debugging. */
@@ -187,7 +185,7 @@ public final class Pit8254 implements Device, BusMapped {
 
     private void scheduleIrq(long generation, long now) {
         Channel c = channels[0];
-        if (closed || timer == null || !c.loaded) {
+        if (closed || !c.loaded) {
             return;
         }
         long edge = c.nextRisingEdge(lastEdge);
@@ -196,7 +194,7 @@ public final class Pit8254 implements Device, BusMapped {
         }
         long at = c.loadTime + LegacyIo.scaleCeil(edge * c.count, LegacyIo.NANOS_PER_SECOND, FREQUENCY_HZ);
         long delay = Math.max(at - now, c.periodic() ? MIN_PERIODIC_NANOS : 0);
-        nextIrq = timer.schedule(() -> irqTimerFired(generation), delay, TimeUnit.NANOSECONDS);
+        nextIrq = timer.schedule(() -> irqTimerFired(generation), delay);
     }
 
     private void irqTimerFired(long generation) {
@@ -226,17 +224,6 @@ public final class Pit8254 implements Device, BusMapped {
             return true;
         }
         return false;
-    }
-
-    /** Does what the timer thread does, now: for tests that step the time source. */
-    void pollIrq() {
-        boolean fire;
-        synchronized (this) {
-            fire = collectEdge();
-        }
-        if (fire) {
-            irq.pulse();
-        }
     }
 
     /** One counter. Guarded by the enclosing Pit8254. */

@@ -13,9 +13,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.TimeUnit;
+import java.util.concurrent.Future;
 
 /**
  * An MC146818 real-time clock with its 128 bytes of CMOS RAM, on the port-I/O bus at 0x70 (offset 0:
@@ -97,8 +95,8 @@ public final class Rtc implements Device, BusMapped {
     /** The last periodic-interrupt period accounted for in register C, in periods since the epoch. */
     private long lastPeriod;
     private boolean irqLevel;
-    private ScheduledExecutorService timer;
-    private ScheduledFuture<?> nextEvent;
+    private DeviceTimer timer;
+    private Future<?> nextEvent;
     private boolean closed;
 
     /** An RTC on the host's clock. */
@@ -207,14 +205,16 @@ public final class Rtc implements Device, BusMapped {
     /** Stops the interrupt timer. */
     @Override
     public void close() {
-        ScheduledExecutorService t;
+        DeviceTimer t;
         synchronized (this) {
             closed = true;
             t = timer;
             timer = null;
             nextEvent = null;
         }
-        LegacyIo.shutdown(t);
+        if (t != null) {
+            t.stop();
+        }
     }
 
     // ---- registers
@@ -485,7 +485,7 @@ public final class Rtc implements Device, BusMapped {
         if (timer == null) {
             timer = LegacyIo.timerThread(name + "-timer");
         }
-        nextEvent = timer.schedule(this::timerFired, Math.max(delay, MIN_TIMER_NANOS), TimeUnit.NANOSECONDS);
+        nextEvent = timer.schedule(this::timerFired, Math.max(delay, MIN_TIMER_NANOS));
     }
 
     private synchronized void timerFired() {

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -177,24 +178,28 @@ class IoApicTest {
     }
 
     @Test
-    void aGuestThatNeverAcknowledgesGetsOneInterrupt() throws Exception {
-        program(9, 0x00000000_00008029L);
-        ioapic.line(9).set(true);
-        Thread.sleep(50);
-        assertThat(sent).hasSize(1);
-        assertThat(Thread.getAllStackTraces().keySet().stream().anyMatch(t -> t.getName().startsWith("ioapic")))
-                .isFalse();
+    void aGuestThatNeverAcknowledgesGetsOneInterrupt() {
+        ManualTimer timer = new ManualTimer(0);
+        AtomicInteger timersMade = new AtomicInteger();
+        List<Integer> got = new ArrayList<>();
+        try (IoApic apic = new IoApic("ioapic", 0, (address, data) -> got.add(data), () -> {
+            timersMade.incrementAndGet();
+            return timer;
+        })) {
+            apic.write(0x00, 4, 0x10 + 18);
+            apic.write(0x10, 4, 0x8029); // pin 9: level, vector 0x29
+            apic.line(9).set(true);
+            timer.advanceBy(10 * IoApic.STORM_DELAY_NANOS);
+            assertThat(got).containsExactly(0x8029);
+            assertThat(timersMade).as("timers made").hasValue(0);
+        }
     }
 
     @Test
-    void anEoiStormIsSlowedDown() throws Exception {
+    void anEoiStormIsSlowedDown() {
+        ManualTimer timer = new ManualTimer(0);
         List<Long> times = new ArrayList<>();
-        try (IoApic apic = new IoApic((address, data) -> {
-            synchronized (times) {
-                times.add(System.nanoTime());
-                times.notifyAll();
-            }
-        })) {
+        try (IoApic apic = new IoApic("ioapic", 0, (address, data) -> times.add(timer.now()), () -> timer)) {
             apic.write(0x00, 4, 0x10 + 18);
             apic.write(0x10, 4, 0x8029); // pin 9: level, vector 0x29
             apic.line(9).set(true);
@@ -202,30 +207,21 @@ class IoApicTest {
             for (int i = 1; i < IoApic.STORM_LIMIT; i++) {
                 apic.endOfInterrupt(0x29);
             }
-            synchronized (times) {
-                assertThat(times).hasSize(IoApic.STORM_LIMIT);
-            }
+            assertThat(times).hasSize(IoApic.STORM_LIMIT).containsOnly(0L);
             // ...until the limit: then the next delivery comes from the timer 10 ms later
-            long before = System.nanoTime();
             apic.endOfInterrupt(0x29);
             apic.endOfInterrupt(0x29); // Remote IRR is clear until then: nothing to do
-            synchronized (times) {
-                long end = System.currentTimeMillis() + 2000;
-                while (times.size() == IoApic.STORM_LIMIT && System.currentTimeMillis() < end) {
-                    times.wait(100);
-                }
-                assertThat(times).hasSize(IoApic.STORM_LIMIT + 1);
-                assertThat(times.get(IoApic.STORM_LIMIT) - before).isGreaterThanOrEqualTo(9_000_000L);
-            }
-            Thread.sleep(30); // and nothing more without another EOI
-            synchronized (times) {
-                assertThat(times).hasSize(IoApic.STORM_LIMIT + 1);
-            }
+            assertThat(times).hasSize(IoApic.STORM_LIMIT);
+            timer.advanceTo(IoApic.STORM_DELAY_NANOS - 1);
+            assertThat(times).hasSize(IoApic.STORM_LIMIT);
+            timer.advanceTo(IoApic.STORM_DELAY_NANOS);
+            assertThat(times).hasSize(IoApic.STORM_LIMIT + 1).last().isEqualTo(IoApic.STORM_DELAY_NANOS);
+            timer.advanceBy(100 * IoApic.STORM_DELAY_NANOS); // and nothing more without another EOI
+            assertThat(times).hasSize(IoApic.STORM_LIMIT + 1);
             apic.endOfInterrupt(0x29); // the count started again: immediate
-            synchronized (times) {
-                assertThat(times).hasSize(IoApic.STORM_LIMIT + 2);
-            }
+            assertThat(times).hasSize(IoApic.STORM_LIMIT + 2).last().isEqualTo(101 * IoApic.STORM_DELAY_NANOS);
         }
+        assertThat(timer.stopped()).as("closed with the IOAPIC").isTrue();
     }
 
     @Test

@@ -10,9 +10,9 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(20)
 class Pit8254Test {
     private static final long T0 = 5_000_000_000L;
-    private long now = T0;
+    private final ManualTimer timer = new ManualTimer(T0);
     private final RecordingLine irq = new RecordingLine(0);
-    private Pit8254 pit = new Pit8254("pit", irq, () -> now, false);
+    private Pit8254 pit = new Pit8254("pit", irq, timer::now, timer);
 
     @AfterEach
     void close() {
@@ -52,17 +52,17 @@ class Pit8254Test {
     void mode2CounterValuesFollowTime() {
         programMode2(1193);
         assertThat(latched(0)).isEqualTo(1193);
-        now = at(100);
+        timer.advanceTo(at(100));
         assertThat(latched(0)).isEqualTo(1093);
-        now = at(1192);
+        timer.advanceTo(at(1192));
         assertThat(latched(0)).isEqualTo(1);
         assertThat(pit.out(0)).isFalse(); // low during the last clock
-        now = at(1193);
+        timer.advanceTo(at(1193));
         assertThat(latched(0)).isEqualTo(1193); // reloaded
         assertThat(pit.out(0)).isTrue();
-        now = at(1194);
+        timer.advanceTo(at(1194));
         assertThat(latched(0)).isEqualTo(1192);
-        now = at(1193L * 1000 + 500);
+        timer.advanceTo(at(1193L * 1000 + 500));
         assertThat(latched(0)).isEqualTo(693);
     }
 
@@ -71,7 +71,7 @@ class Pit8254Test {
         programMode2(0x1234);
         assertThat(in(0)).isEqualTo(0x34);
         assertThat(in(0)).isEqualTo(0x12);
-        now = at(0x34);
+        timer.advanceTo(at(0x34));
         assertThat(in(0)).isEqualTo(0x00);
         assertThat(in(0)).isEqualTo(0x12);
     }
@@ -79,12 +79,12 @@ class Pit8254Test {
     @Test
     void latchHoldsTheValueUntilRead() {
         programMode2(1000);
-        now = at(10);
+        timer.advanceTo(at(10));
         control(0x00); // latch
-        now = at(500);
+        timer.advanceTo(at(500));
         control(0x00); // a second latch before reading is ignored
         assertThat(in(0)).isEqualTo(990 & 0xff);
-        now = at(700);
+        timer.advanceTo(at(700));
         assertThat(in(0)).isEqualTo(990 >> 8);
         assertThat(latched(0)).isEqualTo(300);
     }
@@ -92,21 +92,18 @@ class Pit8254Test {
     @Test
     void mode2PulsesIrq0OncePerPeriod() {
         programMode2(1193);
-        pit.pollIrq();
         assertThat(irq.pulses()).isZero();
-        now = at(1192);
-        pit.pollIrq();
+        timer.advanceTo(at(1192));
         assertThat(irq.pulses()).isZero();
-        now = at(1193);
-        pit.pollIrq();
-        pit.pollIrq();
+        timer.advanceTo(at(1193));
         assertThat(irq.pulses()).isEqualTo(1);
-        now = at(1193 * 2 + 5);
-        pit.pollIrq();
+        timer.advanceTo(at(1193 * 2 + 5));
         assertThat(irq.pulses()).isEqualTo(2);
-        now = at(1193 * 10); // several periods missed: one edge for an edge-triggered controller
-        pit.pollIrq();
+        timer.jumpTo(at(1193 * 10)); // a late timer missed several periods: one edge, as a controller latches it
+        timer.advanceTo(at(1193 * 10));
         assertThat(irq.pulses()).isEqualTo(3);
+        timer.advanceTo(at(1193 * 11)); // then back on schedule
+        assertThat(irq.pulses()).isEqualTo(4);
         assertThat(irq.events()).containsOnly("P");
     }
 
@@ -116,19 +113,16 @@ class Pit8254Test {
         assertThat(pit.out(0)).isFalse();
         count(0, 100);
         count(0, 0);
-        now = at(99);
+        timer.advanceTo(at(99));
         assertThat(pit.out(0)).isFalse();
         assertThat(latched(0)).isEqualTo(1);
-        pit.pollIrq();
         assertThat(irq.pulses()).isZero();
-        now = at(100);
+        timer.advanceTo(at(100));
         assertThat(pit.out(0)).isTrue();
-        pit.pollIrq();
         assertThat(irq.pulses()).isEqualTo(1);
-        now = at(101);
+        timer.advanceTo(at(101));
         assertThat(latched(0)).isEqualTo(0xffff); // keeps counting down, wrapping
-        now = at(100 + 65536 * 3);
-        pit.pollIrq();
+        timer.advanceTo(at(100 + 65536 * 3));
         assertThat(irq.pulses()).isEqualTo(1); // one-shot
         assertThat(pit.out(0)).isTrue();
     }
@@ -138,12 +132,12 @@ class Pit8254Test {
         control(0x30);
         count(0, 10);
         count(0, 0);
-        now = at(20);
+        timer.advanceTo(at(20));
         assertThat(pit.out(0)).isTrue();
         count(0, 50); // first byte of a new count: OUT low, counting stops
         assertThat(pit.out(0)).isFalse();
         count(0, 0);
-        now = at(60);
+        timer.advanceTo(at(60));
         assertThat(latched(0)).isEqualTo(10);
     }
 
@@ -153,14 +147,15 @@ class Pit8254Test {
         count(0, 10);
         count(0, 0);
         assertThat(latched(0)).isEqualTo(10);
-        now = at(1);
+        timer.advanceTo(at(1));
         assertThat(latched(0)).isEqualTo(8);
         assertThat(pit.out(0)).isTrue();
-        now = at(5);
+        timer.advanceTo(at(5));
         assertThat(pit.out(0)).isFalse();
-        now = at(10);
+        timer.advanceTo(at(10));
         assertThat(pit.out(0)).isTrue();
-        pit.pollIrq();
+        assertThat(irq.pulses()).isZero(); // an 8 us period: pulses come no closer than 50 us apart
+        timer.advanceTo(T0 + Pit8254.MIN_PERIODIC_NANOS);
         assertThat(irq.pulses()).isEqualTo(1);
     }
 
@@ -181,14 +176,14 @@ class Pit8254Test {
     @Test
     void countZeroMeans65536() {
         programMode2(0);
-        now = at(1);
+        timer.advanceTo(at(1));
         assertThat(latched(0)).isEqualTo(0xffff);
     }
 
     @Test
     void readBackCommandLatchesStatusAndCount() {
         programMode2(1000);
-        now = at(10);
+        timer.advanceTo(at(10));
         control(0xc2); // read-back: count and status of counter 0
         assertThat(in(0)).isEqualTo(0x80 | 0x30 | 0x04); // OUT high, lobyte/hibyte, mode 2, binary
         assertThat(in(0) | in(0) << 8).isEqualTo(990);
@@ -203,9 +198,9 @@ class Pit8254Test {
         count(0, 0x00);
         count(0, 0x10); // 1000 decimal
         assertThat(latched(0)).isEqualTo(0x1000);
-        now = at(1);
+        timer.advanceTo(at(1));
         assertThat(latched(0)).isEqualTo(0x0999);
-        now = at(1000);
+        timer.advanceTo(at(1000));
         assertThat(latched(0)).isEqualTo(0x1000);
     }
 
@@ -218,15 +213,15 @@ class Pit8254Test {
         control(0xb0); // counter 2, lobyte/hibyte, mode 0 (what Linux's PIT calibration uses)
         pit.write(2, 1, 0xe8);
         pit.write(2, 1, 0x03); // 1000
-        now = at(999);
+        timer.advanceTo(at(999));
         assertThat(port61.read(0, 1) & 0x20).isZero();
-        now = at(1000);
+        timer.advanceTo(at(1000));
         assertThat(port61.read(0, 1) & 0x20).isEqualTo(0x20);
         port61.write(0, 1, 0x03);
         assertThat(port61.read(0, 1) & 0x03).isEqualTo(0x03);
         // the refresh bit toggles with time
         int a = (int) port61.read(0, 1) & 0x10;
-        now += 15_085;
+        timer.advanceBy(15_085);
         assertThat((int) port61.read(0, 1) & 0x10).isNotEqualTo(a);
         assertThat(irq.pulses()).isZero(); // counter 2 has no interrupt
     }
@@ -236,16 +231,16 @@ class Pit8254Test {
         control(0xb0);
         pit.write(2, 1, 100);
         pit.write(2, 1, 0);
-        now = at(50);
+        timer.advanceTo(at(50));
         assertThat(pit.count(2)).isEqualTo(100); // gate low: not counting
         pit.speakerPort().write(0, 1, 0x01);
-        now = at(80);
+        timer.advanceTo(at(80));
         assertThat(pit.count(2)).isEqualTo(70);
         pit.speakerPort().write(0, 1, 0x00);
-        now = at(500);
+        timer.advanceTo(at(500));
         assertThat(pit.count(2)).isEqualTo(70);
         pit.speakerPort().write(0, 1, 0x01);
-        now = at(510);
+        timer.advanceTo(at(510));
         assertThat(pit.count(2)).isBetween(59, 61);
     }
 
@@ -255,13 +250,13 @@ class Pit8254Test {
         pit.write(2, 1, 10);
         pit.write(2, 1, 0);
         assertThat(pit.out(2)).isTrue();
-        now = at(100);
+        timer.advanceTo(at(100));
         assertThat(pit.out(2)).isTrue(); // not triggered yet
         pit.speakerPort().write(0, 1, 0x01); // rising gate triggers
         assertThat(pit.out(2)).isFalse();
-        now = at(109);
+        timer.advanceTo(at(109));
         assertThat(pit.out(2)).isFalse();
-        now = at(110);
+        timer.advanceTo(at(110));
         assertThat(pit.out(2)).isTrue();
     }
 
@@ -279,43 +274,73 @@ class Pit8254Test {
     }
 
     @Test
-    void schedulerThreadPulsesIrq0InRealTime() throws Exception {
-        pit.close();
-        pit = new Pit8254(irq);
-        programMode2(1193); // 1 kHz
-        assertThat(irq.awaitPulses(20, 5000)).isTrue();
-        int before = irq.pulses();
-        Thread.sleep(100);
-        int during = irq.pulses() - before;
-        assertThat(during).isBetween(20, 200); // about 100
-        pit.close();
-        assertThat(Thread.getAllStackTraces().keySet().stream().anyMatch(t -> t.getName().equals("pit-timer")))
-                .isFalse();
-        int after = irq.pulses();
-        Thread.sleep(30);
-        assertThat(irq.pulses()).isEqualTo(after);
+    void timerPulsesIrq0AtTheEndOfEachPeriod() {
+        programMode2(1193);
+        for (int k = 1; k <= 100; k++) {
+            timer.advanceTo(at(1193L * k) - 1);
+            assertThat(irq.pulses()).as("just before edge %d", k).isEqualTo(k - 1);
+            timer.advanceTo(at(1193L * k));
+            assertThat(irq.pulses()).as("at edge %d", k).isEqualTo(k);
+        }
+        assertThat(timer.pending()).isEqualTo(1);
+        programMode2(500); // a new count re-arms the timer from the load
+        assertThat(timer.pending()).isEqualTo(1);
+        long load = timer.now();
+        timer.advanceTo(load + LegacyIo.scaleCeil(500, 1_000_000_000L, Pit8254.FREQUENCY_HZ) - 1);
+        assertThat(irq.pulses()).isEqualTo(100);
+        timer.advanceTo(load + LegacyIo.scaleCeil(500, 1_000_000_000L, Pit8254.FREQUENCY_HZ));
+        assertThat(irq.pulses()).isEqualTo(101);
     }
 
     @Test
-    void schedulerThreadOneShot() throws Exception {
-        pit.close();
-        pit = new Pit8254(irq);
+    void timerPulsesAOneShotOnce() {
         control(0x30);
         count(0, 0x9c);
         count(0, 0x2e); // 11932 clocks: 10 ms
-        assertThat(irq.awaitPulses(1, 2000)).isTrue();
-        Thread.sleep(50);
+        timer.advanceTo(at(11932) - 1);
+        assertThat(irq.pulses()).isZero();
+        timer.advanceTo(at(11932));
+        assertThat(irq.pulses()).isEqualTo(1);
+        assertThat(timer.pending()).isZero();
+        timer.advanceBy(1_000_000_000L);
         assertThat(irq.pulses()).isEqualTo(1);
     }
 
     @Test
-    void tinyPeriodsAreRateLimited() throws Exception {
-        pit.close();
-        pit = new Pit8254(irq);
+    void tinyPeriodsAreRateLimitedTo20kHz() {
         programMode2(2); // asks for 600 kHz
-        Thread.sleep(200);
+        timer.advanceBy(200_000_000L);
+        assertThat(irq.pulses()).isEqualTo(200_000_000 / (int) Pit8254.MIN_PERIODIC_NANOS);
+    }
+
+    @Test
+    void closeStopsTheTimer() {
+        programMode2(1193);
+        timer.advanceTo(at(1193));
+        assertThat(irq.pulses()).isEqualTo(1);
         pit.close();
-        // at most one pulse per 50 us: 4000 in 200 ms
-        assertThat(irq.pulses()).isBetween(1, 4100);
+        assertThat(timer.stopped()).isTrue();
+        programMode2(100); // writes after close arm nothing
+        timer.advanceBy(1_000_000_000L);
+        assertThat(irq.pulses()).isEqualTo(1);
+    }
+
+    @Test
+    @Timeout(120)
+    void theTimerThreadPulsesIrq0InRealTime() throws Exception {
+        pit.close();
+        pit = new Pit8254("pit-realtime", irq, System::nanoTime);
+        long t0 = System.nanoTime(); // before the count is loaded: no edge can come earlier
+        programMode2(1193); // 1 kHz
+        assertThat(irq.awaitPulses(20, 60_000)).isTrue();
+        int pulses = irq.pulses();
+        long ticks = LegacyIo.scale(System.nanoTime() - t0, Pit8254.FREQUENCY_HZ, 1_000_000_000L);
+        // however late the thread runs, never more than one pulse per period that has passed
+        assertThat((long) pulses).as("pulses after %d periods", ticks / 1193).isLessThanOrEqualTo(ticks / 1193);
+        Thread thread = Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().equals("pit-realtime-timer")).findFirst().orElseThrow();
+        pit.close();
+        thread.join(60_000); // close() waits for it too, but only for a second
+        assertThat(thread.isAlive()).as("timer thread alive after close").isFalse();
     }
 }

@@ -52,26 +52,26 @@ final class RecordingLine implements IrqLine {
 
     /** Waits until the line is at {@code want}; false on timeout. */
     synchronized boolean awaitLevel(boolean want, long millis) throws InterruptedException {
-        long end = System.currentTimeMillis() + millis;
+        long end = System.nanoTime() + millis * 1_000_000;
         while (level != want) {
-            long left = end - System.currentTimeMillis();
+            long left = end - System.nanoTime();
             if (left <= 0) {
                 return false;
             }
-            wait(left);
+            wait(Math.max(1, left / 1_000_000));
         }
         return true;
     }
 
     /** Waits until at least {@code n} pulses happened; false on timeout. */
     synchronized boolean awaitPulses(int n, long millis) throws InterruptedException {
-        long end = System.currentTimeMillis() + millis;
+        long end = System.nanoTime() + millis * 1_000_000;
         while (pulses < n) {
-            long left = end - System.currentTimeMillis();
+            long left = end - System.nanoTime();
             if (left <= 0) {
                 return false;
             }
-            wait(left);
+            wait(Math.max(1, left / 1_000_000));
         }
         return true;
     }

@@ -7,8 +7,10 @@ import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
 import dev.kindling.sys.EventFd;
 import java.time.Duration;
+import java.util.List;
 import java.util.OptionalLong;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.LongStream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -16,6 +18,13 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(120)
 class MachineOnKvmTest {
     private static final Duration WAIT = Duration.ofSeconds(60);
+    /** How long a paused machine is watched for writes it must not make. */
+    private static final Duration PAUSE_WINDOW = Duration.ofMillis(300);
+    /**
+     * stop() kicks the vCPUs (and interrupts one a device holds after a second): it must return well
+     * before the machine's 10 s join timeout, by a margin a loaded machine still keeps.
+     */
+    private static final Duration PROMPT_STOP = Duration.ofSeconds(8);
 
     private static StopReason run(Machine m) throws InterruptedException {
         m.start();
@@ -92,16 +101,21 @@ class MachineOnKvmTest {
             m.pause();
             assertThat(m.isPaused()).isTrue();
             int n0 = cpu0.writes().size(), n1 = cpu1.writes().size();
-            Thread.sleep(300);
-            assertThat(cpu0.writes()).hasSize(n0);
-            assertThat(cpu1.writes()).hasSize(n1);
+            // a running guest writes thousands of times in this window; a paused one never does
+            assertThat(cpu0.awaitWrites(n0 + 1, PAUSE_WINDOW)).as("cpu0 wrote while paused").isFalse();
+            assertThat(cpu1.awaitWrites(n1 + 1, Duration.ZERO)).as("cpu1 wrote while paused").isFalse();
 
             m.resume();
             awaitValues(cpu0, n0 + 3);
             awaitValues(cpu1, n1 + 3);
+            // each vCPU carries on from where it stopped: nothing lost, nothing repeated
+            for (Recorder cpu : List.of(cpu0, cpu1)) {
+                List<Long> values = cpu.values(0);
+                assertThat(values).as(cpu.name()).isEqualTo(LongStream.range(0, values.size()).boxed().toList());
+            }
             long t0 = System.nanoTime();
             m.stop();
-            assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(Duration.ofSeconds(2));
+            assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(PROMPT_STOP);
             assertThat(m.awaitExit(Duration.ZERO)).contains(new StopReason.Stopped());
         }
     }
@@ -113,12 +127,8 @@ class MachineOnKvmTest {
     }
 
     private static void awaitValues(Recorder r, int n) throws InterruptedException {
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        while (r.writes().size() < n) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError(r.name() + " saw only " + r.writes().size() + " writes");
-            }
-            Thread.sleep(5);
+        if (!r.awaitWrites(n, WAIT)) {
+            throw new AssertionError(r.name() + " saw only " + r.writes().size() + " writes in " + WAIT);
         }
     }
 
@@ -201,7 +211,7 @@ class MachineOnKvmTest {
             assertThat(held.await(30, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
             long t0 = System.nanoTime();
             m.stop();
-            assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(Duration.ofSeconds(5));
+            assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(PROMPT_STOP);
             assertThat(m.awaitExit(Duration.ZERO)).contains(new StopReason.Stopped());
         }
     }

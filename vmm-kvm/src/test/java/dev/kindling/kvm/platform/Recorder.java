@@ -2,10 +2,12 @@ package dev.kindling.kvm.platform;
 
 import dev.kindling.device.Device;
 import java.io.ByteArrayOutputStream;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.TimeUnit;
 import java.util.function.LongConsumer;
 
 /** A test device: records every write, answers reads from a table, and can react to writes. */
@@ -29,6 +31,19 @@ final class Recorder implements Device {
     synchronized Recorder onWrite(long offset, LongConsumer action) {
         onWrite.put(offset, action);
         return this;
+    }
+
+    /** Waits until at least {@code n} writes were recorded; false if {@code limit} passed first. */
+    synchronized boolean awaitWrites(int n, Duration limit) throws InterruptedException {
+        long deadline = System.nanoTime() + limit.toNanos();
+        while (writes.size() < n) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                return false;
+            }
+            TimeUnit.NANOSECONDS.timedWait(this, left);
+        }
+        return true;
     }
 
     synchronized List<Write> writes() {
@@ -62,6 +77,7 @@ final class Recorder implements Device {
         synchronized (this) {
             writes.add(new Write(offset, size, value));
             action = onWrite.get(offset);
+            notifyAll();
         }
         if (action != null) {
             action.accept(value);

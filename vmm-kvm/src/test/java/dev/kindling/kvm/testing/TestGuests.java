@@ -15,8 +15,8 @@ import dev.kindling.testing.Require;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 
 /**
  * The freestanding guests in {@code guests/}, built with gcc by {@code make} on first use, and
@@ -25,6 +25,8 @@ import java.util.concurrent.TimeUnit;
  */
 public final class TestGuests {
     public static final long RAM = 64L << 20;
+    /** A build from clean takes about 1.5 s here; the limit only catches a hang. */
+    private static final Duration BUILD_LIMIT = Duration.ofSeconds(300);
     private static boolean built;
 
     private TestGuests() {}
@@ -44,10 +46,9 @@ public final class TestGuests {
             return guests.resolve("out").resolve(name + ".elf");
         }
         try {
-            Process p = new ProcessBuilder("make", "-s", "-C", guests.toString()).redirectErrorStream(true).start();
-            String out = new String(p.getInputStream().readAllBytes());
-            if (!p.waitFor(120, TimeUnit.SECONDS) || p.exitValue() != 0) {
-                throw new IllegalStateException("building the test guests failed:\n" + out);
+            BoundedProcess.Result make = BoundedProcess.run(BUILD_LIMIT, "make", "-s", "-C", guests.toString());
+            if (!make.succeeded()) {
+                throw new IllegalStateException("building the test guests failed: " + make.describe() + "\n" + make.output());
             }
         } catch (IOException e) {
             throw new IllegalStateException("cannot run make for the test guests", e);

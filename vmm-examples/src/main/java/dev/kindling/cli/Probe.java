@@ -21,10 +21,11 @@ final class Probe {
 
     private Probe() {}
 
-    static int run(List<String> argv, PrintStream out) throws Exception {
+    static int run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         if (!argv.isEmpty()) {
             throw new UsageException("probe takes no arguments");
         }
+        Workspace.buildGuests(err);
         try (Kvm kvm = Kvm.open()) {
             out.println("kvm-api-version: " + kvm.apiVersion());
             for (Capability c : Capability.values()) {

@@ -35,12 +35,16 @@ final class Workspace {
      * date), for the commands that run them; installs gcc, make and binutils first where it can.
      */
     static void buildGuests(PrintStream progress) throws IOException, InterruptedException {
-        Path make = HostTool.MAKE.require(progress);
         HostTool.GCC.require(progress);
         HostTool.LD.require(progress);
+        buildGuests(root().resolve("guests"), progress);
+    }
+
+    static void buildGuests(Path guests, PrintStream progress) throws IOException, InterruptedException {
+        Path make = HostTool.MAKE.require(progress);
         Path log = Files.createTempFile("kindling-guests-", ".log");
         try {
-            Process p = new ProcessBuilder(make.toString(), "-s", "-C", root().resolve("guests").toString())
+            Process p = new ProcessBuilder(make.toString(), "-s", "-C", guests.toString())
                     .redirectErrorStream(true).redirectOutput(log.toFile()).start();
             if (!p.waitFor(GUEST_BUILD_LIMIT_MINUTES, TimeUnit.MINUTES)) {
                 p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
@@ -49,7 +53,7 @@ final class Workspace {
             }
             if (p.exitValue() != 0) {
                 throw new PrerequisiteException("cannot build the test guests (make -C guests): "
-                        + firstError(Files.readAllLines(log, StandardCharsets.UTF_8)));
+                        + firstError(new String(Files.readAllBytes(log), StandardCharsets.UTF_8).lines().toList()));
             }
         } finally {
             Files.deleteIfExists(log);

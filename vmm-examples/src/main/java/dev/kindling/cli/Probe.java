@@ -25,7 +25,6 @@ final class Probe {
         if (!argv.isEmpty()) {
             throw new UsageException("probe takes no arguments");
         }
-        Workspace.buildGuests(err);
         try (Kvm kvm = Kvm.open()) {
             out.println("kvm-api-version: " + kvm.apiVersion());
             for (Capability c : Capability.values()) {
@@ -34,6 +33,7 @@ final class Probe {
             out.println("vcpus-recommended: " + kvm.recommendedVcpus());
             out.println("vcpus-max: " + kvm.maxVcpus());
         }
+        Workspace.buildGuests(err);
         double ips = guestInstructionsPerSecond();
         out.printf("guest-instructions-per-second: %.0f%n", ips);
         out.println("guest-execution: " + (ips < NATIVE_THRESHOLD ? "emulated (KVM's instruction emulator)" : "native"));

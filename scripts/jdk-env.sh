@@ -1,5 +1,5 @@
-# Sourced by ./kindling and scripts/test: exports JAVA_HOME pointing at a JDK >= 22 and
-# KINDLING_JDK_MAJOR, its feature version. Takes $JAVA_HOME if it is new enough, else the newest JDK
+# Sourced by ./kindling and scripts/test: exports JAVA_HOME pointing at a JDK >= 22 (and sets
+# KINDLING_JDK_MAJOR to its feature version). Takes $JAVA_HOME if it is new enough, else the newest JDK
 # under /usr/lib/jvm. Versions come from each JDK's `release` file, read with shell builtins: choosing
 # starts no JVM and no other process (a JDK without that file is asked once by running it).
 _kindling_jdk_major() {    # sets _kindling_major to the feature version of the JDK at $1, or fails
@@ -35,7 +35,7 @@ if ! _kindling_pick_jdk; then
     echo "kindling: install one (for example Temurin 25) or point JAVA_HOME at it." >&2
     exit 3
 fi
-export JAVA_HOME=$KINDLING_JAVA_HOME KINDLING_JDK_MAJOR
+export JAVA_HOME=$KINDLING_JAVA_HOME
 export PATH="$JAVA_HOME/bin:$PATH"
 unset KINDLING_JAVA_HOME
 # Maven's own libraries call sun.misc.Unsafe, which JDK 24 and later warn about; the option that

@@ -55,9 +55,9 @@ final class StartupBench {
         Path measure = Workspace.guest("measure");
         Side kindling = new Side("kindling", List.of(Workspace.root().resolve("kindling").toString(), "run",
                 "--kernel", guest.toString(), "--mem", Integer.toString(MEM_MIB)), 0);
-        List<String> q = new ArrayList<>(BootBench.qemuMicrovm(qemu, MEM_MIB));
-        q.addAll(List.of("-device", "isa-debug-exit,iobase=0x64,iosize=1", "-kernel", guest.toString()));
-        Side qemuSide = new Side("qemu", q, QEMU_GUEST_EXIT);
+        List<String> qemuCommand = new ArrayList<>(BootBench.qemuMicrovm(qemu, MEM_MIB));
+        qemuCommand.addAll(List.of("-device", "isa-debug-exit,iobase=0x64,iosize=1", "-kernel", guest.toString()));
+        Side qemuSide = new Side("qemu", qemuCommand, QEMU_GUEST_EXIT);
 
         Path dir = Files.createTempDirectory("kindling-bench-startup-");
         try {
@@ -67,22 +67,23 @@ final class StartupBench {
                 err.printf("bench startup: warm-up %d kindling %s%n", w, sample(measure, kindling, dir));
                 err.printf("bench startup: warm-up %d qemu     %s%n", w, sample(measure, qemuSide, dir));
             }
-            double[][] k = new double[2][runs];
-            double[][] m = new double[2][runs];
+            // [0] wall ms, [1] peak RSS MiB, per run
+            double[][] kindlingValues = new double[2][runs];
+            double[][] qemuValues = new double[2][runs];
             for (int r = 0; r < runs; r++) {
                 Sample ks = sample(measure, kindling, dir);
                 Sample qs = sample(measure, qemuSide, dir);
                 err.printf("bench startup: run %d kindling %s, qemu %s%n", r + 1, ks, qs);
-                k[0][r] = ks.wallMs();
-                k[1][r] = ks.rssMib();
-                m[0][r] = qs.wallMs();
-                m[1][r] = qs.rssMib();
+                kindlingValues[0][r] = ks.wallMs();
+                kindlingValues[1][r] = ks.rssMib();
+                qemuValues[0][r] = qs.wallMs();
+                qemuValues[1][r] = qs.rssMib();
             }
             out.printf("%-20s %10s %10s %7s%n", "metric (median)", "kindling", "qemu", "ratio");
             String[] names = {"wall-ms", "peak-rss-mib"};
             double[] ratio = new double[2];
             for (int i = 0; i < 2; i++) {
-                double kv = Bench.median(k[i]), qv = Bench.median(m[i]);
+                double kv = Bench.median(kindlingValues[i]), qv = Bench.median(qemuValues[i]);
                 ratio[i] = kv / qv;
                 out.printf("%-20s %10.1f %10.1f %7.2f%n", names[i], kv, qv, ratio[i]);
             }

@@ -11,7 +11,8 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Where the command line finds its inputs: the repository (set by the launcher as KINDLING_ROOT),
- * the freestanding guests it built, and the Linux test kernel from scripts/build-guest-kernel.sh.
+ * the freestanding guests of {@code guests/} (built for the commands that run them), and the Linux
+ * test kernel from scripts/build-guest-kernel.sh.
  */
 final class Workspace {
     /** The test kernel's files. */

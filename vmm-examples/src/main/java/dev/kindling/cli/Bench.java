@@ -1,27 +1,32 @@
 package dev.kindling.cli;
 
 import java.io.PrintStream;
+import java.util.Arrays;
 import java.util.List;
 
-/** {@code kindling bench exits|boot}. */
+/** {@code kindling bench exits|boot|startup}. */
 final class Bench {
     private Bench() {}
 
-    static int run(List<String> argv, PrintStream out) throws Exception {
+    static int run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         if (argv.isEmpty()) {
-            throw new UsageException("bench needs a benchmark: exits or boot");
+            throw new UsageException("bench needs a benchmark: exits, boot or startup");
         }
         List<String> rest = argv.subList(1, argv.size());
         return switch (argv.getFirst()) {
-            case "exits" -> ExitBench.run(rest, out);
+            case "exits" -> {
+                Workspace.buildGuests(err);
+                yield ExitBench.run(rest, out);
+            }
             case "boot" -> BootBench.run(rest, out);
+            case "startup" -> StartupBench.run(rest, out, err);
             default -> throw new UsageException("unknown benchmark '" + argv.getFirst() + "'");
         };
     }
 
     static double median(double[] values) {
         double[] v = values.clone();
-        java.util.Arrays.sort(v);
+        Arrays.sort(v);
         int n = v.length;
         return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
     }

@@ -3,6 +3,7 @@ package dev.kindling.cli;
 import dev.kindling.machine.StopReason;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.microvm.Microvm;
+import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -16,6 +17,8 @@ import java.util.List;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
+import java.util.regex.Pattern;
 
 /**
  * {@code kindling bench boot}: boots the test kernel and initramfs with Kindling (in this JVM, timed
@@ -39,9 +42,9 @@ final class BootBench {
         if (runs < 1) {
             throw new UsageException("--runs must be at least 1");
         }
+        Path qemu = HostTool.QEMU.require(System.err);
         Workspace.GuestKernel k = Workspace.kernel(System.err);
         String cmdline = k.cmdline() + " percpu_alloc=page kindling.action=poweroff";
-        String qemu = qemuBinary();
         List<Sample> kindling = new ArrayList<>();
         List<Sample> qemus = new ArrayList<>();
         // one warm-up boot each, not counted: the JVM's heap and JIT, the host's page cache
@@ -69,16 +72,6 @@ final class BootBench {
 
     private static double[] column(List<Sample> s, int m) {
         return s.stream().mapToDouble(x -> m == 0 ? x.firstByteS() : m == 1 ? x.markerS() : x.overheadMib()).toArray();
-    }
-
-    private static String qemuBinary() throws IOException, InterruptedException {
-        for (String dir : System.getenv().getOrDefault("PATH", "").split(":")) {
-            Path p = Path.of(dir, "qemu-system-x86_64");
-            if (Files.isExecutable(p)) {
-                return p.toString();
-            }
-        }
-        throw new UsageException("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
     }
 
     /** Watches console bytes for the first byte and the marker. */
@@ -146,14 +139,19 @@ final class BootBench {
         }
     }
 
-    static Sample qemu(String qemu, Workspace.GuestKernel k, String cmdline) throws Exception {
-        List<String> cmd = List.of(qemu, "-M", "microvm", "-accel", "kvm", "-cpu", "host,arch-capabilities=off",
-                "-m", MEM_MIB + "M", "-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-                "-serial", "stdio", "-kernel", k.vmlinux().toString(), "-initrd", k.initramfs().toString(),
-                "-append", cmdline);
+    /** QEMU's microvm with KVM, one vCPU, no default devices, the serial port on stdio. */
+    static List<String> qemuMicrovm(Path qemu, int memMib) {
+        return List.of(qemu.toString(), "-M", "microvm", "-accel", "kvm", "-cpu", "host,arch-capabilities=off",
+                "-m", memMib + "M", "-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+                "-serial", "stdio");
+    }
+
+    static Sample qemu(Path qemu, Workspace.GuestKernel k, String cmdline) throws Exception {
+        List<String> cmd = new ArrayList<>(qemuMicrovm(qemu, MEM_MIB));
+        cmd.addAll(List.of("-kernel", k.vmlinux().toString(), "-initrd", k.initramfs().toString(), "-append", cmdline));
         long t0 = System.nanoTime();
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true)
-                .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null"))).start();
+                .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
         Watch w = new Watch(t0);
         Thread pump = Thread.ofPlatform().daemon().start(() -> {
             try (InputStream in = p.getInputStream()) {
@@ -207,9 +205,9 @@ final class BootBench {
         });
     }
 
-    private static final java.util.regex.Pattern MAPPING = java.util.regex.Pattern.compile("^[0-9a-f]+-[0-9a-f]+ .*");
+    private static final Pattern MAPPING = Pattern.compile("^[0-9a-f]+-[0-9a-f]+ .*");
 
-    private static long smapsRss(Path proc, java.util.function.Predicate<String> header) throws IOException {
+    private static long smapsRss(Path proc, Predicate<String> header) throws IOException {
         boolean inside = false;
         long total = 0;
         for (String line : Files.readAllLines(proc.resolve("smaps"))) {

@@ -1,13 +1,17 @@
 package dev.kindling.cli;
 
-import dev.kindling.microvm.MicrovmException;
 import dev.kindling.boot.BootException;
+import dev.kindling.microvm.MicrovmException;
 import dev.kindling.sys.SyscallException;
 import java.io.InputStream;
 import java.io.PrintStream;
 import java.util.List;
 
-/** The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot}, {@code demo}. */
+/**
+ * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup},
+ * {@code demo}. Exit status 64 for bad arguments (with the usage), 69 when something the command
+ * needs from the host is missing, 1 for other failures.
+ */
 public final class Kindling {
     private static final String USAGE = """
             usage: kindling probe
@@ -16,6 +20,7 @@ public final class Kindling {
                                 [--irqchip split|kernel] [--config FILE.json] [--timeout SECONDS] [--print-io-map]
                    kindling bench exits [--iterations N] [--runs N]
                    kindling bench boot [--runs N]
+                   kindling bench startup [--runs N]
                    kindling demo""";
 
     private Kindling() {}
@@ -32,9 +37,9 @@ public final class Kindling {
         List<String> rest = args.subList(1, args.size());
         try {
             return switch (args.getFirst()) {
-                case "probe" -> Probe.run(rest, out);
+                case "probe" -> Probe.run(rest, out, err);
                 case "run" -> RunCommand.run(rest, in, out, err);
-                case "bench" -> Bench.run(rest, out);
+                case "bench" -> Bench.run(rest, out, err);
                 case "demo" -> Demo.run(rest, in, out, err);
                 case "help", "--help", "-h" -> {
                     out.println(USAGE);
@@ -46,6 +51,9 @@ public final class Kindling {
             err.println("kindling: " + e.getMessage());
             err.println(USAGE);
             return 64;
+        } catch (PrerequisiteException e) {
+            err.println("kindling: " + e.getMessage());
+            return 69;
         } catch (MicrovmException | BootException | SyscallException e) {
             err.println("kindling: " + e.getMessage());
             return 1;

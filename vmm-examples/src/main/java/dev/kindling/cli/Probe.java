@@ -22,7 +22,7 @@ final class Probe {
 
     private Probe() {}
 
-    static int run(List<String> argv, PrintStream out) throws Exception {
+    static int run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         if (!argv.isEmpty()) {
             throw new UsageException("probe takes no arguments");
         }
@@ -34,6 +34,7 @@ final class Probe {
             out.println("vcpus-recommended: " + kvm.recommendedVcpus());
             out.println("vcpus-max: " + kvm.maxVcpus());
         }
+        Workspace.buildGuests(err);
         double ips = guestInstructionsPerSecond();
         out.printf("guest-instructions-per-second: %.0f%n", ips);
         out.println("guest-execution: " + (ips < NATIVE_THRESHOLD ? "emulated (KVM's instruction emulator)" : "native"));

@@ -11,12 +11,12 @@ import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.kvm.testing.TestGuests;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
+import dev.kindling.testing.HostResources;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -27,18 +27,6 @@ import org.junit.jupiter.api.io.TempDir;
 class MicrovmBuilderTest {
     @TempDir
     Path tmp;
-
-    private static long openFds() throws IOException {
-        try (Stream<Path> s = Files.list(Path.of("/proc/self/fd"))) {
-            return s.count();
-        }
-    }
-
-    private static long threads() throws IOException {
-        try (Stream<Path> s = Files.list(Path.of("/proc/self/task"))) {
-            return s.count();
-        }
-    }
 
     private MicrovmBuilder valid() {
         return Microvm.builder().memoryMib(64).kernel(TestGuests.elf("hello"));
@@ -165,15 +153,14 @@ class MicrovmBuilderTest {
                 throw new IllegalStateException("no such device");
             }));
             assertThatThrownBy(b::build).isInstanceOf(ConfigException.class); // warms up lazily made JVM resources
-            long fds = openFds(), tasks = threads();
+            HostResources before = HostResources.now();
             for (int i = 0; i < 20; i++) {
                 assertThatThrownBy(b::build)
                         .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("device"))
                         .hasMessageContaining("device at pio 0x700: its factory failed")
                         .hasRootCauseMessage("no such device");
             }
-            assertThat(openFds()).isEqualTo(fds);
-            assertThat(threads()).isEqualTo(tasks);
+            HostResources.now().assertNothingLeftSince(before);
         } finally {
             pair[0].close();
             pair[1].close();

@@ -1,11 +1,12 @@
 package dev.kindling.microvm;
 
+import dev.kindling.kvm.testing.BoundedProcess;
 import dev.kindling.kvm.testing.TestGuests;
 import dev.kindling.testing.Require;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
 
@@ -25,11 +26,10 @@ record TestKernel(Path vmlinux, Path bzImage, Path initramfs, String cmdline) {
         if (dir == null) {
             Path script = TestGuests.root().resolve("scripts/build-guest-kernel.sh");
             Require.that(Files.isExecutable(script), "no scripts/build-guest-kernel.sh");
-            Process p = new ProcessBuilder(script.toString(), "--print-dir").redirectError(ProcessBuilder.Redirect.DISCARD).start();
-            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
-            Require.that(p.waitFor() == 0 && !out.isEmpty(),
+            BoundedProcess.Result r = BoundedProcess.run(Duration.ofMinutes(2), script.toString(), "--print-dir");
+            Require.that(r.succeeded() && !r.output().isBlank(),
                     "the Linux test kernel is not built: run scripts/build-guest-kernel.sh (scripts/test does)");
-            dir = out.lines().reduce((a, b) -> b).orElseThrow();
+            dir = r.output().strip().lines().reduce((a, b) -> b).orElseThrow();
         }
         Path d = Path.of(dir);
         Path cpio = d.resolve("initramfs.cpio");

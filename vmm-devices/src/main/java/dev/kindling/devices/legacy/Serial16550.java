@@ -333,7 +333,7 @@ public final class Serial16550 implements Device, BusMapped {
         hostInput.close();
         if (reader != null) {
             reader.interrupt();
-            LegacyIo.join(reader, 500);
+            LegacyIo.join(reader, 2_000);
         }
     }
 

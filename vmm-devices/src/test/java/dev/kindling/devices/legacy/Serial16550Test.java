@@ -397,10 +397,11 @@ class Serial16550Test {
         PipedInputStream input = new PipedInputStream(feeder);
         uart = new Serial16550("serial-closing", irq, input, sink);
         feeder.write(new byte[] {1, 2, 3}); // the reader queues them, then waits in read() for more
-        long deadline = System.currentTimeMillis() + 2000;
-        while ((in(LSR) & LSR_DR) == 0 && System.currentTimeMillis() < deadline) {
+        long deadline = System.nanoTime() + 30_000_000_000L;
+        while ((in(LSR) & LSR_DR) == 0 && System.nanoTime() < deadline) {
             Thread.sleep(1);
         }
+        assertThat(in(LSR) & LSR_DR).as("the reader queued the bytes").isNotZero();
         assertThat(threadAlive("serial-closing-in")).isTrue();
         uart.close();
         assertThat(threadAlive("serial-closing-in")).isFalse();

@@ -14,6 +14,7 @@ import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
+import java.util.concurrent.TimeUnit;
 
 /**
  * The C library calls Kindling makes, bound with the FFM API. Every call captures errno and turns a
@@ -120,6 +121,15 @@ public final class Libc {
         return result;
     }
 
+    /**
+     * True if a call failed with EINTR and is to be repeated. The kick signal is installed without
+     * SA_RESTART (so that it ends KVM_RUN), so any blocking call on a kicked thread, or on a thread
+     * the host program signals, returns EINTR without having done anything.
+     */
+    private static boolean interrupted(long result, MemorySegment state) {
+        return result < 0 && errno(state) == Errno.EINTR;
+    }
+
     private static RuntimeException rethrow(Throwable t) {
         if (t instanceof RuntimeException r) {
             return r;
@@ -177,7 +187,7 @@ public final class Libc {
 
     /**
      * ioctl returning -errno instead of throwing, for calls whose failures are part of normal
-     * operation (KVM_RUN interrupted by a kick returns -EINTR).
+     * operation. Not repeated on EINTR: that is how a kick ends KVM_RUN.
      */
     public static int ioctlRaw(int fd, Ioctl request, long arg) {
         try {
@@ -260,15 +270,27 @@ public final class Libc {
         }
     }
 
-    /** poll over a {@code struct pollfd[]} segment; returns the ready count, 0 on timeout, -EINTR if interrupted. */
+    /**
+     * poll over a {@code struct pollfd[]} segment; returns the ready count, or 0 once
+     * {@code timeoutMillis} (-1: none) has passed. A signal does not end the wait: the call is
+     * repeated with the time left.
+     */
     public static int poll(MemorySegment pollfds, long count, int timeoutMillis) {
         try {
             MemorySegment state = STATE.get();
-            int r = (int) POLL.invokeExact(state, pollfds, count, timeoutMillis);
-            if (r < 0 && errno(state) == Errno.EINTR) {
-                return -Errno.EINTR;
+            long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(0, timeoutMillis));
+            int timeout = timeoutMillis;
+            while (true) {
+                int r = (int) POLL.invokeExact(state, pollfds, count, timeout);
+                if (r >= 0 || errno(state) != Errno.EINTR) {
+                    return check(r, state, "poll");
+                }
+                if (timeoutMillis > 0) {
+                    // rounded up, so an interrupted wait never ends early
+                    long leftNanos = Math.max(0, deadline - System.nanoTime());
+                    timeout = (int) ((leftNanos + 999_999) / 1_000_000);
+                }
             }
-            return check(r, state, "poll");
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -278,7 +300,10 @@ public final class Libc {
     public static long read(Fd fd, MemorySegment buf, long count) {
         try {
             MemorySegment state = STATE.get();
-            long r = (long) READ.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+            long r;
+            do {
+                r = (long) READ.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+            } while (interrupted(r, state));
             if (r < 0 && errno(state) == Errno.EAGAIN) {
                 return -Errno.EAGAIN;
             }
@@ -292,7 +317,10 @@ public final class Libc {
     public static long write(Fd fd, MemorySegment buf, long count) {
         try {
             MemorySegment state = STATE.get();
-            long r = (long) WRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+            long r;
+            do {
+                r = (long) WRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+            } while (interrupted(r, state));
             if (r < 0 && errno(state) == Errno.EAGAIN) {
                 return -Errno.EAGAIN;
             }
@@ -305,7 +333,10 @@ public final class Libc {
     public static long pread(Fd fd, MemorySegment buf, long count, long offset) {
         try {
             MemorySegment state = STATE.get();
-            long r = (long) PREAD.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+            long r;
+            do {
+                r = (long) PREAD.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+            } while (interrupted(r, state));
             return check(r, state, "pread(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -315,7 +346,10 @@ public final class Libc {
     public static long pwrite(Fd fd, MemorySegment buf, long count, long offset) {
         try {
             MemorySegment state = STATE.get();
-            long r = (long) PWRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+            long r;
+            do {
+                r = (long) PWRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+            } while (interrupted(r, state));
             return check(r, state, "pwrite(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -338,7 +372,11 @@ public final class Libc {
     public static long sendmsg(Fd fd, MemorySegment msghdr, int flags) {
         try {
             MemorySegment state = STATE.get();
-            return check((long) SENDMSG.invokeExact(state, fd.value(), msghdr, flags), state, "sendmsg(" + fd.what() + ")");
+            long r;
+            do {
+                r = (long) SENDMSG.invokeExact(state, fd.value(), msghdr, flags);
+            } while (interrupted(r, state));
+            return check(r, state, "sendmsg(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -347,8 +385,11 @@ public final class Libc {
     public static long recvmsg(Fd fd, MemorySegment msghdr, int flags) {
         try {
             MemorySegment state = STATE.get();
-            return check((long) RECVMSG.invokeExact(state, fd.value(), msghdr, flags | MSG_CMSG_CLOEXEC), state,
-                    "recvmsg(" + fd.what() + ")");
+            long r;
+            do {
+                r = (long) RECVMSG.invokeExact(state, fd.value(), msghdr, flags | MSG_CMSG_CLOEXEC);
+            } while (interrupted(r, state));
+            return check(r, state, "recvmsg(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -9,6 +9,7 @@ import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
 import dev.kindling.sys.Mapping;
+import dev.kindling.sys.ThreadKick;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
@@ -303,8 +304,12 @@ public final class Vm implements AutoCloseable {
         }
     }
 
-    /** KVM_CREATE_VCPU and maps its run page. */
+    /**
+     * KVM_CREATE_VCPU and maps its run page. Installs the signal that kicks vCPUs first, so a host
+     * program that has its own handler on it learns here (see {@link ThreadKick#install()}).
+     */
     public Vcpu createVcpu(int id) {
+        ThreadKick.install();
         Fd vcpuFd = Fd.adopt(Libc.ioctl(fd, KvmIoctls.KVM_CREATE_VCPU, id), "vcpu " + id);
         Mapping run = null;
         try {

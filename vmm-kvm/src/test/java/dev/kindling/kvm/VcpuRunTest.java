@@ -4,6 +4,7 @@ import static dev.kindling.kvm.KvmTestSupport.bytes;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.sys.EventFd;
 import java.lang.foreign.ValueLayout;
@@ -12,6 +13,8 @@ import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -197,7 +200,7 @@ class VcpuRunTest {
             vm.createPit2();
             vm.registerIrqfd(irq, 4);
             vm.registerIrqfd(level, resample, 5);
-            vm.registerIoeventfd(notify, 0x500, 1, IoSpace.PIO, OptionalLong.of(0x42));
+            vm.registerIoeventfd(notify, 0x500, 1, AddressSpace.PIO, OptionalLong.of(0x42));
             try (Vcpu vcpu = vm.createVcpu(0)) {
                 KvmTestSupport.startRealMode(vcpu, 0, 0);
                 VcpuExit.Io exit = (VcpuExit.Io) vcpu.run();
@@ -207,7 +210,7 @@ class VcpuRunTest {
                 assertThat(notify.read()).isEqualTo(1);
 
                 // Deassigned, the same write exits again.
-                vm.unregisterIoeventfd(notify, 0x500, 1, IoSpace.PIO, OptionalLong.of(0x42));
+                vm.unregisterIoeventfd(notify, 0x500, 1, AddressSpace.PIO, OptionalLong.of(0x42));
                 vcpu.setRegs(vcpu.getRegs().withRip(KvmTestSupport.CODE));
                 VcpuExit.Io again = (VcpuExit.Io) vcpu.run();
                 assertThat(again.port()).isEqualTo(0x500);
@@ -226,7 +229,7 @@ class VcpuRunTest {
                 0xf4);
         try (Vm vm = kvm.createVm(); MemoryRegion ram = KvmTestSupport.ramWithCode(vm, code);
                 EventFd notify = EventFd.nonBlocking(); Vcpu vcpu = vm.createVcpu(0)) {
-            vm.registerIoeventfd(notify, 0x9000, 1, IoSpace.MMIO, OptionalLong.empty());
+            vm.registerIoeventfd(notify, 0x9000, 1, AddressSpace.MMIO, OptionalLong.empty());
             KvmTestSupport.startRealMode(vcpu, 0, 0);
             VcpuExit.Mmio exit = (VcpuExit.Mmio) vcpu.run();
             assertThat(exit.address()).isEqualTo(0x9010);
@@ -241,8 +244,8 @@ class VcpuRunTest {
         try (Vm vm = kvm.createVm(); MemoryRegion ram = KvmTestSupport.ramWithCode(vm, code);
                 Vcpu vcpu = vm.createVcpu(0)) {
             KvmTestSupport.startRealMode(vcpu, 0, 0);
-            java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
-            java.util.concurrent.atomic.AtomicLong kicks = new java.util.concurrent.atomic.AtomicLong();
+            AtomicBoolean done = new AtomicBoolean();
+            AtomicLong kicks = new AtomicLong();
             Thread kicker = new Thread(() -> {
                 while (!done.get()) {
                     vcpu.kick();

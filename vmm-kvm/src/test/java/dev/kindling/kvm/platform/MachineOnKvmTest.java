@@ -1,18 +1,25 @@
 package dev.kindling.kvm.platform;
 
-import dev.kindling.kvm.testing.TestGuests;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.kindling.boot.BootCpuState;
+import dev.kindling.boot.KernelLoader;
+import dev.kindling.bus.AddressSpace;
+import dev.kindling.device.Device;
+import dev.kindling.kvm.testing.TestGuests;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
 import dev.kindling.sys.EventFd;
+import java.nio.file.Files;
 import java.time.Duration;
 import java.util.OptionalLong;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-/** The acceptance checks of the foundation: freestanding guests on real KVM talking to Java devices. */
+/** Freestanding guests on real KVM talking to Java devices: the whole exit path, end to end. */
 @Timeout(120)
 class MachineOnKvmTest {
     private static final Duration WAIT = Duration.ofSeconds(60);
@@ -61,7 +68,7 @@ class MachineOnKvmTest {
     @Test
     void ioeventfdWritesReachJavaWithoutAnExit() throws Exception {
         try (Machine m = TestGuests.machine("ioevent")) {
-            EventFd doorbell = m.platform().ioEvent(true, 0x620, 2, OptionalLong.of(0x1234));
+            EventFd doorbell = m.platform().ioEvent(AddressSpace.PIO, 0x620, 2, OptionalLong.of(0x1234));
             Recorder bus = new Recorder("ioevent-port");
             Recorder done = new Recorder("done");
             m.attachPio(0x620, 2, bus);
@@ -75,7 +82,7 @@ class MachineOnKvmTest {
 
     @Test
     void twoVcpusRunAtOnceAndPauseAndResumeWork() throws Exception {
-        try (Machine m = TestGuests.machine("smp", 2, KvmPlatform.Config.DEFAULT, false)) {
+        try (Machine m = TestGuests.machine("smp", 2, TestGuests.KERNEL_IRQCHIP, false)) {
             // both vCPUs start at the guest's entry; the guest gives each its own stack
             m.vcpus().get(1).setBootState(bootStateOf(m));
             Recorder ids = new Recorder("ids");
@@ -106,10 +113,10 @@ class MachineOnKvmTest {
         }
     }
 
-    private static dev.kindling.boot.BootCpuState bootStateOf(Machine m) throws Exception {
-        byte[] image = java.nio.file.Files.readAllBytes(TestGuests.elf("smp"));
-        var kernel = dev.kindling.boot.KernelLoader.forImage(image).inspect(m.memory(), image);
-        return dev.kindling.boot.BootCpuState.protectedMode32(kernel.pvhEntry().orElseThrow(), 0);
+    private static BootCpuState bootStateOf(Machine m) throws Exception {
+        byte[] image = Files.readAllBytes(TestGuests.elf("smp"));
+        var kernel = KernelLoader.forImage(image).inspect(m.memory(), image);
+        return BootCpuState.protectedMode32(kernel.pvhEntry().orElseThrow(), 0);
     }
 
     private static void awaitValues(Recorder r, int n) throws InterruptedException {
@@ -133,7 +140,7 @@ class MachineOnKvmTest {
             assertThat(why).isInstanceOf(StopReason.InternalError.class);
             assertThat(why.describe()).contains("emulation failed").contains("rip=0xe0001000");
         }
-        try (Machine m = TestGuests.machine("badmem", 1, KvmPlatform.Config.DEFAULT, true)) {
+        try (Machine m = TestGuests.machine("badmem", 1, TestGuests.KERNEL_IRQCHIP, true)) {
             assertThat(run(m)).isEqualTo(new StopReason.BadAccess(0, 0xe0000000L, false));
         }
     }
@@ -174,8 +181,8 @@ class MachineOnKvmTest {
 
     @Test
     void stopEndsAVcpuThatADeviceHoldsInAJavaWait() throws Exception {
-        java.util.concurrent.CountDownLatch held = new java.util.concurrent.CountDownLatch(1);
-        dev.kindling.device.Device stuck = new dev.kindling.device.Device() {
+        CountDownLatch held = new CountDownLatch(1);
+        Device stuck = new Device() {
             public String name() {
                 return "stuck-sink";
             }
@@ -198,7 +205,7 @@ class MachineOnKvmTest {
         try (Machine m = TestGuests.machine("exitloop")) {
             m.attachPio(0x700, 0x14, stuck);
             m.start();
-            assertThat(held.await(30, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+            assertThat(held.await(30, TimeUnit.SECONDS)).isTrue();
             long t0 = System.nanoTime();
             m.stop();
             assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(Duration.ofSeconds(5));

@@ -27,7 +27,6 @@ public final class Libc {
     public static final int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
     public static final int MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20,
             MAP_NORESERVE = 0x4000;
-    public static final int MADV_DONTNEED = 4, MADV_DONTFORK = 10, MADV_HUGEPAGE = 14, MADV_MERGEABLE = 12;
     public static final int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800, EFD_SEMAPHORE = 1;
     public static final int MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
     public static final short POLLIN = 1, POLLOUT = 4, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
@@ -56,7 +55,6 @@ public final class Libc {
     private static final MethodHandle MMAP =
             errnoCall("mmap", ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG);
     private static final MethodHandle MUNMAP = errnoCall("munmap", JAVA_INT, ADDRESS, JAVA_LONG);
-    private static final MethodHandle MADVISE = errnoCall("madvise", JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT);
     private static final MethodHandle EVENTFD = errnoCall("eventfd", JAVA_INT, JAVA_INT, JAVA_INT);
     private static final MethodHandle MEMFD_CREATE = errnoCall("memfd_create", JAVA_INT, ADDRESS, JAVA_INT);
     private static final MethodHandle FTRUNCATE = errnoCall("ftruncate", JAVA_INT, JAVA_INT, JAVA_LONG);
@@ -217,15 +215,6 @@ public final class Libc {
         try {
             MemorySegment state = STATE.get();
             check((int) MUNMAP.invokeExact(state, addr, length), state, "munmap");
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
-
-    public static void madvise(MemorySegment addr, long length, int advice) {
-        try {
-            MemorySegment state = STATE.get();
-            check((int) MADVISE.invokeExact(state, addr, length, advice), state, "madvise(" + advice + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -3,6 +3,7 @@ package dev.kindling.cli;
 import dev.kindling.machine.StopReason;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.microvm.Microvm;
+import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -16,6 +17,8 @@ import java.util.List;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
+import java.util.regex.Pattern;
 
 /**
  * {@code kindling bench boot}: boots the test kernel and initramfs with Kindling (in this JVM, timed
@@ -153,7 +156,7 @@ final class BootBench {
                 "-append", cmdline);
         long t0 = System.nanoTime();
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true)
-                .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null"))).start();
+                .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
         Watch w = new Watch(t0);
         Thread pump = Thread.ofPlatform().daemon().start(() -> {
             try (InputStream in = p.getInputStream()) {
@@ -207,9 +210,9 @@ final class BootBench {
         });
     }
 
-    private static final java.util.regex.Pattern MAPPING = java.util.regex.Pattern.compile("^[0-9a-f]+-[0-9a-f]+ .*");
+    private static final Pattern MAPPING = Pattern.compile("^[0-9a-f]+-[0-9a-f]+ .*");
 
-    private static long smapsRss(Path proc, java.util.function.Predicate<String> header) throws IOException {
+    private static long smapsRss(Path proc, Predicate<String> header) throws IOException {
         boolean inside = false;
         long total = 0;
         for (String line : Files.readAllLines(proc.resolve("smaps"))) {

@@ -9,6 +9,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
@@ -167,7 +168,7 @@ class KvmStateTest {
     @Test
     void splitIrqchipBeforeVcpus() {
         if (!kvm.hasExtension(Capability.SPLIT_IRQCHIP)) {
-            org.junit.jupiter.api.Assumptions.abort("KVM_CAP_SPLIT_IRQCHIP not supported");
+            Assumptions.abort("KVM_CAP_SPLIT_IRQCHIP not supported");
         }
         try (Vm vm = kvm.createVm()) {
             vm.enableSplitIrqchip(24);

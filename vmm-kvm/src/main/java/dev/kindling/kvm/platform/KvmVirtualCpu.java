@@ -18,6 +18,8 @@ import dev.kindling.machine.VcpuEvent;
 import dev.kindling.machine.VirtualCpu;
 import java.lang.System.Logger.Level;
 import java.util.Arrays;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.IntConsumer;
 
 /**
@@ -33,7 +35,7 @@ final class KvmVirtualCpu implements VirtualCpu {
     private final boolean strictMmio;
     private final IntConsumer eoi;
     private volatile ExternalInterrupts pic;
-    private final java.util.Set<Object> failedDevices = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    private final Set<Object> failedDevices = ConcurrentHashMap.newKeySet();
 
     KvmVirtualCpu(Vcpu vcpu, Bus pio, Bus mmio, boolean strictMmio, IntConsumer eoi) {
         this.vcpu = vcpu;

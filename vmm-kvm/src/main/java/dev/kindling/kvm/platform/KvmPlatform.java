@@ -21,6 +21,8 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.OptionalLong;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.IntConsumer;
 
 /** A {@link Platform} on KVM: one VM, its memory slots, vCPUs, interrupt controllers and eventfds. */
@@ -60,6 +62,8 @@ public final class KvmPlatform implements Platform {
     /** Closed after the VM: KVM drops the registrations with the VM. */
     private final List<EventFd> ioEvents = new ArrayList<>();
     private volatile IntConsumer eoiListener = vector -> { };
+    /** Each failing device is logged once per VM, not once per vCPU. */
+    private final Set<Object> failedDevices = ConcurrentHashMap.newKeySet();
     private int nextSlot;
 
     private KvmPlatform(Kvm kvm, Vm vm, Config config) {
@@ -133,7 +137,7 @@ public final class KvmPlatform implements Platform {
             vcpu.close();
             throw e;
         }
-        KvmVirtualCpu v = new KvmVirtualCpu(vcpu, pio, mmio, strictMmio, vector -> eoiListener.accept(vector));
+        KvmVirtualCpu v = new KvmVirtualCpu(vcpu, pio, mmio, strictMmio, vector -> eoiListener.accept(vector), failedDevices);
         vcpus.add(v);
         return v;
     }

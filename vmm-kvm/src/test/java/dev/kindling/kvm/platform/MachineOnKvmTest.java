@@ -12,10 +12,16 @@ import dev.kindling.machine.StopReason;
 import dev.kindling.sys.EventFd;
 import java.nio.file.Files;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.OptionalLong;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.logging.Handler;
+import java.util.logging.Level;
+import java.util.logging.LogRecord;
+import java.util.logging.Logger;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -127,6 +133,57 @@ class MachineOnKvmTest {
             }
             Thread.sleep(5);
         }
+    }
+
+    @Test
+    void readsFromAFailingDeviceReturnAllOnesAndEachDeviceIsLoggedOnce() throws Exception {
+        Device pioBroken = new Broken("broken-pio");
+        Device mmioBroken = new Broken("broken-mmio");
+        Logger log = Logger.getLogger(KvmVirtualCpu.class.getName());
+        List<LogRecord> warnings = new ArrayList<>();
+        Handler capture = new Handler() {
+            @Override
+            public void publish(LogRecord r) {
+                if (r.getLevel() == Level.WARNING) {
+                    synchronized (warnings) {
+                        warnings.add(r);
+                    }
+                }
+            }
+
+            @Override
+            public void flush() {}
+
+            @Override
+            public void close() {}
+        };
+        log.addHandler(capture);
+        try (Machine m = TestGuests.machine("failread")) {
+            Recorder report = new Recorder("report");
+            m.attachPio(0x670, 4, pioBroken);
+            m.attachPio(0x674, 4, report);
+            m.attachMmio(0xd0002000L, 0x1000, mmioBroken);
+            assertThat(run(m)).isInstanceOf(StopReason.Reset.class);
+            // inl, inb, the four values of rep insl, the MMIO read: all ones, not what the run page held
+            assertThat(report.values(0)).containsExactly(0xffffffffL, 0xffL,
+                    0xffffffffL, 0xffffffffL, 0xffffffffL, 0xffffffffL, 0xffffffffL);
+        } finally {
+            log.removeHandler(capture);
+        }
+        synchronized (warnings) {
+            assertThat(warnings).extracting(LogRecord::getMessage).containsExactlyInAnyOrder(
+                    "device broken-pio failed (further failures are not logged)",
+                    "device broken-mmio failed (further failures are not logged)");
+        }
+    }
+
+    /** Accepts writes, fails every read. */
+    private record Broken(String name) implements Device {
+        public long read(long offset, int size) {
+            throw new IllegalStateException(name + " is broken");
+        }
+
+        public void write(long offset, int size, long value) {}
     }
 
     @Test

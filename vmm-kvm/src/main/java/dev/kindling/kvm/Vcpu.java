@@ -16,6 +16,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -27,8 +28,8 @@ import java.util.function.Function;
  * A virtual CPU. One thread at a time calls {@link #run()}; any thread may {@link #kick()} it. The
  * register accessors wait (in the kernel) while another thread is inside {@code run()}.
  *
- * <p>{@link #close()} from another thread kicks a running vCPU and waits for {@code run()} to return;
- * later {@code run()} calls throw {@link IllegalStateException}. Segments handed out (the run page,
+ * <p>{@link #close()} from another thread kicks a running vCPU and waits, for a bounded time, for
+ * {@code run()} to return; later {@code run()} calls throw {@link IllegalStateException}. Segments handed out (the run page,
  * {@link VcpuExit.Io#data()}) become inaccessible on close instead of dangling.
  */
 public final class Vcpu implements AutoCloseable {
@@ -44,6 +45,11 @@ public final class Vcpu implements AutoCloseable {
     private static final int IDLE = 0, ENTERING = 1, RUNNING = 2, KICKING = 3, KICKED = 4, LEAVING = 5, CLOSED = 6;
 
     private static final VarHandle RUN_BYTE = JAVA_BYTE.varHandle();
+    /**
+     * How long {@link #close()} waits for a thread inside run() to leave it. A kicked thread leaves
+     * within microseconds; this only bounds the wait for one that cannot take the kick.
+     */
+    static final Duration CLOSE_TIMEOUT = Duration.ofSeconds(2);
 
     private static final long MSRS_NMSRS = KvmStructs.offsetOf(KvmStructs.KVM_MSRS, "nmsrs");
     private static final long MSRS_ENTRIES = KvmStructs.offsetOf(KvmStructs.KVM_MSRS, "entries");
@@ -419,10 +425,23 @@ public final class Vcpu implements AutoCloseable {
 
     // ---- closing
 
-    /** Closes the vCPU, first kicking it out of run() on another thread and waiting for it to return. */
+    /**
+     * Closes the vCPU, first kicking it out of run() on another thread and waiting up to 2 seconds
+     * for run() to return.
+     *
+     * @throws IllegalStateException if a thread is still inside run() when the time is up (it does not
+     *     take the kick, for instance because it blocks the kick signal). The vCPU then stays open,
+     *     its descriptor and run page with it, since that thread may still use them; run() refuses to
+     *     start again, and a later close() tries again.
+     */
     @Override
     public void close() {
+        close(CLOSE_TIMEOUT);
+    }
+
+    void close(Duration timeout) {
         closeRequested = true;
+        long deadline = System.nanoTime() + timeout.toNanos();
         for (int spins = 0; ; spins++) {
             int s = state.get();
             if (s == CLOSED) {
@@ -436,6 +455,11 @@ public final class Vcpu implements AutoCloseable {
             }
             if (s == RUNNING && spins % 256 == 0) {
                 kick();
+            }
+            if (System.nanoTime() - deadline > 0) {
+                throw new IllegalStateException("vcpu " + id + ": its thread did not leave KVM_RUN within "
+                        + timeout.toMillis() + " ms of the kick; the vCPU stays open (its descriptor and run page) "
+                        + "until a close() after that thread has left");
             }
             if (spins < 64) {
                 Thread.onSpinWait();

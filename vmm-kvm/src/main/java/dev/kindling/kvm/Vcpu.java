@@ -29,8 +29,9 @@ import java.util.function.Function;
  * register accessors wait (in the kernel) while another thread is inside {@code run()}.
  *
  * <p>{@link #close()} from another thread kicks a running vCPU and waits, for a bounded time, for
- * {@code run()} to return; later {@code run()} calls throw {@link IllegalStateException}. Segments handed out (the run page,
- * {@link VcpuExit.Io#data()}) become inaccessible on close instead of dangling.
+ * {@code run()} to return; later {@code run()} calls throw {@link IllegalStateException}. Segments
+ * handed out (the run page, {@link VcpuExit.Io#data()}) become inaccessible on close instead of
+ * dangling.
  */
 public final class Vcpu implements AutoCloseable {
     // Runner states. A kicker signals only after moving RUNNING to KICKING, and the runner cannot

@@ -197,6 +197,24 @@ public final class Libc {
         }
     }
 
+    /** A buffer where calls leave their errno: see {@link #ioctlRaw(MemorySegment, int, Ioctl, long)}. */
+    public static MemorySegment newCallState(Arena arena) {
+        return arena.allocate(CALL_STATE);
+    }
+
+    /**
+     * {@link #ioctlRaw(int, Ioctl, long)} with the caller's own errno buffer (from
+     * {@link #newCallState}), for a thread that makes the call in a tight loop (KVM_RUN).
+     */
+    public static int ioctlRaw(MemorySegment callState, int fd, Ioctl request, long arg) {
+        try {
+            int r = (int) IOCTL_LONG.invokeExact(callState, fd, request.number(), arg);
+            return r >= 0 ? r : -errno(callState);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
     /** mmap; returns the address as a zero-length segment (callers reinterpret it to the length). */
     public static MemorySegment mmap(MemorySegment addr, long length, int prot, int flags, int fd, long offset) {
         try {

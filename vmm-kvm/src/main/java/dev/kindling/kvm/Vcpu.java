@@ -117,29 +117,36 @@ public final class Vcpu implements AutoCloseable {
     public VcpuExit run() {
         enter();
         try {
-            boolean timed = measureRunTime;
-            long start = timed ? System.nanoTime() : 0;
-            int r = Libc.ioctlRaw(callState, fdNumber, KvmIoctls.KVM_RUN, 0);
-            // An AP leaving wait-for-SIPI (INIT/SIPI from another vCPU) returns EAGAIN: enter again.
-            while (r == -Errno.EAGAIN) {
-                r = Libc.ioctlRaw(callState, fdNumber, KvmIoctls.KVM_RUN, 0);
-            }
-            if (timed) {
-                // one writer, so a release store is enough: no fence on the measured path
-                runTimeNanos.lazySet(runTimeNanos.getPlain() + System.nanoTime() - start);
-            }
+            int r = runIoctl();
             // Decoded before leave(): close() cannot unmap the page under us meanwhile.
-            if (r >= 0) {
-                return decode();
-            }
-            if (r == -Errno.EINTR) {
-                setImmediateExit(false);
-                return VcpuExit.INTERRUPTED;
-            }
-            throw new SyscallException("ioctl(KVM_RUN) on vcpu " + id, -r);
+            return r >= 0 ? decode() : failed(r);
         } finally {
             leave();
         }
+    }
+
+    /** KVM_RUN itself; kept apart from run() so that run() stays small enough to inline into an exit loop. */
+    private int runIoctl() {
+        boolean timed = measureRunTime;
+        long start = timed ? System.nanoTime() : 0;
+        int r = Libc.ioctlRaw(callState, fdNumber, KvmIoctls.KVM_RUN, 0);
+        // An AP leaving wait-for-SIPI (INIT/SIPI from another vCPU) returns EAGAIN: enter again.
+        while (r == -Errno.EAGAIN) {
+            r = Libc.ioctlRaw(callState, fdNumber, KvmIoctls.KVM_RUN, 0);
+        }
+        if (timed) {
+            // one writer, so a release store is enough: no fence on the measured path
+            runTimeNanos.lazySet(runTimeNanos.getPlain() + System.nanoTime() - start);
+        }
+        return r;
+    }
+
+    private VcpuExit failed(int r) {
+        if (r == -Errno.EINTR) {
+            setImmediateExit(false);
+            return VcpuExit.INTERRUPTED;
+        }
+        throw new SyscallException("ioctl(KVM_RUN) on vcpu " + id, -r);
     }
 
     /**
@@ -170,9 +177,7 @@ public final class Vcpu implements AutoCloseable {
             }
             Thread t = Thread.currentThread();
             if (t != boundThread || t.isVirtual()) {
-                // A virtual thread may move between carriers: look up the carrier every time.
-                pthread = ThreadKick.prepareCurrentThread();
-                boundThread = t;
+                bind(t);
             }
         } catch (RuntimeException | Error e) {
             state.set(IDLE); // kickers ignore ENTERING, so nobody else changed it
@@ -181,6 +186,12 @@ public final class Vcpu implements AutoCloseable {
         // A volatile store (full fence): orders it before the kernel reads immediate_exit,
         // pairing with kick(), which stores immediate_exit before it reads the state.
         state.set(RUNNING);
+    }
+
+    /** Makes {@code t} the thread kicks go to. A virtual thread may move between carriers: looked up every time. */
+    private void bind(Thread t) {
+        pthread = ThreadKick.prepareCurrentThread();
+        boundThread = t;
     }
 
     private void leave() {

@@ -92,11 +92,7 @@ final class ExitBench {
     }
 
     static Result runJava(int n) throws InterruptedException {
-        long[] pio = new long[n];
-        long[] mmio = new long[n];
-        // time inside KVM_RUN when PIO exit 0 and MMIO exit n-1 reached their devices
-        long[] runTime = new long[2];
-        Vcpu[] vcpu = new Vcpu[1];
+        Timeline timeline = new Timeline(n);
         Device ports = new Device() {
             public String name() {
                 return "exitloop-pio";
@@ -107,11 +103,8 @@ final class ExitBench {
             }
 
             public void write(long offset, int size, long value) {
-                if (offset == 0 && value < n) {
-                    pio[(int) value] = System.nanoTime();
-                    if (value == 0) {
-                        runTime[0] = vcpu[0].runTimeNanos();
-                    }
+                if (offset == 0) {
+                    timeline.pio(value);
                 }
             }
         };
@@ -125,34 +118,70 @@ final class ExitBench {
             }
 
             public void write(long offset, int size, long value) {
-                if (value < n) {
-                    mmio[(int) value] = System.nanoTime();
-                    if (value == n - 1) {
-                        runTime[1] = vcpu[0].runTimeNanos();
-                    }
-                }
+                timeline.mmio(value);
             }
         };
         try (Microvm vm = Microvm.builder().name("bench-exits").memoryMib(64).irqchip(IrqchipMode.KERNEL)
                 .isaSerial(false).kernel(Workspace.guest("exitloop.elf"))
                 .pioDevice(0x700, 0x14, -1, line -> ports).mmioDevice(MMIO_ADDRESS, 4, -1, line -> window).build()) {
-            vcpu[0] = ((KvmPlatform) vm.machine().platform()).vm().vcpus().getFirst();
-            vcpu[0].measureRunTime(true);
+            timeline.vcpu = ((KvmPlatform) vm.machine().platform()).vm().vcpus().getFirst();
+            timeline.vcpu.measureRunTime(true);
             vm.start();
             Optional<StopReason> why = vm.awaitExit(Duration.ofMinutes(10));
             if (why.isEmpty() || !why.get().isClean()) {
                 throw new IllegalStateException("exitloop did not finish: " + why.map(StopReason::describe).orElse("timeout"));
             }
         }
-        double pioSum = 0, mmioSum = 0;
-        for (int i = 0; i < n; i++) {
-            mmioSum += mmio[i] - pio[i];
-            if (i > 0) {
-                pioSum += pio[i] - mmio[i - 1];
+        return timeline.result();
+    }
+
+    /**
+     * What the Java devices record as the exits reach them, kept as the C loop keeps it: running sums
+     * in one small object (an array of timestamps would cost the Java side memory traffic the C side
+     * does not have). Touched only by the vCPU thread until the machine has ended.
+     */
+    private static final class Timeline {
+        private final int n;
+        Vcpu vcpu;
+        private int pioCount, mmioCount;
+        private boolean outOfOrder;
+        private long firstPio, lastPio, lastMmio, pioSum, mmioSum, runAtFirstPio, runAtLastMmio;
+
+        Timeline(int n) {
+            this.n = n;
+        }
+
+        void pio(long value) {
+            long t = System.nanoTime();
+            outOfOrder |= value != pioCount || pioCount != mmioCount;
+            if (pioCount == 0) {
+                firstPio = t;
+                runAtFirstPio = vcpu.runTimeNanos();
+            } else {
+                pioSum += t - lastMmio;
+            }
+            lastPio = t;
+            pioCount++;
+        }
+
+        void mmio(long value) {
+            long t = System.nanoTime();
+            outOfOrder |= value != mmioCount || mmioCount + 1 != pioCount;
+            mmioSum += t - lastPio;
+            lastMmio = t;
+            if (++mmioCount == n) {
+                runAtLastMmio = vcpu.runTimeNanos();
             }
         }
-        long span = mmio[n - 1] - pio[0];
-        return new Result(pioSum / (n - 1), mmioSum / n, span / (2.0 * n - 1),
-                (span - (runTime[1] - runTime[0])) / (2.0 * n - 1));
+
+        Result result() {
+            if (outOfOrder || pioCount != n || mmioCount != n) {
+                throw new IllegalStateException("exitloop made " + pioCount + " PIO and " + mmioCount
+                        + " MMIO exits (expected " + n + " each, alternating)" + (outOfOrder ? ", out of order" : ""));
+            }
+            long span = lastMmio - firstPio;
+            return new Result(pioSum / (n - 1.0), mmioSum / (double) n, span / (2.0 * n - 1),
+                    (span - (runAtLastMmio - runAtFirstPio)) / (2.0 * n - 1));
+        }
     }
 }

@@ -19,15 +19,13 @@ import java.util.Set;
 /**
  * {@code kindling bench exits}: the round trip of a port I/O exit and of an MMIO exit handled by a
  * Java device, next to {@code guests/out/kvm-exit-bench} (the same KVM_RUN loop in C, no Java) on the
- * same {@code exitloop} guest, alternating runs. Definitions, the same on both sides (timestamps taken
- * when the exit reaches the handler): {@code mmio} = PIO exit i to MMIO exit i; {@code pio} = MMIO
- * exit i-1 to PIO exit i; {@code roundtrip} = (last MMIO exit - first PIO exit) / (2N - 1).
- *
- * <p>{@code user} is the part of a round trip spent in user space, from KVM_RUN returning to the
- * next KVM_RUN: the same span minus the time inside KVM_RUN, which both loops take with
- * CLOCK_MONOTONIC just before and just after each ioctl ({@link Vcpu#measureRunTime(boolean)} on the
- * Java side), divided by the 2N - 1 runs in it. Both sides read the clock three times per exit (twice
- * around the ioctl, once in the handler), so the measuring costs the same in both.
+ * same {@code exitloop} guest, alternating runs. Both loops read CLOCK_MONOTONIC just before and
+ * just after each KVM_RUN ({@link Vcpu#measureRunTime(boolean)} on the Java side) and nowhere else, so
+ * the measuring costs the same in both; an exit's time is when KVM_RUN returned with it. Definitions,
+ * the same on both sides: {@code mmio} = PIO exit i to MMIO exit i; {@code pio} = MMIO exit i-1 to
+ * PIO exit i; {@code roundtrip} = (last MMIO exit - first PIO exit) / (2N - 1); {@code user} = the
+ * part of a round trip spent in user space, from KVM_RUN returning to the next KVM_RUN: that span
+ * minus the time inside KVM_RUN, over the 2N - 1 runs in it.
  */
 final class ExitBench {
     private static final long MMIO_ADDRESS = 0xd0001000L;
@@ -152,7 +150,7 @@ final class ExitBench {
         }
 
         void pio(long value) {
-            long t = System.nanoTime();
+            long t = vcpu.lastRunEndNanos();
             outOfOrder |= value != pioCount || pioCount != mmioCount;
             if (pioCount == 0) {
                 firstPio = t;
@@ -165,7 +163,7 @@ final class ExitBench {
         }
 
         void mmio(long value) {
-            long t = System.nanoTime();
+            long t = vcpu.lastRunEndNanos();
             outOfOrder |= value != mmioCount || mmioCount + 1 != pioCount;
             mmioSum += t - lastPio;
             lastMmio = t;

@@ -20,7 +20,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.Consumer;
 import java.util.function.Function;
@@ -80,7 +79,8 @@ public final class Vcpu implements AutoCloseable {
     /** Written in ENTERING, read by kickers in KICKING. */
     private volatile long pthread;
     private volatile boolean measureRunTime;
-    private final AtomicLong runTimeNanos = new AtomicLong();
+    /** Written only by the thread inside run(), while measured. */
+    private long runTimeNanos, lastRunEndNanos;
 
     @SuppressWarnings("restricted") // the mapping is ours and exactly this long; the arena bounds its life
     Vcpu(Vm vm, int id, Fd fd, Mapping mapping) {
@@ -135,8 +135,9 @@ public final class Vcpu implements AutoCloseable {
             r = Libc.ioctlRaw(callState, fdNumber, KvmIoctls.KVM_RUN, 0);
         }
         if (timed) {
-            // one writer, so a release store is enough: no fence on the measured path
-            runTimeNanos.lazySet(runTimeNanos.getPlain() + System.nanoTime() - start);
+            long end = System.nanoTime();
+            runTimeNanos += end - start;
+            lastRunEndNanos = end;
         }
         return r;
     }
@@ -150,20 +151,26 @@ public final class Vcpu implements AutoCloseable {
     }
 
     /**
-     * For benchmarks: while on, {@link #runTimeNanos()} adds up the time spent inside KVM_RUN, read
-     * from the monotonic clock just before and just after each ioctl (two clock reads per run, so
-     * what a caller measures around it includes them). Off by default.
+     * For benchmarks: while on, each KVM_RUN is timed with the monotonic clock ({@link System#nanoTime()})
+     * read just before and just after the ioctl, two reads per run. Off by default.
      */
     public void measureRunTime(boolean on) {
         measureRunTime = on;
     }
 
     /**
-     * Nanoseconds spent inside KVM_RUN while {@link #measureRunTime(boolean) measured}. The rest of a
-     * vCPU thread's time between two exits is user space: decoding the exit, the device, re-entering.
+     * Nanoseconds spent inside KVM_RUN while {@link #measureRunTime(boolean) measured}; the rest of the
+     * vCPU thread's time between two exits is user space (decoding the exit, the device, re-entering).
+     * Like {@link #lastRunEndNanos()}, read it on the vCPU's thread (from a device) or after run() has
+     * returned there and the reader has synchronized with that thread (for example, the machine ended).
      */
     public long runTimeNanos() {
-        return runTimeNanos.get();
+        return runTimeNanos;
+    }
+
+    /** {@link System#nanoTime()} when the last measured KVM_RUN returned: the time of the exit being handled. */
+    public long lastRunEndNanos() {
+        return lastRunEndNanos;
     }
 
     private void enter() {

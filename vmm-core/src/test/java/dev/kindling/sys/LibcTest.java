@@ -148,6 +148,18 @@ class LibcTest {
     }
 
     @Test
+    void kickedPollWithATimeoutStillWaitsItOut() throws Exception {
+        try (EventFd never = EventFd.create()) {
+            CompletableFuture<Long> waited = kickedWhileBlocked(Blocked.POLL, () -> {
+                long t0 = System.nanoTime();
+                assertThat(Poller.waitReadable(never.fd(), 2_000)).isFalse();
+                return System.nanoTime() - t0;
+            });
+            assertThat(waited.get(10, TimeUnit.SECONDS)).isGreaterThanOrEqualTo(TimeUnit.MILLISECONDS.toNanos(2_000));
+        }
+    }
+
+    @Test
     void kickedRecvmsgStillReceivesTheMessage() throws Exception {
         Fd[] pair = Libc.socketpair(Libc.SOCK_STREAM);
         try (Fd a = pair[0]; Fd b = pair[1]) {

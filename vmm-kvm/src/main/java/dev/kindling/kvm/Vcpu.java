@@ -222,8 +222,7 @@ public final class Vcpu implements AutoCloseable {
     private VcpuExit decode() {
         MemorySegment p = run;
         int reason = p.get(JAVA_INT, KvmRun.EXIT_REASON);
-        // Port and MMIO exits are nearly all; the rest is decoded apart, which keeps this method small
-        // enough for the JIT to inline into the caller's exit loop.
+        // Port and MMIO exits are nearly all; the rest is decoded apart, keeping this path short.
         return switch (reason) {
             case KvmConstants.EXIT_IO -> new VcpuExit.Io(
                     p.get(JAVA_BYTE, KvmRun.IO_DIRECTION) == KvmConstants.EXIT_IO_OUT

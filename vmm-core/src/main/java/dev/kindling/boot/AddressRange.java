@@ -26,11 +26,6 @@ public record AddressRange(long start, long size) {
         return size > 0 && o.size > 0 && start < o.end() && o.start < end();
     }
 
-    /** True if all of {@code o} lies inside this range. */
-    public boolean encloses(AddressRange o) {
-        return o.start >= start && o.end() <= end();
-    }
-
     @Override
     public String toString() {
         return "[0x" + Long.toHexString(start) + ", 0x" + Long.toHexString(end()) + ")";

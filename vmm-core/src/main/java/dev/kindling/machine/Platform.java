@@ -1,5 +1,6 @@
 package dev.kindling.machine;
 
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.Bus;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.memory.MemoryRegion;
@@ -26,10 +27,10 @@ public interface Platform extends AutoCloseable {
 
     /**
      * An eventfd the hypervisor signals, without an exit to user space, when the guest writes
-     * {@code length} bytes to {@code address} (equal to {@code datamatch} when given). Such writes no
-     * longer reach the bus. The platform owns the eventfd.
+     * {@code length} bytes to {@code address} in {@code space} (equal to {@code datamatch} when given).
+     * Such writes no longer reach the bus. The platform owns the eventfd.
      */
-    EventFd ioEvent(boolean pio, long address, int length, OptionalLong datamatch);
+    EventFd ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch);
 
     /** The most vCPUs one VM may have. */
     int maxVcpus();

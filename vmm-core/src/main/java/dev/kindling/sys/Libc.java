@@ -14,6 +14,7 @@ import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
+import java.util.concurrent.TimeUnit;
 
 /**
  * The C library calls Kindling makes, bound with the FFM API. Every call captures errno and turns a
@@ -26,7 +27,6 @@ public final class Libc {
     public static final int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
     public static final int MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20,
             MAP_NORESERVE = 0x4000;
-    public static final int MADV_DONTNEED = 4, MADV_DONTFORK = 10, MADV_HUGEPAGE = 14, MADV_MERGEABLE = 12;
     public static final int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800, EFD_SEMAPHORE = 1;
     public static final int MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
     public static final short POLLIN = 1, POLLOUT = 4, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
@@ -55,7 +55,6 @@ public final class Libc {
     private static final MethodHandle MMAP =
             errnoCall("mmap", ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG);
     private static final MethodHandle MUNMAP = errnoCall("munmap", JAVA_INT, ADDRESS, JAVA_LONG);
-    private static final MethodHandle MADVISE = errnoCall("madvise", JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT);
     private static final MethodHandle EVENTFD = errnoCall("eventfd", JAVA_INT, JAVA_INT, JAVA_INT);
     private static final MethodHandle MEMFD_CREATE = errnoCall("memfd_create", JAVA_INT, ADDRESS, JAVA_INT);
     private static final MethodHandle FTRUNCATE = errnoCall("ftruncate", JAVA_INT, JAVA_INT, JAVA_LONG);
@@ -120,6 +119,15 @@ public final class Libc {
         return result;
     }
 
+    /**
+     * True if a call failed with EINTR and is to be repeated. The kick signal is installed without
+     * SA_RESTART (so that it ends KVM_RUN), so any blocking call on a kicked thread, or on a thread
+     * the host program signals, returns EINTR without having done anything.
+     */
+    private static boolean interrupted(long result, MemorySegment state) {
+        return result < 0 && errno(state) == Errno.EINTR;
+    }
+
     private static RuntimeException rethrow(Throwable t) {
         if (t instanceof RuntimeException r) {
             return r;
@@ -177,13 +185,31 @@ public final class Libc {
 
     /**
      * ioctl returning -errno instead of throwing, for calls whose failures are part of normal
-     * operation (KVM_RUN interrupted by a kick returns -EINTR).
+     * operation. Not repeated on EINTR: that is how a kick ends KVM_RUN.
      */
     public static int ioctlRaw(int fd, Ioctl request, long arg) {
         try {
             MemorySegment state = STATE.get();
             int r = (int) IOCTL_LONG.invokeExact(state, fd, request.number(), arg);
             return r >= 0 ? r : -errno(state);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** A buffer where calls leave their errno: see {@link #ioctlRaw(MemorySegment, int, Ioctl, long)}. */
+    public static MemorySegment newCallState(Arena arena) {
+        return arena.allocate(CALL_STATE);
+    }
+
+    /**
+     * {@link #ioctlRaw(int, Ioctl, long)} with the caller's own errno buffer (from
+     * {@link #newCallState}), for a thread that makes the call in a tight loop (KVM_RUN).
+     */
+    public static int ioctlRaw(MemorySegment callState, int fd, Ioctl request, long arg) {
+        try {
+            int r = (int) IOCTL_LONG.invokeExact(callState, fd, request.number(), arg);
+            return r >= 0 ? r : -errno(callState);
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -207,15 +233,6 @@ public final class Libc {
         try {
             MemorySegment state = STATE.get();
             check((int) MUNMAP.invokeExact(state, addr, length), state, "munmap");
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
-
-    public static void madvise(MemorySegment addr, long length, int advice) {
-        try {
-            MemorySegment state = STATE.get();
-            check((int) MADVISE.invokeExact(state, addr, length, advice), state, "madvise(" + advice + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -260,15 +277,27 @@ public final class Libc {
         }
     }
 
-    /** poll over a {@code struct pollfd[]} segment; returns the ready count, 0 on timeout, -EINTR if interrupted. */
+    /**
+     * poll over a {@code struct pollfd[]} segment; returns the ready count, or 0 once
+     * {@code timeoutMillis} (-1: none) has passed. A signal does not end the wait: the call is
+     * repeated with the time left.
+     */
     public static int poll(MemorySegment pollfds, long count, int timeoutMillis) {
         try {
             MemorySegment state = STATE.get();
-            int r = (int) POLL.invokeExact(state, pollfds, count, timeoutMillis);
-            if (r < 0 && errno(state) == Errno.EINTR) {
-                return -Errno.EINTR;
+            long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(0, timeoutMillis));
+            int timeout = timeoutMillis;
+            while (true) {
+                int r = (int) POLL.invokeExact(state, pollfds, count, timeout);
+                if (r >= 0 || errno(state) != Errno.EINTR) {
+                    return check(r, state, "poll");
+                }
+                if (timeoutMillis > 0) {
+                    // rounded up, so an interrupted wait never ends early
+                    long leftNanos = Math.max(0, deadline - System.nanoTime());
+                    timeout = (int) ((leftNanos + 999_999) / 1_000_000);
+                }
             }
-            return check(r, state, "poll");
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -278,7 +307,10 @@ public final class Libc {
     public static long read(Fd fd, MemorySegment buf, long count) {
         try {
             MemorySegment state = STATE.get();
-            long r = (long) READ.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+            long r;
+            do {
+                r = (long) READ.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+            } while (interrupted(r, state));
             if (r < 0 && errno(state) == Errno.EAGAIN) {
                 return -Errno.EAGAIN;
             }
@@ -292,7 +324,10 @@ public final class Libc {
     public static long write(Fd fd, MemorySegment buf, long count) {
         try {
             MemorySegment state = STATE.get();
-            long r = (long) WRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+            long r;
+            do {
+                r = (long) WRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+            } while (interrupted(r, state));
             if (r < 0 && errno(state) == Errno.EAGAIN) {
                 return -Errno.EAGAIN;
             }
@@ -305,7 +340,10 @@ public final class Libc {
     public static long pread(Fd fd, MemorySegment buf, long count, long offset) {
         try {
             MemorySegment state = STATE.get();
-            long r = (long) PREAD.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+            long r;
+            do {
+                r = (long) PREAD.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+            } while (interrupted(r, state));
             return check(r, state, "pread(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -315,7 +353,10 @@ public final class Libc {
     public static long pwrite(Fd fd, MemorySegment buf, long count, long offset) {
         try {
             MemorySegment state = STATE.get();
-            long r = (long) PWRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+            long r;
+            do {
+                r = (long) PWRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+            } while (interrupted(r, state));
             return check(r, state, "pwrite(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -338,7 +379,11 @@ public final class Libc {
     public static long sendmsg(Fd fd, MemorySegment msghdr, int flags) {
         try {
             MemorySegment state = STATE.get();
-            return check((long) SENDMSG.invokeExact(state, fd.value(), msghdr, flags), state, "sendmsg(" + fd.what() + ")");
+            long r;
+            do {
+                r = (long) SENDMSG.invokeExact(state, fd.value(), msghdr, flags);
+            } while (interrupted(r, state));
+            return check(r, state, "sendmsg(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -347,8 +392,11 @@ public final class Libc {
     public static long recvmsg(Fd fd, MemorySegment msghdr, int flags) {
         try {
             MemorySegment state = STATE.get();
-            return check((long) RECVMSG.invokeExact(state, fd.value(), msghdr, flags | MSG_CMSG_CLOEXEC), state,
-                    "recvmsg(" + fd.what() + ")");
+            long r;
+            do {
+                r = (long) RECVMSG.invokeExact(state, fd.value(), msghdr, flags | MSG_CMSG_CLOEXEC);
+            } while (interrupted(r, state));
+            return check(r, state, "recvmsg(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }

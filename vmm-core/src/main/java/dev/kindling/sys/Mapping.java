@@ -54,10 +54,6 @@ public final class Mapping implements AutoCloseable {
         return segment.byteSize();
     }
 
-    public void advise(int advice) {
-        Libc.madvise(segment, segment.byteSize(), advice);
-    }
-
     @Override
     public void close() {
         if (closed.compareAndSet(false, true)) {

@@ -23,8 +23,8 @@ public final class Poller {
     }
 
     /**
-     * Waits until one of {@code fds} is readable (or hung up); returns its index, or -1 on timeout or
-     * interruption by a signal.
+     * Waits until one of {@code fds} is readable (or hung up); returns its index, or -1 on timeout.
+     * Signals do not end the wait.
      */
     public static int waitAny(List<Fd> fds, int timeoutMillis) {
         try (Arena arena = Arena.ofConfined()) {

@@ -1,6 +1,7 @@
 package dev.kindling.sys;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -52,7 +53,7 @@ public final class UnixSocket {
             throw new IllegalArgumentException("at most " + MAX_FDS + " descriptors per message, got " + fds.size());
         }
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment buf = arena.allocateFrom(java.lang.foreign.ValueLayout.JAVA_BYTE, data);
+            MemorySegment buf = arena.allocateFrom(JAVA_BYTE, data);
             MemorySegment iov = arena.allocate(IOVEC);
             iov.set(ADDRESS, 0, buf);
             iov.set(JAVA_LONG, 8, data.length);
@@ -112,7 +113,7 @@ public final class UnixSocket {
                 fds.forEach(Fd::close);
                 throw new IllegalStateException("peer sent more than " + maxFds + " descriptors in one message");
             }
-            return new Received(buf.asSlice(0, n).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), List.copyOf(fds));
+            return new Received(buf.asSlice(0, n).toArray(JAVA_BYTE), List.copyOf(fds));
         }
     }
 }

@@ -1,5 +1,6 @@
 package dev.kindling.boot;
 
+import dev.kindling.memory.GuestMemory;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -15,7 +16,7 @@ import java.util.function.Consumer;
 /** Kernel images built in the tests: hand-made ELF and bzImage bytes, and gcc-built ELF files. */
 final class Fixtures {
     /** The NUL-terminated string at {@code gpa}. */
-    static String cString(dev.kindling.memory.GuestMemory mem, long gpa) {
+    static String cString(GuestMemory mem, long gpa) {
         StringBuilder s = new StringBuilder();
         for (long a = gpa; mem.read8(a) != 0; a++) {
             s.append((char) mem.read8(a));

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.kindling.sys.Mapping;
+import java.lang.foreign.ValueLayout;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
@@ -68,7 +69,7 @@ class GuestMemoryTest {
                 GuestMemory m = new GuestMemory(List.of(r));
                 Mapping other = Mapping.shared(r.fd().orElseThrow(), 0, 0x4000)) {
             m.write32(0x101000, 0xcafe);
-            assertThat(other.segment().get(java.lang.foreign.ValueLayout.JAVA_INT, 0x1000)).isEqualTo(0xcafe);
+            assertThat(other.segment().get(ValueLayout.JAVA_INT, 0x1000)).isEqualTo(0xcafe);
         }
     }
 }

@@ -6,11 +6,15 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Supplier;
 import org.junit.jupiter.api.Test;
 
 class LibcTest {
@@ -49,7 +53,7 @@ class LibcTest {
         fd.close();
         assertThat(fd.isOpen()).isFalse();
         assertThatThrownBy(fd::value).isInstanceOf(IllegalStateException.class).hasMessageContaining("eventfd is closed");
-        assertThat(java.nio.file.Files.exists(java.nio.file.Path.of("/proc/self/fd/" + n))).isFalse();
+        assertThat(Files.exists(Path.of("/proc/self/fd/" + n))).isFalse();
     }
 
     @Test
@@ -120,32 +124,114 @@ class LibcTest {
     }
 
     private static long openFds() throws Exception {
-        try (var s = java.nio.file.Files.list(java.nio.file.Path.of("/proc/self/fd"))) {
+        try (var s = Files.list(Path.of("/proc/self/fd"))) {
             return s.count();
         }
     }
 
     @Test
-    void kickInterruptsABlockingCall() throws Exception {
+    void kickedReadStillReturnsTheDataLater() throws Exception {
+        try (EventFd e = EventFd.create()) {
+            CompletableFuture<Long> read = kickedWhileBlocked(Blocked.READ, e::read);
+            e.signal(42);
+            assertThat(read.get(10, TimeUnit.SECONDS)).isEqualTo(42);
+        }
+    }
+
+    @Test
+    void kickedPollKeepsWaitingForTheDescriptor() throws Exception {
+        try (EventFd e = EventFd.create()) {
+            CompletableFuture<Boolean> ready = kickedWhileBlocked(Blocked.POLL, () -> Poller.waitReadable(e.fd(), 60_000));
+            e.signal();
+            assertThat(ready.get(10, TimeUnit.SECONDS)).isTrue();
+        }
+    }
+
+    @Test
+    void kickedPollWithATimeoutStillWaitsItOut() throws Exception {
         try (EventFd never = EventFd.create()) {
-            AtomicReference<Long> handle = new AtomicReference<>();
-            CountDownLatch ready = new CountDownLatch(1);
-            AtomicReference<Object> result = new AtomicReference<>();
-            Thread t = new Thread(() -> {
-                handle.set(ThreadKick.prepareCurrentThread());
-                ready.countDown();
-                // a blocking poll with no timeout: only a signal ends it
-                result.set(Poller.waitReadable(never.fd(), -1));
+            CompletableFuture<Long> waited = kickedWhileBlocked(Blocked.POLL, () -> {
+                long t0 = System.nanoTime();
+                assertThat(Poller.waitReadable(never.fd(), 2_000)).isFalse();
+                return System.nanoTime() - t0;
             });
-            t.start();
-            assertThat(ready.await(5, TimeUnit.SECONDS)).isTrue();
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-            while (t.isAlive() && System.nanoTime() < deadline) {
-                ThreadKick.kick(handle.get());
-                t.join(20);
+            assertThat(waited.get(10, TimeUnit.SECONDS)).isGreaterThanOrEqualTo(TimeUnit.MILLISECONDS.toNanos(2_000));
+        }
+    }
+
+    @Test
+    void kickedRecvmsgStillReceivesTheMessage() throws Exception {
+        Fd[] pair = Libc.socketpair(Libc.SOCK_STREAM);
+        try (Fd a = pair[0]; Fd b = pair[1]) {
+            CompletableFuture<UnixSocket.Received> got = kickedWhileBlocked(Blocked.RECVMSG, () -> UnixSocket.receive(b, 16, 1));
+            UnixSocket.send(a, new byte[] {7}, List.of());
+            assertThat(got.get(10, TimeUnit.SECONDS).data()).containsExactly(7);
+        }
+    }
+
+    /**
+     * Runs {@code call} on a kickable thread, waits until it blocks in the system call, kicks it and
+     * waits until it has woken up and blocked in the same call again; the caller then lets it finish.
+     */
+    private static <T> CompletableFuture<T> kickedWhileBlocked(Blocked call, Supplier<T> action) throws Exception {
+        CompletableFuture<Long> handle = new CompletableFuture<>();
+        CompletableFuture<Path> task = new CompletableFuture<>();
+        CompletableFuture<T> result = new CompletableFuture<>();
+        Thread t = new Thread(() -> {
+            try {
+                handle.complete(ThreadKick.prepareCurrentThread());
+                task.complete(Path.of("/proc").resolve(Files.readSymbolicLink(Path.of("/proc/thread-self"))));
+                result.complete(action.get());
+            } catch (Throwable e) {
+                handle.completeExceptionally(e);
+                task.completeExceptionally(e);
+                result.completeExceptionally(e);
             }
-            assertThat(t.isAlive()).isFalse();
-            assertThat(result.get()).isEqualTo(false);
+        }, "blocked-" + call);
+        t.setDaemon(true);
+        t.start();
+        Path proc = task.get(10, TimeUnit.SECONDS);
+        awaitTrue(() -> call.in(proc), call + " to block");
+        long wakeups = voluntarySwitches(proc);
+        assertThat(ThreadKick.kick(handle.get())).isTrue();
+        // it woke up (the signal interrupted the call) and went back into the same call
+        awaitTrue(() -> result.isDone() || voluntarySwitches(proc) > wakeups && call.in(proc), "the kicked thread to block again");
+        assertThat(result).as("the kicked call returned early").isNotDone();
+        return result;
+    }
+
+    private enum Blocked {
+        READ(0), POLL(7, 271), RECVMSG(47);
+
+        private final int[] syscalls;
+
+        Blocked(int... syscalls) {
+            this.syscalls = syscalls;
+        }
+
+        /** The thread is blocked in one of our system calls (x86-64 numbers: poll may be ppoll). */
+        boolean in(Path proc) throws IOException {
+            String first = Files.readString(proc.resolve("syscall")).split(" ")[0].trim();
+            return Arrays.stream(syscalls).anyMatch(n -> first.equals(Integer.toString(n)));
+        }
+    }
+
+    private static long voluntarySwitches(Path proc) throws IOException {
+        return Files.readAllLines(proc.resolve("status")).stream().filter(l -> l.startsWith("voluntary_ctxt_switches:"))
+                .mapToLong(l -> Long.parseLong(l.substring(l.indexOf(':') + 1).trim())).findFirst().orElseThrow();
+    }
+
+    private interface Condition {
+        boolean holds() throws IOException;
+    }
+
+    private static void awaitTrue(Condition c, String what) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!c.holds()) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("timed out waiting for " + what);
+            }
+            Thread.sleep(1);
         }
     }
 }

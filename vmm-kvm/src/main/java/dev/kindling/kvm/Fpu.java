@@ -7,6 +7,7 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.Objects;
 
 /**
  * The x87/SSE state, {@code struct kvm_fpu}: eight 16-byte x87 registers ({@code fpr}, 128 bytes),
@@ -78,7 +79,7 @@ public record Fpu(byte[] fpr, int fcw, int fsw, int ftwx, int lastOpcode, long l
 
     @Override
     public int hashCode() {
-        return Arrays.hashCode(fpr) * 31 + Arrays.hashCode(xmm) + java.util.Objects.hash(fcw, fsw, ftwx, lastOpcode,
+        return Arrays.hashCode(fpr) * 31 + Arrays.hashCode(xmm) + Objects.hash(fcw, fsw, ftwx, lastOpcode,
                 lastIp, lastDp, mxcsr);
     }
 

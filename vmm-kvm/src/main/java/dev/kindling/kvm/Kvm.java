@@ -4,6 +4,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
+import dev.kindling.sys.Ioctl;
 import dev.kindling.sys.Libc;
 import dev.kindling.sys.SyscallException;
 import java.lang.foreign.Arena;
@@ -94,7 +95,7 @@ public final class Kvm implements AutoCloseable {
     }
 
     /** Reads a {@code kvm_cpuid2} result, growing the buffer while the kernel answers E2BIG. */
-    static List<CpuidEntry> readCpuid(Fd fd, dev.kindling.sys.Ioctl request) {
+    static List<CpuidEntry> readCpuid(Fd fd, Ioctl request) {
         long header = KvmStructs.KVM_CPUID2.byteSize();
         for (int n = INITIAL_CPUID_ENTRIES; ; n *= 2) {
             try (Arena arena = Arena.ofConfined()) {

@@ -4,6 +4,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.Objects;
 
 /**
  * The special registers, {@code struct kvm_sregs}: segments, descriptor tables, control registers,
@@ -143,7 +144,7 @@ public record Sregs(Segment cs, Segment ds, Segment es, Segment fs, Segment gs, 
 
     @Override
     public int hashCode() {
-        return 31 * java.util.Objects.hash(cs, ds, es, fs, gs, ss, tr, ldt, gdt, idt, cr0, cr2, cr3, cr4, cr8, efer,
+        return 31 * Objects.hash(cs, ds, es, fs, gs, ss, tr, ldt, gdt, idt, cr0, cr2, cr3, cr4, cr8, efer,
                 apicBase) + Arrays.hashCode(interruptBitmap);
     }
 

@@ -16,6 +16,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -27,9 +28,10 @@ import java.util.function.Function;
  * A virtual CPU. One thread at a time calls {@link #run()}; any thread may {@link #kick()} it. The
  * register accessors wait (in the kernel) while another thread is inside {@code run()}.
  *
- * <p>{@link #close()} from another thread kicks a running vCPU and waits for {@code run()} to return;
- * later {@code run()} calls throw {@link IllegalStateException}. Segments handed out (the run page,
- * {@link VcpuExit.Io#data()}) become inaccessible on close instead of dangling.
+ * <p>{@link #close()} from another thread kicks a running vCPU and waits, for a bounded time, for
+ * {@code run()} to return; later {@code run()} calls throw {@link IllegalStateException}. Segments
+ * handed out (the run page, {@link VcpuExit.Io#data()}) become inaccessible on close instead of
+ * dangling.
  */
 public final class Vcpu implements AutoCloseable {
     // Runner states. A kicker signals only after moving RUNNING to KICKING, and the runner cannot
@@ -44,6 +46,11 @@ public final class Vcpu implements AutoCloseable {
     private static final int IDLE = 0, ENTERING = 1, RUNNING = 2, KICKING = 3, KICKED = 4, LEAVING = 5, CLOSED = 6;
 
     private static final VarHandle RUN_BYTE = JAVA_BYTE.varHandle();
+    /**
+     * How long {@link #close()} waits for a thread inside run() to leave it. A kicked thread leaves
+     * within microseconds; this only bounds the wait for one that cannot take the kick.
+     */
+    static final Duration CLOSE_TIMEOUT = Duration.ofSeconds(2);
 
     private static final long MSRS_NMSRS = KvmStructs.offsetOf(KvmStructs.KVM_MSRS, "nmsrs");
     private static final long MSRS_ENTRIES = KvmStructs.offsetOf(KvmStructs.KVM_MSRS, "entries");
@@ -62,6 +69,8 @@ public final class Vcpu implements AutoCloseable {
     /** Scopes every segment we hand out, so close() revokes them. */
     private final Arena arena;
     private final MemorySegment run;
+    /** KVM_RUN's errno; only the thread inside run() uses it. */
+    private final MemorySegment callState;
 
     private final AtomicInteger state = new AtomicInteger(IDLE);
     private volatile boolean closeRequested;
@@ -69,6 +78,9 @@ public final class Vcpu implements AutoCloseable {
     private Thread boundThread;
     /** Written in ENTERING, read by kickers in KICKING. */
     private volatile long pthread;
+    private volatile boolean measureRunTime;
+    /** Written only by the thread inside run(), while measured. */
+    private long runTimeNanos, lastRunEndNanos;
 
     @SuppressWarnings("restricted") // the mapping is ours and exactly this long; the arena bounds its life
     Vcpu(Vm vm, int id, Fd fd, Mapping mapping) {
@@ -79,6 +91,7 @@ public final class Vcpu implements AutoCloseable {
         this.mapping = mapping;
         this.arena = Arena.ofShared();
         this.run = mapping.segment().reinterpret(arena, null);
+        this.callState = Libc.newCallState(Arena.ofAuto()); // a shared arena would make each call acquire it
     }
 
     public int id() {
@@ -104,23 +117,60 @@ public final class Vcpu implements AutoCloseable {
     public VcpuExit run() {
         enter();
         try {
-            int r = Libc.ioctlRaw(fdNumber, KvmIoctls.KVM_RUN, 0);
-            // An AP leaving wait-for-SIPI (INIT/SIPI from another vCPU) returns EAGAIN: enter again.
-            while (r == -Errno.EAGAIN) {
-                r = Libc.ioctlRaw(fdNumber, KvmIoctls.KVM_RUN, 0);
-            }
+            int r = runIoctl();
             // Decoded before leave(): close() cannot unmap the page under us meanwhile.
-            if (r >= 0) {
-                return decode();
-            }
-            if (r == -Errno.EINTR) {
-                setImmediateExit(false);
-                return VcpuExit.INTERRUPTED;
-            }
-            throw new SyscallException("ioctl(KVM_RUN) on vcpu " + id, -r);
+            return r >= 0 ? decode() : failed(r);
         } finally {
             leave();
         }
+    }
+
+    /** KVM_RUN itself; kept apart from run() so that run() stays small enough to inline into an exit loop. */
+    private int runIoctl() {
+        boolean timed = measureRunTime;
+        long start = timed ? System.nanoTime() : 0;
+        int r = Libc.ioctlRaw(callState, fdNumber, KvmIoctls.KVM_RUN, 0);
+        // An AP leaving wait-for-SIPI (INIT/SIPI from another vCPU) returns EAGAIN: enter again.
+        while (r == -Errno.EAGAIN) {
+            r = Libc.ioctlRaw(callState, fdNumber, KvmIoctls.KVM_RUN, 0);
+        }
+        if (timed) {
+            long end = System.nanoTime();
+            runTimeNanos += end - start;
+            lastRunEndNanos = end;
+        }
+        return r;
+    }
+
+    private VcpuExit failed(int r) {
+        if (r == -Errno.EINTR) {
+            setImmediateExit(false);
+            return VcpuExit.INTERRUPTED;
+        }
+        throw new SyscallException("ioctl(KVM_RUN) on vcpu " + id, -r);
+    }
+
+    /**
+     * For benchmarks: while on, each KVM_RUN is timed with the monotonic clock ({@link System#nanoTime()})
+     * read just before and just after the ioctl, two reads per run. Off by default.
+     */
+    public void measureRunTime(boolean on) {
+        measureRunTime = on;
+    }
+
+    /**
+     * Nanoseconds spent inside KVM_RUN while {@link #measureRunTime(boolean) measured}; the rest of the
+     * vCPU thread's time between two exits is user space (decoding the exit, the device, re-entering).
+     * Like {@link #lastRunEndNanos()}, read it on the vCPU's thread (from a device) or after run() has
+     * returned there and the reader has synchronized with that thread (for example, the machine ended).
+     */
+    public long runTimeNanos() {
+        return runTimeNanos;
+    }
+
+    /** {@link System#nanoTime()} when the last measured KVM_RUN returned: the time of the exit being handled. */
+    public long lastRunEndNanos() {
+        return lastRunEndNanos;
     }
 
     private void enter() {
@@ -134,9 +184,7 @@ public final class Vcpu implements AutoCloseable {
             }
             Thread t = Thread.currentThread();
             if (t != boundThread || t.isVirtual()) {
-                // A virtual thread may move between carriers: look up the carrier every time.
-                pthread = ThreadKick.prepareCurrentThread();
-                boundThread = t;
+                bind(t);
             }
         } catch (RuntimeException | Error e) {
             state.set(IDLE); // kickers ignore ENTERING, so nobody else changed it
@@ -145,6 +193,12 @@ public final class Vcpu implements AutoCloseable {
         // A volatile store (full fence): orders it before the kernel reads immediate_exit,
         // pairing with kick(), which stores immediate_exit before it reads the state.
         state.set(RUNNING);
+    }
+
+    /** Makes {@code t} the thread kicks go to. A virtual thread may move between carriers: looked up every time. */
+    private void bind(Thread t) {
+        pthread = ThreadKick.prepareCurrentThread();
+        boundThread = t;
     }
 
     private void leave() {
@@ -168,6 +222,7 @@ public final class Vcpu implements AutoCloseable {
     private VcpuExit decode() {
         MemorySegment p = run;
         int reason = p.get(JAVA_INT, KvmRun.EXIT_REASON);
+        // Port and MMIO exits are nearly all; the rest is decoded apart, keeping this path short.
         return switch (reason) {
             case KvmConstants.EXIT_IO -> new VcpuExit.Io(
                     p.get(JAVA_BYTE, KvmRun.IO_DIRECTION) == KvmConstants.EXIT_IO_OUT
@@ -186,6 +241,12 @@ public final class Vcpu implements AutoCloseable {
                 yield new VcpuExit.Mmio(p.get(JAVA_LONG, KvmRun.MMIO_PHYS_ADDR), data, len,
                         p.get(JAVA_BYTE, KvmRun.MMIO_IS_WRITE) != 0, p);
             }
+            default -> decodeOther(p, reason);
+        };
+    }
+
+    private VcpuExit decodeOther(MemorySegment p, int reason) {
+        return switch (reason) {
             case KvmConstants.EXIT_HLT -> VcpuExit.HLT;
             case KvmConstants.EXIT_INTR -> {
                 setImmediateExit(false);
@@ -419,10 +480,23 @@ public final class Vcpu implements AutoCloseable {
 
     // ---- closing
 
-    /** Closes the vCPU, first kicking it out of run() on another thread and waiting for it to return. */
+    /**
+     * Closes the vCPU, first kicking it out of run() on another thread and waiting up to 2 seconds
+     * for run() to return.
+     *
+     * @throws IllegalStateException if a thread is still inside run() when the time is up (it does not
+     *     take the kick, for instance because it blocks the kick signal). The vCPU then stays open,
+     *     its descriptor and run page with it, since that thread may still use them; run() refuses to
+     *     start again, and a later close() tries again.
+     */
     @Override
     public void close() {
+        close(CLOSE_TIMEOUT);
+    }
+
+    void close(Duration timeout) {
         closeRequested = true;
+        long deadline = System.nanoTime() + timeout.toNanos();
         for (int spins = 0; ; spins++) {
             int s = state.get();
             if (s == CLOSED) {
@@ -436,6 +510,11 @@ public final class Vcpu implements AutoCloseable {
             }
             if (s == RUNNING && spins % 256 == 0) {
                 kick();
+            }
+            if (System.nanoTime() - deadline > 0) {
+                throw new IllegalStateException("vcpu " + id + ": its thread did not leave KVM_RUN within "
+                        + timeout.toMillis() + " ms of the kick; the vCPU stays open (its descriptor and run page) "
+                        + "until a close() after that thread has left");
             }
             if (spins < 64) {
                 Thread.onSpinWait();

@@ -4,11 +4,13 @@ import static dev.kindling.kvm.KvmStructs.offsetOf;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
 import dev.kindling.sys.Mapping;
+import dev.kindling.sys.ThreadKick;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
@@ -215,17 +217,17 @@ public final class Vm implements AutoCloseable {
      * KVM_IOEVENTFD: a guest write of {@code length} bytes (1, 2, 4 or 8; 0 for any) to {@code address}
      * signals {@code event} inside the kernel instead of exiting, if it equals {@code datamatch} when given.
      */
-    public void registerIoeventfd(EventFd event, long address, int length, IoSpace space, OptionalLong datamatch) {
+    public void registerIoeventfd(EventFd event, long address, int length, AddressSpace space, OptionalLong datamatch) {
         ioeventfd(event, address, length, space, datamatch, 0);
     }
 
     /** Removes a registration; the arguments must equal those it was registered with. */
-    public void unregisterIoeventfd(EventFd event, long address, int length, IoSpace space, OptionalLong datamatch) {
+    public void unregisterIoeventfd(EventFd event, long address, int length, AddressSpace space, OptionalLong datamatch) {
         ioeventfd(event, address, length, space, datamatch, KvmConstants.IOEVENTFD_FLAG_DEASSIGN);
     }
 
-    private void ioeventfd(EventFd event, long address, int length, IoSpace space, OptionalLong datamatch, int flags) {
-        if (space == IoSpace.PIO) {
+    private void ioeventfd(EventFd event, long address, int length, AddressSpace space, OptionalLong datamatch, int flags) {
+        if (space == AddressSpace.PIO) {
             flags |= KvmConstants.IOEVENTFD_FLAG_PIO;
         }
         if (datamatch.isPresent()) {
@@ -303,8 +305,12 @@ public final class Vm implements AutoCloseable {
         }
     }
 
-    /** KVM_CREATE_VCPU and maps its run page. */
+    /**
+     * KVM_CREATE_VCPU and maps its run page. Installs the signal that kicks vCPUs first, so a host
+     * program that has its own handler on it learns here (see {@link ThreadKick#install()}).
+     */
     public Vcpu createVcpu(int id) {
+        ThreadKick.install();
         Fd vcpuFd = Fd.adopt(Libc.ioctl(fd, KvmIoctls.KVM_CREATE_VCPU, id), "vcpu " + id);
         Mapping run = null;
         try {

@@ -8,6 +8,7 @@ import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
 import dev.kindling.sys.SyscallException;
+import java.lang.foreign.MemorySegment;
 import org.junit.jupiter.api.Test;
 
 /** Failures name the call and the errno. */
@@ -62,7 +63,7 @@ class ErrorPathTest {
             assertThatThrownBy(() -> vm.setUserMemoryRegion(0, 0, 0x1000, ram.segment().asSlice(1, 0x1000)))
                     .isInstanceOf(SyscallException.class)
                     .hasMessage("ioctl(KVM_SET_USER_MEMORY_REGION) failed: EINVAL (22)");
-            assertThatThrownBy(() -> vm.setUserMemoryRegion(0, 0, 0, java.lang.foreign.MemorySegment.ofArray(new byte[4096])))
+            assertThatThrownBy(() -> vm.setUserMemoryRegion(0, 0, 0, MemorySegment.ofArray(new byte[4096])))
                     .isInstanceOf(IllegalArgumentException.class);
             // Removing a slot that does not exist.
             assertThatThrownBy(() -> vm.removeUserMemoryRegion(7))

@@ -6,6 +6,7 @@ import dev.kindling.kvm.testing.BoundedProcess;
 import dev.kindling.sys.Ioctl;
 import dev.kindling.testing.Require;
 import java.io.IOException;
+import java.io.OutputStream;
 import java.lang.foreign.GroupLayout;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.PaddingLayout;
@@ -129,7 +130,7 @@ class HeaderLayoutTest {
     private static boolean commandWorks(String... command) {
         try {
             Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-            p.getInputStream().transferTo(java.io.OutputStream.nullOutputStream());
+            p.getInputStream().transferTo(OutputStream.nullOutputStream());
             return p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0;
         } catch (IOException e) {
             return false;

@@ -3,6 +3,7 @@ package dev.kindling.kvm;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.sys.SyscallException;
 import dev.kindling.testing.Require;
+import java.lang.foreign.MemorySegment;
 
 /** Opening KVM (or skipping with the reason) and setting up tiny real-mode guests. */
 final class KvmTestSupport {
@@ -22,7 +23,7 @@ final class KvmTestSupport {
     /** 16 KiB of RAM at guest address 0 with {@code code} at {@link #CODE}, in slot 0. */
     static MemoryRegion ramWithCode(Vm vm, byte[] code) {
         MemoryRegion ram = MemoryRegion.anonymous(0, RAM_SIZE);
-        ram.segment().asSlice(CODE, code.length).copyFrom(java.lang.foreign.MemorySegment.ofArray(code));
+        ram.segment().asSlice(CODE, code.length).copyFrom(MemorySegment.ofArray(code));
         vm.setUserMemoryRegion(0, ram);
         return ram;
     }

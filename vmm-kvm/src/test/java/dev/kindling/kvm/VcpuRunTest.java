@@ -4,14 +4,21 @@ import static dev.kindling.kvm.KvmTestSupport.bytes;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.sys.EventFd;
+import dev.kindling.sys.Libc;
+import dev.kindling.sys.ThreadKick;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.time.Duration;
 import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -215,7 +222,7 @@ class VcpuRunTest {
             vm.createPit2();
             vm.registerIrqfd(irq, 4);
             vm.registerIrqfd(level, resample, 5);
-            vm.registerIoeventfd(notify, 0x500, 1, IoSpace.PIO, OptionalLong.of(0x42));
+            vm.registerIoeventfd(notify, 0x500, 1, AddressSpace.PIO, OptionalLong.of(0x42));
             try (Vcpu vcpu = vm.createVcpu(0)) {
                 KvmTestSupport.startRealMode(vcpu, 0, 0);
                 VcpuExit.Io exit = (VcpuExit.Io) vcpu.run();
@@ -225,7 +232,7 @@ class VcpuRunTest {
                 assertThat(notify.read()).isEqualTo(1);
 
                 // Deassigned, the same write exits again.
-                vm.unregisterIoeventfd(notify, 0x500, 1, IoSpace.PIO, OptionalLong.of(0x42));
+                vm.unregisterIoeventfd(notify, 0x500, 1, AddressSpace.PIO, OptionalLong.of(0x42));
                 vcpu.setRegs(vcpu.getRegs().withRip(KvmTestSupport.CODE));
                 VcpuExit.Io again = (VcpuExit.Io) vcpu.run();
                 assertThat(again.port()).isEqualTo(0x500);
@@ -244,7 +251,7 @@ class VcpuRunTest {
                 0xf4);
         try (Vm vm = kvm.createVm(); MemoryRegion ram = KvmTestSupport.ramWithCode(vm, code);
                 EventFd notify = EventFd.nonBlocking(); Vcpu vcpu = vm.createVcpu(0)) {
-            vm.registerIoeventfd(notify, 0x9000, 1, IoSpace.MMIO, OptionalLong.empty());
+            vm.registerIoeventfd(notify, 0x9000, 1, AddressSpace.MMIO, OptionalLong.empty());
             KvmTestSupport.startRealMode(vcpu, 0, 0);
             VcpuExit.Mmio exit = (VcpuExit.Mmio) vcpu.run();
             assertThat(exit.address()).isEqualTo(0x9010);
@@ -259,8 +266,8 @@ class VcpuRunTest {
         try (Vm vm = kvm.createVm(); MemoryRegion ram = KvmTestSupport.ramWithCode(vm, code);
                 Vcpu vcpu = vm.createVcpu(0)) {
             KvmTestSupport.startRealMode(vcpu, 0, 0);
-            java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
-            java.util.concurrent.atomic.AtomicLong kicks = new java.util.concurrent.atomic.AtomicLong();
+            AtomicBoolean done = new AtomicBoolean();
+            AtomicLong kicks = new AtomicLong();
             Thread kicker = new Thread(() -> {
                 while (!done.get()) {
                     vcpu.kick();
@@ -290,6 +297,57 @@ class VcpuRunTest {
             kicker.join();
             assertThat(interrupted).isEqualTo(200);
             assertThat(kicks.get()).isGreaterThan(200);
+        }
+    }
+
+    @Test
+    void closeGivesUpOnARunnerThatCannotTakeTheKickAndLeavesTheVcpuOpen() throws Exception {
+        byte[] code = bytes(
+                0xfe, 0x06, 0x01, 0x20, // loop: inc byte [0x2001]   (shows the guest runs)
+                0xa0, 0x00, 0x20,       //       mov al, [0x2000]
+                0x84, 0xc0,             //       test al, al
+                0x74, 0xf5,             //       jz loop
+                0xf4);                  //       hlt
+        try (Vm vm = kvm.createVm(); MemoryRegion ram = KvmTestSupport.ramWithCode(vm, code);
+                Vcpu vcpu = vm.createVcpu(0)) {
+            KvmTestSupport.startRealMode(vcpu, 0, 0);
+            CompletableFuture<VcpuExit> runner = new CompletableFuture<>();
+            Thread t = new Thread(() -> {
+                try (Arena arena = Arena.ofConfined()) {
+                    vcpu.setImmediateExit(true);
+                    assertThat(vcpu.run()).isEqualTo(VcpuExit.INTERRUPTED); // binds this thread to the vCPU
+                    MemorySegment kick = arena.allocate(Libc.SIGSET_SIZE);
+                    Libc.sigset(kick, ThreadKick.SIGNAL);
+                    Libc.pthreadSigmask(Libc.SIG_BLOCK, kick, MemorySegment.NULL);
+                    VcpuExit exit = vcpu.run(); // the kick stays pending: only the guest's hlt ends this
+                    Libc.pthreadSigmask(Libc.SIG_UNBLOCK, kick, MemorySegment.NULL);
+                    runner.complete(exit);
+                } catch (Throwable e) {
+                    runner.completeExceptionally(e);
+                }
+            }, "vcpu-deaf");
+            t.start();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (ram.segment().get(ValueLayout.JAVA_BYTE, 0x2001) == 0 && !runner.isDone()) {
+                assertThat(System.nanoTime()).as("the guest to start").isLessThan(deadline);
+                Thread.sleep(1);
+            }
+
+            long t0 = System.nanoTime();
+            assertThatThrownBy(() -> vcpu.close(Duration.ofMillis(200)))
+                    .isInstanceOf(IllegalStateException.class)
+                    .hasMessageContaining("vcpu 0: its thread did not leave KVM_RUN within 200 ms")
+                    .hasMessageContaining("stays open");
+            assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(Duration.ofSeconds(5));
+            assertThat(vcpu.fd().isOpen()).isTrue();
+            assertThat(runner).isNotDone();
+
+            ram.segment().set(ValueLayout.JAVA_BYTE, 0x2000, (byte) 1); // let the guest reach hlt
+            assertThat(runner.get(10, TimeUnit.SECONDS)).isEqualTo(VcpuExit.HLT);
+            t.join();
+            vcpu.close();
+            assertThat(vcpu.fd().isOpen()).isFalse();
+            assertThatThrownBy(vcpu::run).isInstanceOf(IllegalStateException.class).hasMessageContaining("closed");
         }
     }
 }

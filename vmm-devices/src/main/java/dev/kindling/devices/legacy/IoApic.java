@@ -124,12 +124,6 @@ public final class IoApic implements Device, BusMapped {
         return lines[pin];
     }
 
-    /** The message {@code pin} sends now: {@code address << 32 | data}, for a caller that mirrors routes. */
-    public synchronized long message(int pin) {
-        long e = table[Objects.checkIndex(pin, PINS)];
-        return msiAddress(e) << 32 | (msiData(e) & 0xffffffffL);
-    }
-
     @Override
     public synchronized long read(long offset, int size) {
         if (offset == IOREGSEL && (size == 1 || size == 2 || size == 4)) {
@@ -226,7 +220,7 @@ public final class IoApic implements Device, BusMapped {
                 }
                 table[pin] = e | REMOTE_IRR;
             }
-            sink.deliver(pin, msiAddress(e), msiData(e));
+            sink.deliver(msiAddress(e), msiData(e));
         }
     }
 

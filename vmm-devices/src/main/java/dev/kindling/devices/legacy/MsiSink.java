@@ -10,15 +10,6 @@ public interface MsiSink {
     void deliver(long address, int data);
 
     /**
-     * Delivers the message raised by IOAPIC pin {@code pin}. The IOAPIC calls this one; by default it
-     * forwards to {@link #deliver(long, int)}. A KVM sink that keeps one GSI route per pin (see
-     * {@link #routeChanged}) can trigger the pin's GSI instead.
-     */
-    default void deliver(int pin, long address, int data) {
-        deliver(address, data);
-    }
-
-    /**
      * The guest rewrote pin {@code pin}'s redirection entry; {@code address} and {@code data} are the
      * message it now sends. With a split irqchip KVM only exits on the EOI of a level-triggered vector
      * that it finds in its GSI routing table (QEMU keeps an MSI route per pin for this reason), so a

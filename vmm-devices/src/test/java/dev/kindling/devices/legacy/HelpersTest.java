@@ -3,6 +3,8 @@ package dev.kindling.devices.legacy;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kindling.irq.IrqLine;
+import java.util.ArrayList;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 
 class HelpersTest {
@@ -69,8 +71,8 @@ class HelpersTest {
 
     @Test
     void picAndIoApicWiredTogetherAsOnAPc() {
-        java.util.List<Long> msis = new java.util.ArrayList<>();
-        java.util.List<Boolean> intr = new java.util.ArrayList<>();
+        List<Long> msis = new ArrayList<>();
+        List<Boolean> intr = new ArrayList<>();
         try (Pic8259 pic = new Pic8259(intr::add);
                 IoApic ioapic = new IoApic((address, data) -> msis.add(address << 32 | data))) {
             IrqLine com1 = IrqLines.fanOut(4, pic.line(4), ioapic.line(4));

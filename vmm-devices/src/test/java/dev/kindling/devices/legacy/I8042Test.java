@@ -2,6 +2,7 @@ package dev.kindling.devices.legacy;
 
 import static dev.kindling.devices.legacy.I8042.*;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.tuple;
 
 import dev.kindling.bus.BusRange;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -233,8 +234,7 @@ class I8042Test {
     @Test
     void portViewsForSeparateRegistration() {
         assertThat(kbc.busRanges()).extracting(BusRange::base, BusRange::length)
-                .containsExactly(org.assertj.core.groups.Tuple.tuple(0x60L, 1L),
-                        org.assertj.core.groups.Tuple.tuple(0x64L, 1L));
+                .containsExactly(tuple(0x60L, 1L), tuple(0x64L, 1L));
         kbc.commandPort().write(0, 1, 0xaa);
         assertThat(kbc.commandPort().read(0, 1) & STATUS_OBF).isEqualTo(STATUS_OBF);
         assertThat(kbc.dataPort().read(0, 1)).isEqualTo(0x55);

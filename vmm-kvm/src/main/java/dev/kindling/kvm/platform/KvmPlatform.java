@@ -1,10 +1,10 @@
 package dev.kindling.kvm.platform;
 
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.Bus;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Capability;
 import dev.kindling.kvm.CpuidEntry;
-import dev.kindling.kvm.IoSpace;
 import dev.kindling.kvm.Kvm;
 import dev.kindling.kvm.KvmConstants;
 import dev.kindling.kvm.LapicState;
@@ -16,10 +16,13 @@ import dev.kindling.machine.VirtualCpu;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.sys.EventFd;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.OptionalLong;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.IntConsumer;
 
 /** A {@link Platform} on KVM: one VM, its memory slots, vCPUs, interrupt controllers and eventfds. */
@@ -36,10 +39,12 @@ public final class KvmPlatform implements Platform {
             MSR_KERNEL_GS_BASE = 0xc0000102;
     private static final long MISC_ENABLE_FAST_STRING = 1, MTRR_ENABLE = 1 << 11, MTRR_TYPE_WB = 6;
 
-    /** How the VM is made: where the interrupt controllers live, and whether KVM models the PIT. */
+    /**
+     * How the VM is made: where the interrupt controllers live, and whether KVM models the PIT. There
+     * is no default: the machine assembly ({@code MicrovmBuilder}, SPLIT unless told otherwise)
+     * chooses, since the choice decides which device models it must add.
+     */
     public record Config(IrqchipMode irqchip, boolean kernelPit) {
-        public static final Config DEFAULT = new Config(IrqchipMode.KERNEL, false);
-
         public Config {
             if (kernelPit && irqchip != IrqchipMode.KERNEL) {
                 throw new IllegalArgumentException("KVM's PIT needs KVM's PIC and IOAPIC (irqchip KERNEL)");
@@ -57,6 +62,8 @@ public final class KvmPlatform implements Platform {
     /** Closed after the VM: KVM drops the registrations with the VM. */
     private final List<EventFd> ioEvents = new ArrayList<>();
     private volatile IntConsumer eoiListener = vector -> { };
+    /** Each failing device is logged once per VM, not once per vCPU. */
+    private final Set<Object> failedDevices = ConcurrentHashMap.newKeySet();
     private int nextSlot;
 
     private KvmPlatform(Kvm kvm, Vm vm, Config config) {
@@ -64,7 +71,7 @@ public final class KvmPlatform implements Platform {
         this.vm = vm;
         this.config = config;
         this.supportedCpuid = kvm.supportedCpuid();
-        this.archCapabilitiesMsr = java.util.Arrays.stream(kvm.msrIndexList()).anyMatch(m -> m == MSR_IA32_ARCH_CAPABILITIES);
+        this.archCapabilitiesMsr = Arrays.stream(kvm.msrIndexList()).anyMatch(m -> m == MSR_IA32_ARCH_CAPABILITIES);
     }
 
     /** Opens /dev/kvm and creates a VM with {@code config}; nothing stays open if that fails. */
@@ -130,7 +137,7 @@ public final class KvmPlatform implements Platform {
             vcpu.close();
             throw e;
         }
-        KvmVirtualCpu v = new KvmVirtualCpu(vcpu, pio, mmio, strictMmio, vector -> eoiListener.accept(vector));
+        KvmVirtualCpu v = new KvmVirtualCpu(vcpu, pio, mmio, strictMmio, vector -> eoiListener.accept(vector), failedDevices);
         vcpus.add(v);
         return v;
     }
@@ -163,10 +170,10 @@ public final class KvmPlatform implements Platform {
     }
 
     @Override
-    public synchronized EventFd ioEvent(boolean pio, long address, int length, OptionalLong datamatch) {
+    public synchronized EventFd ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch) {
         EventFd fd = EventFd.nonBlocking();
         try {
-            vm.registerIoeventfd(fd, address, length, pio ? IoSpace.PIO : IoSpace.MMIO, datamatch);
+            vm.registerIoeventfd(fd, address, length, space, datamatch);
         } catch (RuntimeException e) {
             fd.close();
             throw e;

@@ -18,6 +18,7 @@ import dev.kindling.machine.VcpuEvent;
 import dev.kindling.machine.VirtualCpu;
 import java.lang.System.Logger.Level;
 import java.util.Arrays;
+import java.util.Set;
 import java.util.function.IntConsumer;
 
 /**
@@ -33,10 +34,12 @@ final class KvmVirtualCpu implements VirtualCpu {
     private final boolean strictMmio;
     private final IntConsumer eoi;
     private volatile ExternalInterrupts pic;
-    private final java.util.Set<Object> failedDevices = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    /** Devices (and other callbacks) that have failed once, shared by the machine's vCPUs. */
+    private final Set<Object> failedDevices;
 
-    KvmVirtualCpu(Vcpu vcpu, Bus pio, Bus mmio, boolean strictMmio, IntConsumer eoi) {
+    KvmVirtualCpu(Vcpu vcpu, Bus pio, Bus mmio, boolean strictMmio, IntConsumer eoi, Set<Object> failedDevices) {
         this.vcpu = vcpu;
+        this.failedDevices = failedDevices;
         this.pio = pio;
         this.mmio = mmio;
         this.strictMmio = strictMmio;
@@ -157,28 +160,25 @@ final class KvmVirtualCpu implements VirtualCpu {
 
     private void handleIo(VcpuExit.Io io) {
         BusRange r = pio.find(io.port());
+        int size = io.size();
         if (r == null) {
             if (io.isIn()) {
                 for (int i = 0; i < io.count(); i++) {
-                    io.setValue(i, Device.ones(io.size()));
+                    io.setValue(i, Device.ones(size));
                 }
             }
             return;
         }
         long offset = io.port() - r.base();
         Device d = r.device();
-        try {
-            if (io.isOut()) {
-                for (int i = 0; i < io.count(); i++) {
-                    d.write(offset, io.size(), io.value(i));
-                }
-            } else {
-                for (int i = 0; i < io.count(); i++) {
-                    io.setValue(i, d.read(offset, io.size()));
-                }
+        if (io.isOut()) {
+            for (int i = 0; i < io.count(); i++) {
+                write(d, offset, size, io.value(i));
             }
-        } catch (RuntimeException e) {
-            deviceFailed(d, e);
+        } else {
+            for (int i = 0; i < io.count(); i++) {
+                io.setValue(i, read(d, offset, size));
+            }
         }
     }
 
@@ -192,22 +192,37 @@ final class KvmVirtualCpu implements VirtualCpu {
             return !strictMmio;
         }
         Device d = r.device();
-        try {
-            if (m.isWrite()) {
-                d.write(m.address() - r.base(), m.len(), m.data());
-            } else {
-                m.complete(d.read(m.address() - r.base(), m.len()));
-            }
-        } catch (RuntimeException e) {
-            deviceFailed(d, e);
+        if (m.isWrite()) {
+            write(d, m.address() - r.base(), m.len(), m.data());
+        } else {
+            m.complete(read(d, m.address() - r.base(), m.len()));
         }
         return true;
     }
 
     /**
-     * A device bug must not take the guest down: the access counts as ignored. Logged once per device,
-     * so a guest repeating the access cannot flood the log.
+     * A device bug must not take the guest down: a read that fails returns all ones, as a read of
+     * nothing does (the guest would otherwise see whatever the previous exit left in the run page),
+     * and a write that fails is dropped.
      */
+    private long read(Device d, long offset, int size) {
+        try {
+            return d.read(offset, size);
+        } catch (RuntimeException e) {
+            deviceFailed(d, e);
+            return Device.ones(size);
+        }
+    }
+
+    private void write(Device d, long offset, int size, long value) {
+        try {
+            d.write(offset, size, value);
+        } catch (RuntimeException e) {
+            deviceFailed(d, e);
+        }
+    }
+
+    /** Logged once per device, so a guest repeating the access cannot flood the log. */
     private void deviceFailed(Object device, RuntimeException e) {
         if (failedDevices.add(device)) {
             LOG.log(Level.WARNING, "device " + (device instanceof Device d ? d.name() : device)

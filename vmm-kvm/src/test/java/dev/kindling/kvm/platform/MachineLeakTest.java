@@ -15,7 +15,7 @@ class MachineLeakTest {
     private static final int CYCLES = 200;
 
     private static void cycle(int vcpus) throws Exception {
-        try (Machine m = TestGuests.machine("exitloop", vcpus, KvmPlatform.Config.DEFAULT, false)) {
+        try (Machine m = TestGuests.machine("exitloop", vcpus, TestGuests.KERNEL_IRQCHIP, false)) {
             m.attachPio(0x700, 0x20, new Recorder("exitloop")); // 0x710 reads 0: no iterations
             m.start();
             assertThat(m.awaitExit(Duration.ofSeconds(30))).containsInstanceOf(StopReason.Reset.class);

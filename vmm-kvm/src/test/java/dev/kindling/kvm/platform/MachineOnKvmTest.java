@@ -1,20 +1,32 @@
 package dev.kindling.kvm.platform;
 
-import dev.kindling.kvm.testing.TestGuests;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.kindling.boot.BootCpuState;
+import dev.kindling.boot.KernelLoader;
+import dev.kindling.bus.AddressSpace;
+import dev.kindling.device.Device;
+import dev.kindling.kvm.testing.TestGuests;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
 import dev.kindling.sys.EventFd;
+import java.nio.file.Files;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.OptionalLong;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.LongStream;
+import java.util.logging.Handler;
+import java.util.logging.Level;
+import java.util.logging.LogRecord;
+import java.util.logging.Logger;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-/** The acceptance checks of the foundation: freestanding guests on real KVM talking to Java devices. */
+/** Freestanding guests on real KVM talking to Java devices: the whole exit path, end to end. */
 @Timeout(120)
 class MachineOnKvmTest {
     private static final Duration WAIT = Duration.ofSeconds(60);
@@ -70,7 +82,7 @@ class MachineOnKvmTest {
     @Test
     void ioeventfdWritesReachJavaWithoutAnExit() throws Exception {
         try (Machine m = TestGuests.machine("ioevent")) {
-            EventFd doorbell = m.platform().ioEvent(true, 0x620, 2, OptionalLong.of(0x1234));
+            EventFd doorbell = m.platform().ioEvent(AddressSpace.PIO, 0x620, 2, OptionalLong.of(0x1234));
             Recorder bus = new Recorder("ioevent-port");
             Recorder done = new Recorder("done");
             m.attachPio(0x620, 2, bus);
@@ -84,7 +96,7 @@ class MachineOnKvmTest {
 
     @Test
     void twoVcpusRunAtOnceAndPauseAndResumeWork() throws Exception {
-        try (Machine m = TestGuests.machine("smp", 2, KvmPlatform.Config.DEFAULT, false)) {
+        try (Machine m = TestGuests.machine("smp", 2, TestGuests.KERNEL_IRQCHIP, false)) {
             // both vCPUs start at the guest's entry; the guest gives each its own stack
             m.vcpus().get(1).setBootState(bootStateOf(m));
             Recorder ids = new Recorder("ids");
@@ -120,16 +132,67 @@ class MachineOnKvmTest {
         }
     }
 
-    private static dev.kindling.boot.BootCpuState bootStateOf(Machine m) throws Exception {
-        byte[] image = java.nio.file.Files.readAllBytes(TestGuests.elf("smp"));
-        var kernel = dev.kindling.boot.KernelLoader.forImage(image).inspect(m.memory(), image);
-        return dev.kindling.boot.BootCpuState.protectedMode32(kernel.pvhEntry().orElseThrow(), 0);
+    private static BootCpuState bootStateOf(Machine m) throws Exception {
+        byte[] image = Files.readAllBytes(TestGuests.elf("smp"));
+        var kernel = KernelLoader.forImage(image).inspect(m.memory(), image);
+        return BootCpuState.protectedMode32(kernel.pvhEntry().orElseThrow(), 0);
     }
 
     private static void awaitValues(Recorder r, int n) throws InterruptedException {
         if (!r.awaitWrites(n, WAIT)) {
             throw new AssertionError(r.name() + " saw only " + r.writes().size() + " writes in " + WAIT);
         }
+    }
+
+    @Test
+    void readsFromAFailingDeviceReturnAllOnesAndEachDeviceIsLoggedOnce() throws Exception {
+        Device pioBroken = new Broken("broken-pio");
+        Device mmioBroken = new Broken("broken-mmio");
+        Logger log = Logger.getLogger(KvmVirtualCpu.class.getName());
+        List<LogRecord> warnings = new ArrayList<>();
+        Handler capture = new Handler() {
+            @Override
+            public void publish(LogRecord r) {
+                if (r.getLevel() == Level.WARNING) {
+                    synchronized (warnings) {
+                        warnings.add(r);
+                    }
+                }
+            }
+
+            @Override
+            public void flush() {}
+
+            @Override
+            public void close() {}
+        };
+        log.addHandler(capture);
+        try (Machine m = TestGuests.machine("failread")) {
+            Recorder report = new Recorder("report");
+            m.attachPio(0x670, 4, pioBroken);
+            m.attachPio(0x674, 4, report);
+            m.attachMmio(0xd0002000L, 0x1000, mmioBroken);
+            assertThat(run(m)).isInstanceOf(StopReason.Reset.class);
+            // inl, inb, the four values of rep insl, the MMIO read: all ones, not what the run page held
+            assertThat(report.values(0)).containsExactly(0xffffffffL, 0xffL,
+                    0xffffffffL, 0xffffffffL, 0xffffffffL, 0xffffffffL, 0xffffffffL);
+        } finally {
+            log.removeHandler(capture);
+        }
+        synchronized (warnings) {
+            assertThat(warnings).extracting(LogRecord::getMessage).containsExactlyInAnyOrder(
+                    "device broken-pio failed (further failures are not logged)",
+                    "device broken-mmio failed (further failures are not logged)");
+        }
+    }
+
+    /** Accepts writes, fails every read. */
+    private record Broken(String name) implements Device {
+        public long read(long offset, int size) {
+            throw new IllegalStateException(name + " is broken");
+        }
+
+        public void write(long offset, int size, long value) {}
     }
 
     @Test
@@ -143,7 +206,7 @@ class MachineOnKvmTest {
             assertThat(why).isInstanceOf(StopReason.InternalError.class);
             assertThat(why.describe()).contains("emulation failed").contains("rip=0xe0001000");
         }
-        try (Machine m = TestGuests.machine("badmem", 1, KvmPlatform.Config.DEFAULT, true)) {
+        try (Machine m = TestGuests.machine("badmem", 1, TestGuests.KERNEL_IRQCHIP, true)) {
             assertThat(run(m)).isEqualTo(new StopReason.BadAccess(0, 0xe0000000L, false));
         }
     }
@@ -184,8 +247,8 @@ class MachineOnKvmTest {
 
     @Test
     void stopEndsAVcpuThatADeviceHoldsInAJavaWait() throws Exception {
-        java.util.concurrent.CountDownLatch held = new java.util.concurrent.CountDownLatch(1);
-        dev.kindling.device.Device stuck = new dev.kindling.device.Device() {
+        CountDownLatch held = new CountDownLatch(1);
+        Device stuck = new Device() {
             public String name() {
                 return "stuck-sink";
             }
@@ -208,7 +271,7 @@ class MachineOnKvmTest {
         try (Machine m = TestGuests.machine("exitloop")) {
             m.attachPio(0x700, 0x14, stuck);
             m.start();
-            assertThat(held.await(30, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+            assertThat(held.await(30, TimeUnit.SECONDS)).isTrue();
             long t0 = System.nanoTime();
             m.stop();
             assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(PROMPT_STOP);

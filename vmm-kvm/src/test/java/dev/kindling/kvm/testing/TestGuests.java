@@ -6,6 +6,7 @@ import dev.kindling.boot.MicrovmLayout;
 import dev.kindling.device.Device;
 import dev.kindling.kvm.Capability;
 import dev.kindling.kvm.Kvm;
+import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.kvm.platform.KvmPlatform;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
@@ -27,6 +28,8 @@ public final class TestGuests {
     public static final long RAM = 64L << 20;
     /** A build from clean takes about 1.5 s here; the limit only catches a hang. */
     private static final Duration BUILD_LIMIT = Duration.ofSeconds(300);
+    /** KVM's PIC and IOAPIC: the guests' interrupts come through {@code platform().irqLine(gsi)}. */
+    public static final KvmPlatform.Config KERNEL_IRQCHIP = new KvmPlatform.Config(IrqchipMode.KERNEL, false);
     private static boolean built;
 
     private TestGuests() {}
@@ -113,7 +116,7 @@ public final class TestGuests {
     }
 
     public static Machine machine(String name) throws IOException {
-        return machine(name, 1, KvmPlatform.Config.DEFAULT, false);
+        return machine(name, 1, KERNEL_IRQCHIP, false);
     }
 
     /** Port 0x64: a write of 0xFE resets (ends) the machine, as the i8042 does. */

@@ -1,5 +1,6 @@
 package dev.kindling.machine;
 
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.Bus;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
@@ -102,6 +103,11 @@ public final class Machine implements AutoCloseable {
         return mmio;
     }
 
+    /** The bus of {@code space}. */
+    public Bus bus(AddressSpace space) {
+        return space == AddressSpace.PIO ? pio : mmio;
+    }
+
     public List<VirtualCpu> vcpus() {
         return List.copyOf(vcpus);
     }
@@ -114,6 +120,11 @@ public final class Machine implements AutoCloseable {
     /** Puts {@code device} on the MMIO bus at {@code [base, base + length)}; the machine closes it. */
     public BusRange attachMmio(long base, long length, Device device) {
         return attach(mmio, base, length, device);
+    }
+
+    /** Puts {@code device} on the bus of {@code space} at {@code [base, base + length)}; the machine closes it. */
+    public BusRange attach(AddressSpace space, long base, long length, Device device) {
+        return attach(bus(space), base, length, device);
     }
 
     private BusRange attach(Bus bus, long base, long length, Device device) {

@@ -1,5 +1,6 @@
 package dev.kindling.microvm;
 
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.device.Device;
 import dev.kindling.irq.IrqLine;
 import java.util.Locale;
@@ -15,7 +16,7 @@ import java.util.function.Supplier;
  * interrupt's line. The machine closes the device. {@link MicrovmBuilder#validate()} checks the window
  * and the IRQ against the machine's own devices.
  */
-public record DeviceSpec(IoMapEntry.Space space, long base, long length, OptionalInt irq,
+public record DeviceSpec(AddressSpace space, long base, long length, OptionalInt irq,
                          Function<IrqLine, Device> factory) {
     public DeviceSpec {
         Objects.requireNonNull(space, "space");
@@ -25,22 +26,22 @@ public record DeviceSpec(IoMapEntry.Space space, long base, long length, Optiona
 
     /** A port-I/O device without an interrupt. */
     public static DeviceSpec pio(long base, long length, Supplier<? extends Device> device) {
-        return new DeviceSpec(IoMapEntry.Space.PIO, base, length, OptionalInt.empty(), withoutLine(device));
+        return new DeviceSpec(AddressSpace.PIO, base, length, OptionalInt.empty(), withoutLine(device));
     }
 
     /** A port-I/O device that raises {@code irq}. */
     public static DeviceSpec pio(long base, long length, int irq, Function<IrqLine, ? extends Device> device) {
-        return new DeviceSpec(IoMapEntry.Space.PIO, base, length, OptionalInt.of(irq), widen(device));
+        return new DeviceSpec(AddressSpace.PIO, base, length, OptionalInt.of(irq), widen(device));
     }
 
     /** An MMIO device without an interrupt. */
     public static DeviceSpec mmio(long base, long length, Supplier<? extends Device> device) {
-        return new DeviceSpec(IoMapEntry.Space.MMIO, base, length, OptionalInt.empty(), withoutLine(device));
+        return new DeviceSpec(AddressSpace.MMIO, base, length, OptionalInt.empty(), withoutLine(device));
     }
 
     /** An MMIO device that raises {@code irq}. */
     public static DeviceSpec mmio(long base, long length, int irq, Function<IrqLine, ? extends Device> device) {
-        return new DeviceSpec(IoMapEntry.Space.MMIO, base, length, OptionalInt.of(irq), widen(device));
+        return new DeviceSpec(AddressSpace.MMIO, base, length, OptionalInt.of(irq), widen(device));
     }
 
     /** How errors and the I/O map name it, e.g. {@code "device at pio 0x700"}. */

@@ -1,6 +1,7 @@
 package dev.kindling.microvm;
 
 import dev.kindling.boot.DirectBoot;
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.BusRange;
 import dev.kindling.devices.legacy.Serial16550;
 import dev.kindling.machine.Machine;
@@ -138,10 +139,10 @@ public final class Microvm implements AutoCloseable {
     public List<IoMapEntry> ioMap() {
         List<IoMapEntry> all = new ArrayList<>(kvmOwned);
         for (BusRange r : machine.pio().ranges()) {
-            all.add(new IoMapEntry(IoMapEntry.Space.PIO, r.base(), r.length(), r.device().name(), IoMapEntry.Owner.KINDLING));
+            all.add(new IoMapEntry(AddressSpace.PIO, r.base(), r.length(), r.device().name(), IoMapEntry.Owner.KINDLING));
         }
         for (BusRange r : machine.mmio().ranges()) {
-            all.add(new IoMapEntry(IoMapEntry.Space.MMIO, r.base(), r.length(), r.device().name(), IoMapEntry.Owner.KINDLING));
+            all.add(new IoMapEntry(AddressSpace.MMIO, r.base(), r.length(), r.device().name(), IoMapEntry.Owner.KINDLING));
         }
         all.sort(Comparator.comparing(IoMapEntry::space).thenComparingLong(IoMapEntry::base));
         return all;

@@ -10,6 +10,7 @@ import dev.kindling.boot.LoadedKernel;
 import dev.kindling.boot.MicrovmLayout;
 import dev.kindling.boot.MpTable;
 import dev.kindling.boot.PvhBoot;
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.devices.legacy.I8042;
@@ -365,31 +366,31 @@ public final class MicrovmBuilder {
         if (isaSerial) {
             w.add(pio(Serial16550.COM1_BASE, Serial16550.LENGTH, "serial0", IoMapEntry.Owner.KINDLING));
         }
-        w.add(new IoMapEntry(IoMapEntry.Space.MMIO, IoApic.BASE, IoApic.LENGTH, "ioapic", chips));
-        w.add(new IoMapEntry(IoMapEntry.Space.MMIO, MicrovmLayout.LAPIC_ADDRESS, 0x1000, "local-apic", IoMapEntry.Owner.KVM));
+        w.add(new IoMapEntry(AddressSpace.MMIO, IoApic.BASE, IoApic.LENGTH, "ioapic", chips));
+        w.add(new IoMapEntry(AddressSpace.MMIO, MicrovmLayout.LAPIC_ADDRESS, 0x1000, "local-apic", IoMapEntry.Owner.KVM));
         for (int i = 0; i < virtioTransports.size(); i++) {
-            w.add(new IoMapEntry(IoMapEntry.Space.MMIO, transportBase(i), MicrovmLayout.VIRTIO_MMIO_SIZE,
+            w.add(new IoMapEntry(AddressSpace.MMIO, transportBase(i), MicrovmLayout.VIRTIO_MMIO_SIZE,
                     "virtio-mmio transport " + i, IoMapEntry.Owner.KINDLING));
         }
         return w;
     }
 
     private static IoMapEntry pio(long base, long length, String name, IoMapEntry.Owner owner) {
-        return new IoMapEntry(IoMapEntry.Space.PIO, base, length, name, owner);
+        return new IoMapEntry(AddressSpace.PIO, base, length, name, owner);
     }
 
     /** The caller's windows fit their bus, stay off RAM (KVM would never let an access reach them) and overlap nothing. */
     private void checkWindows(List<IoMapEntry> fixed, long ramBytes) {
         List<IoMapEntry> taken = new ArrayList<>(fixed);
         for (DeviceSpec d : devices) {
-            long limit = d.space() == IoMapEntry.Space.PIO ? 0x10000 : 1L << 52;
+            long limit = d.space() == AddressSpace.PIO ? 0x10000 : 1L << 52;
             if (d.length() < 1 || d.base() < 0 || d.base() > limit - d.length()) {
                 throw new ConfigException("device", d.describe() + ": window of 0x" + Long.toHexString(d.length())
                         + " bytes does not fit the " + d.space().name().toLowerCase(Locale.ROOT) + " space (up to 0x"
                         + Long.toHexString(limit) + ")");
             }
             IoMapEntry mine = new IoMapEntry(d.space(), d.base(), d.length(), d.describe(), IoMapEntry.Owner.KINDLING);
-            if (d.space() == IoMapEntry.Space.MMIO) {
+            if (d.space() == AddressSpace.MMIO) {
                 for (AddressRange ram : MicrovmLayout.ramRanges(ramBytes)) {
                     if (ram.overlaps(new AddressRange(d.base(), d.length()))) {
                         throw new ConfigException("device", d.describe() + " is inside guest RAM " + ram);
@@ -572,20 +573,20 @@ public final class MicrovmBuilder {
         IntFunction<IrqLine> isaLine;
         if (irqchip == IrqchipMode.SPLIT) {
             IoApic ioapic = new IoApic("ioapic", vcpus, new KvmIoapicSink(platform));
-            attach(machine, IoMapEntry.Space.MMIO, ioapic.busRanges(), ioapic);
+            attach(machine, AddressSpace.MMIO, ioapic.busRanges(), ioapic);
             platform.onIoapicEoi(ioapic::endOfInterrupt);
             if (plan.pic()) {
                 PicWiring wiring = new PicWiring();
                 Pic8259 pic = new Pic8259(wiring);
                 wiring.connect(pic, platform);
-                attach(machine, IoMapEntry.Space.PIO, pic.busRanges(), pic);
+                attach(machine, AddressSpace.PIO, pic.busRanges(), pic);
                 isaLine = irq -> irq < 16 ? IrqLines.fanOut(irq, pic.line(irq), ioapic.line(irq)) : ioapic.line(irq);
             } else {
                 isaLine = ioapic::line;
             }
             if (plan.pit()) {
                 Pit8254 pit = new Pit8254("pit", isaLine.apply(IRQ_PIT), System::nanoTime);
-                attach(machine, IoMapEntry.Space.PIO, pit.busRanges(), pit);
+                attach(machine, AddressSpace.PIO, pit.busRanges(), pit);
             }
         } else {
             isaLine = platform::irqLine;
@@ -595,7 +596,7 @@ public final class MicrovmBuilder {
             Rtc rtc = new Rtc("rtc", isaLine.apply(IRQ_RTC), Clock.systemUTC());
             long low = MicrovmLayout.lowRamSize(plan.ramBytes());
             rtc.setMemorySize(low, plan.ramBytes() - low);
-            attach(machine, IoMapEntry.Space.PIO, rtc.busRanges(), rtc);
+            attach(machine, AddressSpace.PIO, rtc.busRanges(), rtc);
         }
         Console console = new Console(serialOutput);
         Serial16550 serial = null;
@@ -605,7 +606,7 @@ public final class MicrovmBuilder {
                     console.sink());
             serial = s;
             // the poll ends first, so the serial's reader thread is gone when its close() returns
-            attach(machine, IoMapEntry.Space.PIO, s.busRanges(), polled == null ? s : () -> {
+            attach(machine, AddressSpace.PIO, s.busRanges(), polled == null ? s : () -> {
                 polled.close();
                 s.close();
             });
@@ -614,7 +615,7 @@ public final class MicrovmBuilder {
         I8042 i8042 = new I8042("i8042",
                 () -> machine.requestExit(new StopReason.Reset(StopReason.ResetCause.I8042)),
                 isaLine.apply(IRQ_KEYBOARD), null);
-        attach(machine, IoMapEntry.Space.PIO, i8042.busRanges(), i8042);
+        attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
 
         for (int i = 0; i < virtioTransports.size(); i++) {
             Device d = make("virtio-mmio transport " + i, virtioTransports.get(i), isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i));
@@ -623,11 +624,7 @@ public final class MicrovmBuilder {
         for (DeviceSpec u : devices) {
             Device d = make(u.describe(), u.factory(), u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0));
             try {
-                if (u.space() == IoMapEntry.Space.PIO) {
-                    machine.attachPio(u.base(), u.length(), d);
-                } else {
-                    machine.attachMmio(u.base(), u.length(), d);
-                }
+                machine.attach(u.space(), u.base(), u.length(), d);
             } catch (IllegalArgumentException e) {
                 throw new ConfigException("device", u.describe() + ": " + e.getMessage(), e);
             }
@@ -651,14 +648,10 @@ public final class MicrovmBuilder {
         return d;
     }
 
-    private static void attach(Machine machine, IoMapEntry.Space space, List<BusRange> ranges, AutoCloseable owner) {
+    private static void attach(Machine machine, AddressSpace space, List<BusRange> ranges, AutoCloseable owner) {
         machine.own(owner);
         for (BusRange r : ranges) {
-            if (space == IoMapEntry.Space.PIO) {
-                machine.pio().register(r.base(), r.length(), r.device());
-            } else {
-                machine.mmio().register(r.base(), r.length(), r.device());
-            }
+            machine.bus(space).register(r.base(), r.length(), r.device());
         }
     }
 }

@@ -11,8 +11,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * Boots the Linux test kernel to its busybox init with the machine variants the issue names; the
- * init reports what the guest sees (RAM, CPUs, command line, PIC, RTC), then reboots (i8042 0xFE).
+ * Boots the Linux test kernel to its busybox init in the variants users pick most (legacy devices on
+ * and off, one and two vCPUs, PVH and bzImage); the init reports what the guest sees (RAM, CPUs,
+ * command line, PIC, RTC), then reboots (i8042 0xFE).
  * Guest kernel code may run under KVM's instruction emulator here, so a boot takes tens of seconds.
  */
 @Timeout(900)

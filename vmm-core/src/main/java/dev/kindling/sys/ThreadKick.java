@@ -33,7 +33,7 @@ public final class ThreadKick {
     /**
      * Installs the kick handler, once per process.
      *
-     * @throws IllegalStateException if the host program has its own handler on {@link #SIGNAL}
+     * @throws SignalInUseException if the host program has its own handler on {@link #SIGNAL}
      */
     public static void install() {
         if (installed) {
@@ -54,7 +54,7 @@ public final class ThreadKick {
             Libc.sigaction(signal, MemorySegment.NULL, old);
             long current = old.get(ADDRESS, 0).address();
             if (!isFree(current)) {
-                throw new IllegalStateException(describe(signal) + " already has a handler of the host program (at 0x"
+                throw new SignalInUseException(describe(signal) + " already has a handler of the host program (at 0x"
                         + Long.toHexString(current) + "); Kindling kicks vCPU threads with this signal and does not "
                         + "replace another handler");
             }

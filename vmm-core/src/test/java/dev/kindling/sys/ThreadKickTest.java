@@ -38,7 +38,7 @@ class ThreadKickTest {
         int signal = Libc.sigrtmin() + 7;
         withAction(signal, HOST_HANDLER, () -> {
             assertThatThrownBy(() -> ThreadKick.installOn(signal))
-                    .isInstanceOf(IllegalStateException.class)
+                    .isInstanceOf(SignalInUseException.class)
                     .hasMessageStartingWith("SIGRTMIN+7 (signal " + signal + ") already has a handler of the host program");
             assertThat(handlerOf(signal)).isEqualTo(HOST_HANDLER.address());
         });

@@ -30,6 +30,7 @@ import dev.kindling.memory.GuestMemory;
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.PollingInputStream;
+import dev.kindling.sys.SignalInUseException;
 import dev.kindling.sys.SyscallException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -565,6 +566,9 @@ public final class MicrovmBuilder {
         }
         if (e instanceof SyscallException || e instanceof UnsupportedOperationException) {
             return new HostException("KVM is not usable: " + e.getMessage(), e);
+        }
+        if (e instanceof SignalInUseException) {
+            return new HostException(e.getMessage(), e);
         }
         return e;
     }

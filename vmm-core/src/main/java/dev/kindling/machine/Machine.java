@@ -55,6 +55,8 @@ public final class Machine implements AutoCloseable {
     private final Object lock = new Object();
     /** Never PAUSED: pausing is {@link #pauseRequested} on a running machine. */
     private State state = State.CREATED;
+    /** Why the machine ended, once it has; {@link #onExit()} completes with it. */
+    private StopReason endReason;
     private boolean pauseRequested;
     private int parked;
     private int running;
@@ -188,6 +190,7 @@ public final class Machine implements AutoCloseable {
                 running--;
                 lock.notifyAll();
             }
+            publishExit();
         }
     }
 
@@ -200,16 +203,36 @@ public final class Machine implements AutoCloseable {
     }
 
     private void end(StopReason reason) {
+        boolean first;
         synchronized (lock) {
             if (state == State.RUNNING) {
                 state = State.STOPPED;
                 lock.notifyAll();
             }
-        }
-        if (exit.complete(reason)) {
-            LOG.log(Level.DEBUG, () -> name + " ended: " + reason.describe());
+            first = endReason == null;
+            if (first) {
+                endReason = reason;
+            }
         }
         vcpus.forEach(VirtualCpu::kick);
+        if (first) {
+            LOG.log(Level.DEBUG, () -> name + " ended: " + reason.describe());
+        }
+    }
+
+    /**
+     * Completes {@link #onExit()} once the machine has ended, from a vCPU thread that has left its loop
+     * or from {@link #stop()}: never inside a device call (a guest's reset request), so that what
+     * waits on the exit may close the machine and never runs under a device's lock.
+     */
+    private void publishExit() {
+        StopReason reason;
+        synchronized (lock) {
+            reason = endReason;
+        }
+        if (reason != null) {
+            exit.complete(reason);
+        }
     }
 
     /** Stops every vCPU and returns once all are parked. No-op unless running. */
@@ -266,7 +289,11 @@ public final class Machine implements AutoCloseable {
             }
         }
         end(new StopReason.Stopped());
-        joinThreads();
+        try {
+            joinThreads();
+        } finally {
+            publishExit();
+        }
     }
 
     /**
@@ -299,8 +326,8 @@ public final class Machine implements AutoCloseable {
     /**
      * A future that completes with why the machine ended. Each call returns a new copy, so completing or
      * cancelling it does not affect the machine or other callers. Dependent stages added without an
-     * executor run on the thread that ended the machine (often a vCPU thread): keep them short, or use
-     * the {@code ...Async} variants.
+     * executor run on a vCPU thread that has left the guest, or on the thread that stopped the machine:
+     * keep them short, or use the {@code ...Async} variants.
      */
     public CompletableFuture<StopReason> onExit() {
         return exit.copy();

@@ -33,7 +33,7 @@ public final class PollingInputStream extends InputStream {
 
     /** Standard input (descriptor 0). */
     public static PollingInputStream stdin() {
-        return new PollingInputStream(Fd.adopt(0, "standard input"));
+        return new PollingInputStream(Fd.borrow(0, "standard input"));
     }
 
     @Override
@@ -73,20 +73,14 @@ public final class PollingInputStream extends InputStream {
     private int readOnce(byte[] b, int off, int len) throws IOException {
         List<Fd> fds = List.of(wakeup.fd(), fd);
         while (true) {
-            int ready = Poller.waitAny(fds, -1); // -1 after a signal interrupted poll: poll again
+            int ready = Poller.waitAny(fds, -1); // signals do not end the wait
             if (isClosed() || ready == 0) {
                 return -1;
-            }
-            if (ready < 0) {
-                continue;
             }
             long n;
             try {
                 n = Libc.read(fd, buffer, Math.min(len, CHUNK));
             } catch (SyscallException e) {
-                if (e.errno() == Errno.EINTR) {
-                    continue;
-                }
                 throw new IOException(fd.what() + ": " + e.getMessage(), e);
             }
             if (n == -Errno.EAGAIN) {

@@ -136,11 +136,14 @@ public final class MicrovmBuilder {
      * Where the serial port's host input comes from (null: none). A Kindling thread reads it and the
      * guest gets the bytes as it takes them; the stream is not closed. On {@link Microvm#close()} that
      * thread is interrupted, which ends a read in an interruptible stream (a pipe's, a channel's). A
-     * read that ignores interrupts, such as one on {@code System.in}, keeps the thread until it
-     * returns, and what it returns is dropped: lost to whoever reads the stream next. For standard
-     * input use {@link #serialInputFromStdin()}, which never leaves a thread behind.
+     * read that ignores interrupts keeps the thread until it returns, and what it returns is dropped.
+     * {@code System.in} is such a stream, so it is read as {@link #serialInputFromStdin()} does: through
+     * poll(2) on descriptor 0, which close() ends at once, leaving later input to the next reader.
      */
     public MicrovmBuilder serialInput(InputStream in) {
+        if (in == System.in) {
+            return serialInputFromStdin();
+        }
         this.serialInput = in;
         this.serialInputFd = null;
         return this;
@@ -153,7 +156,7 @@ public final class MicrovmBuilder {
      * mode.
      */
     public MicrovmBuilder serialInputFromStdin() {
-        return serialInputFd(Fd.adopt(0, "standard input"));
+        return serialInputFd(Fd.borrow(0, "standard input"));
     }
 
     /** As {@link #serialInputFromStdin()} for another descriptor, which stays the caller's. */
@@ -491,7 +494,11 @@ public final class MicrovmBuilder {
         try {
             return wire(machine, platform, plan, boot);
         } catch (RuntimeException e) {
-            machine.close();
+            try {
+                machine.close();
+            } catch (RuntimeException closing) {
+                e.addSuppressed(closing);
+            }
             throw hostProblem(e);
         }
     }
@@ -606,6 +613,9 @@ public final class MicrovmBuilder {
         Serial16550 serial = null;
         if (isaSerial) {
             PollingInputStream polled = serialInputFd == null ? null : new PollingInputStream(serialInputFd);
+            if (polled != null) {
+                machine.own(polled); // closed even if the serial port cannot be made
+            }
             Serial16550 s = new Serial16550("serial0", isaLine.apply(IRQ_SERIAL), polled != null ? polled : serialInput,
                     console.sink());
             serial = s;

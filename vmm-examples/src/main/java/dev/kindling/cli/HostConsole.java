@@ -16,7 +16,7 @@ import java.util.concurrent.CompletableFuture;
  * included (through a shutdown hook). Any other stream is passed on as it is.
  */
 final class HostConsole implements AutoCloseable {
-    private static final Fd STDIN = Fd.adopt(0, "standard input");
+    private static final Fd STDIN = Fd.borrow(0, "standard input");
 
     private final InputStream stream;
     private final PollingInputStream polled;

@@ -420,7 +420,7 @@ public final class Serial16550 implements Device, BusMapped {
             }
         } catch (InterruptedIOException | InterruptedException e) {
             // close() interrupted a read that supports it, or the wait for room
-        } catch (IOException e) {
+        } catch (IOException | RuntimeException e) {
             if (!hostInput.isClosed()) {
                 LOG.log(Level.WARNING, name + ": input stream failed, no more input: " + e);
             }

@@ -145,6 +145,34 @@ class MachineOnKvmTest {
     }
 
     @Test
+    void exitStagesRunOutsideDeviceCallsAndMayCloseTheMachine() throws Exception {
+        CountDownLatch closed = new CountDownLatch(1);
+        List<String> deviceFrames = new ArrayList<>();
+        List<Throwable> failures = new ArrayList<>();
+        Machine m = TestGuests.machine("hello");
+        m.onExit().thenRun(() -> {
+            // the guest's reset request is a port write: no device's write() may be on the stack
+            StackWalker.getInstance().forEach(f -> {
+                if (f.getMethodName().equals("handleIo") || f.getClassName().endsWith("ResetPort")) {
+                    deviceFrames.add(f.toString());
+                }
+            });
+            try {
+                m.close();
+            } catch (Throwable t) {
+                failures.add(t);
+            }
+            closed.countDown();
+        });
+        m.start();
+        assertThat(closed.await(WAIT.toSeconds(), TimeUnit.SECONDS)).as("the stage closed the machine").isTrue();
+        assertThat(deviceFrames).isEmpty();
+        assertThat(failures).isEmpty();
+        assertThat(m.state()).isEqualTo(Machine.State.CLOSED);
+        assertThat(m.awaitExit(Duration.ZERO)).containsInstanceOf(StopReason.Reset.class);
+    }
+
+    @Test
     void readsFromAFailingDeviceReturnAllOnesAndEachDeviceIsLoggedOnce() throws Exception {
         Device pioBroken = new Broken("broken-pio");
         Device mmioBroken = new Broken("broken-mmio");

@@ -44,37 +44,60 @@ public final class Libc {
     private static final ThreadLocal<MemorySegment> STATE =
             ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(CALL_STATE));
 
-    private static final MethodHandle OPEN = errnoCall("open", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
-    private static final MethodHandle CLOSE = errnoCall("close", JAVA_INT, JAVA_INT);
-    private static final MethodHandle IOCTL_LONG = LINKER.downcallHandle(LIBC.find("ioctl").orElseThrow(),
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG),
-            CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle IOCTL_PTR = LINKER.downcallHandle(LIBC.find("ioctl").orElseThrow(),
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS),
-            CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle MMAP =
-            errnoCall("mmap", ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG);
-    private static final MethodHandle MUNMAP = errnoCall("munmap", JAVA_INT, ADDRESS, JAVA_LONG);
-    private static final MethodHandle EVENTFD = errnoCall("eventfd", JAVA_INT, JAVA_INT, JAVA_INT);
-    private static final MethodHandle MEMFD_CREATE = errnoCall("memfd_create", JAVA_INT, ADDRESS, JAVA_INT);
-    private static final MethodHandle FTRUNCATE = errnoCall("ftruncate", JAVA_INT, JAVA_INT, JAVA_LONG);
-    private static final MethodHandle POLL = errnoCall("poll", JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT);
-    private static final MethodHandle READ = errnoCall("read", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
-    private static final MethodHandle WRITE = errnoCall("write", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
-    private static final MethodHandle PREAD = errnoCall("pread", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle PWRITE = errnoCall("pwrite", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle SOCKETPAIR = errnoCall("socketpair", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
-    private static final MethodHandle SENDMSG = errnoCall("sendmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
-    private static final MethodHandle RECVMSG = errnoCall("recvmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
-    private static final MethodHandle LSEEK = errnoCall("lseek", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
-    private static final MethodHandle SIGACTION = errnoCall("sigaction", JAVA_INT, JAVA_INT, ADDRESS, ADDRESS);
-    private static final MethodHandle SIGEMPTYSET = errnoCall("sigemptyset", JAVA_INT, ADDRESS);
-    private static final MethodHandle SIGADDSET = errnoCall("sigaddset", JAVA_INT, ADDRESS, JAVA_INT);
-    private static final MethodHandle PTHREAD_SIGMASK = plainCall("pthread_sigmask", JAVA_INT, JAVA_INT, ADDRESS, ADDRESS);
-    private static final MethodHandle PTHREAD_SELF = plainCall("pthread_self", JAVA_LONG);
-    private static final MethodHandle PTHREAD_KILL = plainCall("pthread_kill", JAVA_INT, JAVA_LONG, JAVA_INT);
-    private static final MethodHandle SIGRTMIN = plainCall("__libc_current_sigrtmin", JAVA_INT);
-    private static final MethodHandle SYSCONF = errnoCall("sysconf", JAVA_LONG, JAVA_INT);
+    // Each group of handles is bound when first used (a nested class is initialised then): binding
+    // one spins classes no class-data archive keeps, about 10 ms each at start-up. Their fields are
+    // static final, so the JIT still inlines a call as if it were bound here.
+
+    /** The calls of every vCPU exit and device I/O. */
+    private static final class Io {
+        static final MethodHandle IOCTL_LONG = LINKER.downcallHandle(find("ioctl"),
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG),
+                CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
+        static final MethodHandle IOCTL_PTR = LINKER.downcallHandle(find("ioctl"),
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS),
+                CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
+        static final MethodHandle READ = errnoCall("read", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
+        static final MethodHandle WRITE = errnoCall("write", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
+        static final MethodHandle POLL = errnoCall("poll", JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT);
+    }
+
+    private static final class Descriptors {
+        static final MethodHandle OPEN = errnoCall("open", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
+        static final MethodHandle CLOSE = errnoCall("close", JAVA_INT, JAVA_INT);
+        static final MethodHandle EVENTFD = errnoCall("eventfd", JAVA_INT, JAVA_INT, JAVA_INT);
+    }
+
+    /** Memory files, and the sizing and positioned I/O of files. */
+    private static final class Files {
+        static final MethodHandle MEMFD_CREATE = errnoCall("memfd_create", JAVA_INT, ADDRESS, JAVA_INT);
+        static final MethodHandle FTRUNCATE = errnoCall("ftruncate", JAVA_INT, JAVA_INT, JAVA_LONG);
+        static final MethodHandle LSEEK = errnoCall("lseek", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
+        static final MethodHandle PREAD = errnoCall("pread", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
+        static final MethodHandle PWRITE = errnoCall("pwrite", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
+    }
+
+    private static final class Memory {
+        static final MethodHandle MMAP =
+                errnoCall("mmap", ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG);
+        static final MethodHandle MUNMAP = errnoCall("munmap", JAVA_INT, ADDRESS, JAVA_LONG);
+        static final MethodHandle SYSCONF = errnoCall("sysconf", JAVA_LONG, JAVA_INT);
+    }
+
+    private static final class Sockets {
+        static final MethodHandle SOCKETPAIR = errnoCall("socketpair", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
+        static final MethodHandle SENDMSG = errnoCall("sendmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
+        static final MethodHandle RECVMSG = errnoCall("recvmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
+    }
+
+    private static final class Signals {
+        static final MethodHandle SIGACTION = errnoCall("sigaction", JAVA_INT, JAVA_INT, ADDRESS, ADDRESS);
+        static final MethodHandle SIGEMPTYSET = errnoCall("sigemptyset", JAVA_INT, ADDRESS);
+        static final MethodHandle SIGADDSET = errnoCall("sigaddset", JAVA_INT, ADDRESS, JAVA_INT);
+        static final MethodHandle PTHREAD_SIGMASK = plainCall("pthread_sigmask", JAVA_INT, JAVA_INT, ADDRESS, ADDRESS);
+        static final MethodHandle PTHREAD_SELF = plainCall("pthread_self", JAVA_LONG);
+        static final MethodHandle PTHREAD_KILL = plainCall("pthread_kill", JAVA_INT, JAVA_LONG, JAVA_INT);
+        static final MethodHandle SIGRTMIN = plainCall("__libc_current_sigrtmin", JAVA_INT);
+    }
 
     /** {@code sizeof(sigset_t)} in glibc. */
     public static final long SIGSET_SIZE = 128;
@@ -141,7 +164,7 @@ public final class Libc {
     public static int open(String path, int flags) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = STATE.get();
-            int fd = (int) OPEN.invokeExact(state, arena.allocateFrom(path), flags | O_CLOEXEC, 0);
+            int fd = (int) Descriptors.OPEN.invokeExact(state, arena.allocateFrom(path), flags | O_CLOEXEC, 0);
             return check(fd, state, "open(" + path + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -151,7 +174,7 @@ public final class Libc {
     public static void close(int fd) {
         try {
             MemorySegment state = STATE.get();
-            int r = (int) CLOSE.invokeExact(state, fd);
+            int r = (int) Descriptors.CLOSE.invokeExact(state, fd);
             // EINTR on close still releases the descriptor on Linux: never retry.
             if (r < 0 && errno(state) != Errno.EINTR) {
                 throw new SyscallException("close(" + fd + ")", errno(state));
@@ -165,7 +188,7 @@ public final class Libc {
     public static int ioctl(Fd fd, Ioctl request, long arg) {
         try {
             MemorySegment state = STATE.get();
-            int r = (int) IOCTL_LONG.invokeExact(state, fd.value(), request.number(), arg);
+            int r = (int) Io.IOCTL_LONG.invokeExact(state, fd.value(), request.number(), arg);
             return r >= 0 ? r : check(r, state, "ioctl(" + request.name() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -176,7 +199,7 @@ public final class Libc {
     public static int ioctl(Fd fd, Ioctl request, MemorySegment arg) {
         try {
             MemorySegment state = STATE.get();
-            int r = (int) IOCTL_PTR.invokeExact(state, fd.value(), request.number(), arg);
+            int r = (int) Io.IOCTL_PTR.invokeExact(state, fd.value(), request.number(), arg);
             return r >= 0 ? r : check(r, state, "ioctl(" + request.name() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -190,7 +213,7 @@ public final class Libc {
     public static int ioctlRaw(int fd, Ioctl request, long arg) {
         try {
             MemorySegment state = STATE.get();
-            int r = (int) IOCTL_LONG.invokeExact(state, fd, request.number(), arg);
+            int r = (int) Io.IOCTL_LONG.invokeExact(state, fd, request.number(), arg);
             return r >= 0 ? r : -errno(state);
         } catch (Throwable t) {
             throw rethrow(t);
@@ -208,7 +231,7 @@ public final class Libc {
      */
     public static int ioctlRaw(MemorySegment callState, int fd, Ioctl request, long arg) {
         try {
-            int r = (int) IOCTL_LONG.invokeExact(callState, fd, request.number(), arg);
+            int r = (int) Io.IOCTL_LONG.invokeExact(callState, fd, request.number(), arg);
             return r >= 0 ? r : -errno(callState);
         } catch (Throwable t) {
             throw rethrow(t);
@@ -219,7 +242,7 @@ public final class Libc {
     public static MemorySegment mmap(MemorySegment addr, long length, int prot, int flags, int fd, long offset) {
         try {
             MemorySegment state = STATE.get();
-            MemorySegment p = (MemorySegment) MMAP.invokeExact(state, addr, length, prot, flags, fd, offset);
+            MemorySegment p = (MemorySegment) Memory.MMAP.invokeExact(state, addr, length, prot, flags, fd, offset);
             if (p.address() == -1L) {
                 throw new SyscallException("mmap(" + length + " bytes)", errno(state));
             }
@@ -232,7 +255,7 @@ public final class Libc {
     public static void munmap(MemorySegment addr, long length) {
         try {
             MemorySegment state = STATE.get();
-            check((int) MUNMAP.invokeExact(state, addr, length), state, "munmap");
+            check((int) Memory.MUNMAP.invokeExact(state, addr, length), state, "munmap");
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -241,7 +264,7 @@ public final class Libc {
     public static int eventfd(int initval, int flags) {
         try {
             MemorySegment state = STATE.get();
-            return check((int) EVENTFD.invokeExact(state, initval, flags | EFD_CLOEXEC), state, "eventfd");
+            return check((int) Descriptors.EVENTFD.invokeExact(state, initval, flags | EFD_CLOEXEC), state, "eventfd");
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -250,7 +273,7 @@ public final class Libc {
     public static int memfdCreate(String name, int flags) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = STATE.get();
-            int fd = (int) MEMFD_CREATE.invokeExact(state, arena.allocateFrom(name), flags | MFD_CLOEXEC);
+            int fd = (int) Files.MEMFD_CREATE.invokeExact(state, arena.allocateFrom(name), flags | MFD_CLOEXEC);
             return check(fd, state, "memfd_create(" + name + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -260,7 +283,7 @@ public final class Libc {
     public static void ftruncate(Fd fd, long length) {
         try {
             MemorySegment state = STATE.get();
-            check((int) FTRUNCATE.invokeExact(state, fd.value(), length), state, "ftruncate(" + fd.what() + ")");
+            check((int) Files.FTRUNCATE.invokeExact(state, fd.value(), length), state, "ftruncate(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -270,7 +293,7 @@ public final class Libc {
     public static long fileSize(Fd fd) {
         try {
             MemorySegment state = STATE.get();
-            return check((long) LSEEK.invokeExact(state, fd.value(), 0L, 2 /* SEEK_END */), state,
+            return check((long) Files.LSEEK.invokeExact(state, fd.value(), 0L, 2 /* SEEK_END */), state,
                     "lseek(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -288,7 +311,7 @@ public final class Libc {
             long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(0, timeoutMillis));
             int timeout = timeoutMillis;
             while (true) {
-                int r = (int) POLL.invokeExact(state, pollfds, count, timeout);
+                int r = (int) Io.POLL.invokeExact(state, pollfds, count, timeout);
                 if (r >= 0 || errno(state) != Errno.EINTR) {
                     return check(r, state, "poll");
                 }
@@ -309,7 +332,7 @@ public final class Libc {
             MemorySegment state = STATE.get();
             long r;
             do {
-                r = (long) READ.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+                r = (long) Io.READ.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
             } while (interrupted(r, state));
             if (r < 0 && errno(state) == Errno.EAGAIN) {
                 return -Errno.EAGAIN;
@@ -326,7 +349,7 @@ public final class Libc {
             MemorySegment state = STATE.get();
             long r;
             do {
-                r = (long) WRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
+                r = (long) Io.WRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()));
             } while (interrupted(r, state));
             if (r < 0 && errno(state) == Errno.EAGAIN) {
                 return -Errno.EAGAIN;
@@ -342,7 +365,7 @@ public final class Libc {
             MemorySegment state = STATE.get();
             long r;
             do {
-                r = (long) PREAD.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+                r = (long) Files.PREAD.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
             } while (interrupted(r, state));
             return check(r, state, "pread(" + fd.what() + ")");
         } catch (Throwable t) {
@@ -355,7 +378,7 @@ public final class Libc {
             MemorySegment state = STATE.get();
             long r;
             do {
-                r = (long) PWRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
+                r = (long) Files.PWRITE.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), offset);
             } while (interrupted(r, state));
             return check(r, state, "pwrite(" + fd.what() + ")");
         } catch (Throwable t) {
@@ -368,7 +391,7 @@ public final class Libc {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = STATE.get();
             MemorySegment fds = arena.allocate(JAVA_INT, 2);
-            check((int) SOCKETPAIR.invokeExact(state, AF_UNIX, type | SOCK_CLOEXEC, 0, fds), state, "socketpair");
+            check((int) Sockets.SOCKETPAIR.invokeExact(state, AF_UNIX, type | SOCK_CLOEXEC, 0, fds), state, "socketpair");
             return new Fd[] {Fd.adopt(fds.getAtIndex(JAVA_INT, 0), "socketpair[0]"),
                     Fd.adopt(fds.getAtIndex(JAVA_INT, 1), "socketpair[1]")};
         } catch (Throwable t) {
@@ -381,7 +404,7 @@ public final class Libc {
             MemorySegment state = STATE.get();
             long r;
             do {
-                r = (long) SENDMSG.invokeExact(state, fd.value(), msghdr, flags);
+                r = (long) Sockets.SENDMSG.invokeExact(state, fd.value(), msghdr, flags);
             } while (interrupted(r, state));
             return check(r, state, "sendmsg(" + fd.what() + ")");
         } catch (Throwable t) {
@@ -394,7 +417,7 @@ public final class Libc {
             MemorySegment state = STATE.get();
             long r;
             do {
-                r = (long) RECVMSG.invokeExact(state, fd.value(), msghdr, flags | MSG_CMSG_CLOEXEC);
+                r = (long) Sockets.RECVMSG.invokeExact(state, fd.value(), msghdr, flags | MSG_CMSG_CLOEXEC);
             } while (interrupted(r, state));
             return check(r, state, "recvmsg(" + fd.what() + ")");
         } catch (Throwable t) {
@@ -405,7 +428,7 @@ public final class Libc {
     public static void sigaction(int signal, MemorySegment act, MemorySegment oldact) {
         try {
             MemorySegment state = STATE.get();
-            check((int) SIGACTION.invokeExact(state, signal, act, oldact), state, "sigaction(" + signal + ")");
+            check((int) Signals.SIGACTION.invokeExact(state, signal, act, oldact), state, "sigaction(" + signal + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -415,9 +438,9 @@ public final class Libc {
     public static void sigset(MemorySegment set, int... signals) {
         try {
             MemorySegment state = STATE.get();
-            check((int) SIGEMPTYSET.invokeExact(state, set), state, "sigemptyset");
+            check((int) Signals.SIGEMPTYSET.invokeExact(state, set), state, "sigemptyset");
             for (int s : signals) {
-                check((int) SIGADDSET.invokeExact(state, set, s), state, "sigaddset(" + s + ")");
+                check((int) Signals.SIGADDSET.invokeExact(state, set, s), state, "sigaddset(" + s + ")");
             }
         } catch (Throwable t) {
             throw rethrow(t);
@@ -426,7 +449,7 @@ public final class Libc {
 
     public static void pthreadSigmask(int how, MemorySegment set, MemorySegment old) {
         try {
-            int r = (int) PTHREAD_SIGMASK.invokeExact(how, set, old);
+            int r = (int) Signals.PTHREAD_SIGMASK.invokeExact(how, set, old);
             if (r != 0) {
                 throw new SyscallException("pthread_sigmask", r);
             }
@@ -437,7 +460,7 @@ public final class Libc {
 
     public static long pthreadSelf() {
         try {
-            return (long) PTHREAD_SELF.invokeExact();
+            return (long) Signals.PTHREAD_SELF.invokeExact();
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -446,7 +469,7 @@ public final class Libc {
     /** pthread_kill; returns 0 or the error number (ESRCH when the thread has ended). */
     public static int pthreadKill(long thread, int signal) {
         try {
-            return (int) PTHREAD_KILL.invokeExact(thread, signal);
+            return (int) Signals.PTHREAD_KILL.invokeExact(thread, signal);
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -454,7 +477,7 @@ public final class Libc {
 
     public static int sigrtmin() {
         try {
-            return (int) SIGRTMIN.invokeExact();
+            return (int) Signals.SIGRTMIN.invokeExact();
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -463,7 +486,7 @@ public final class Libc {
     public static long pageSize() {
         try {
             MemorySegment state = STATE.get();
-            return check((long) SYSCONF.invokeExact(state, 30 /* _SC_PAGESIZE */), state, "sysconf(_SC_PAGESIZE)");
+            return check((long) Memory.SYSCONF.invokeExact(state, 30 /* _SC_PAGESIZE */), state, "sysconf(_SC_PAGESIZE)");
         } catch (Throwable t) {
             throw rethrow(t);
         }

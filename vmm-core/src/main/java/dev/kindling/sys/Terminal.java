@@ -62,10 +62,14 @@ public final class Terminal {
     private static final Linker.Option CAPTURE_ERRNO = Linker.Option.captureCallState("errno");
     private static final StructLayout CALL_STATE = Linker.Option.captureStateLayout();
     private static final VarHandle ERRNO = CALL_STATE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
-    private static final MethodHandle TCGETATTR = errnoCall("tcgetattr", JAVA_INT, ADDRESS);
-    private static final MethodHandle TCSETATTR = errnoCall("tcsetattr", JAVA_INT, JAVA_INT, ADDRESS);
     private static final MethodHandle ISATTY = LINKER.downcallHandle(Libc.find("isatty"),
             FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+
+    /** Bound on first use, since most runs only ask whether they have a terminal (see {@code Libc}). */
+    private static final class Termios {
+        static final MethodHandle TCGETATTR = errnoCall("tcgetattr", JAVA_INT, ADDRESS);
+        static final MethodHandle TCSETATTR = errnoCall("tcsetattr", JAVA_INT, JAVA_INT, ADDRESS);
+    }
 
     private Terminal() {}
 
@@ -152,7 +156,7 @@ public final class Terminal {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = arena.allocate(CALL_STATE);
             MemorySegment t = arena.allocate(TERMIOS);
-            check((int) TCGETATTR.invokeExact(state, fd.value(), t), state, "tcgetattr(" + fd.what() + ")");
+            check((int) Termios.TCGETATTR.invokeExact(state, fd.value(), t), state, "tcgetattr(" + fd.what() + ")");
             return new Settings(t.toArray(JAVA_BYTE));
         } catch (Throwable t) {
             throw rethrow(t);
@@ -165,7 +169,7 @@ public final class Terminal {
             MemorySegment state = arena.allocate(CALL_STATE);
             MemorySegment t = arena.allocate(TERMIOS);
             t.copyFrom(MemorySegment.ofArray(settings.bytes));
-            check((int) TCSETATTR.invokeExact(state, fd.value(), TCSANOW, t), state, "tcsetattr(" + fd.what() + ")");
+            check((int) Termios.TCSETATTR.invokeExact(state, fd.value(), TCSANOW, t), state, "tcsetattr(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }

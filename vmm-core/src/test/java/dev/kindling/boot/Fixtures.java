@@ -1,6 +1,7 @@
 package dev.kindling.boot;
 
 import dev.kindling.memory.GuestMemory;
+import dev.kindling.testing.BoundedProcess;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -8,9 +9,9 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 
 /** Kernel images built in the tests: hand-made ELF and bzImage bytes, and gcc-built ELF files. */
@@ -203,20 +204,14 @@ final class Fixtures {
     /** Offsets in the gcc fixture: pvh_entry is 3 bytes after _start (hlt; jmp rel8). */
     static final int GCC_PVH_ENTRY_OFFSET = 3;
 
+    /** Far more than gcc takes here; only a hang reaches it. */
+    private static final Duration GCC_LIMIT = Duration.ofSeconds(300);
+
     private static Boolean gcc;
 
-    static synchronized boolean gccAvailable() {
+    static synchronized boolean gccAvailable() throws InterruptedException {
         if (gcc == null) {
-            try {
-                Process p = new ProcessBuilder("gcc", "--version").redirectErrorStream(true).start();
-                p.getInputStream().readAllBytes();
-                gcc = p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0;
-            } catch (IOException e) {
-                gcc = false;
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                gcc = false;
-            }
+            gcc = BoundedProcess.works(GCC_LIMIT, "gcc", "--version");
         }
         return gcc;
     }
@@ -228,20 +223,11 @@ final class Fixtures {
         Path out = dir.resolve("pvh-" + (is64 ? 64 : 32) + "-" + descsz + "-" + Long.toHexString(base) + ".elf");
         Files.writeString(src, PVH_SOURCE);
         Files.writeString(lds, LINKER_SCRIPT);
-        // output to a file, not a pipe: a hung gcc is killed at the limit instead of blocking a read
-        Path log = dir.resolve(out.getFileName() + ".log");
-        Process p = new ProcessBuilder("gcc", is64 ? "-m64" : "-m32", "-DDESCSZ=" + descsz, "-nostdlib", "-static",
-                "-no-pie", "-Wl,--build-id=none", "-Wl,--defsym=BASE=0x" + Long.toHexString(base), "-Wl,-T," + lds,
-                "-o", out.toString(), src.toString())
-                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
-        boolean ended = p.waitFor(300, TimeUnit.SECONDS);
-        if (!ended) {
-            p.descendants().forEach(ProcessHandle::destroyForcibly);
-            p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-        }
-        if (!ended || p.exitValue() != 0) {
-            throw new IOException("gcc " + (ended ? "failed" : "did not finish in 300 s") + ":\n"
-                    + Files.readString(log, StandardCharsets.UTF_8));
+        BoundedProcess.Result gcc = BoundedProcess.run(GCC_LIMIT, "gcc", is64 ? "-m64" : "-m32", "-DDESCSZ=" + descsz,
+                "-nostdlib", "-static", "-no-pie", "-Wl,--build-id=none", "-Wl,--defsym=BASE=0x" + Long.toHexString(base),
+                "-Wl,-T," + lds, "-o", out.toString(), src.toString());
+        if (!gcc.succeeded()) {
+            throw new IOException(gcc.describe() + ":\n" + gcc.output());
         }
         return Files.readAllBytes(out);
     }

@@ -2,12 +2,11 @@ package dev.kindling.sys;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.kindling.testing.CProbe;
 import dev.kindling.testing.Require;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.PaddingLayout;
 import java.lang.foreign.StructLayout;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -59,20 +58,9 @@ class SysLayoutTest {
             }
         });
         c.append("    return 0;\n}\n");
-        Path dir = Files.createDirectories(Path.of("target", "sys-header-check"));
-        Path src = dir.resolve("sys_layout.c");
-        Path bin = dir.resolve("sys_layout");
-        Files.writeString(src, c);
-        Process gcc = new ProcessBuilder("gcc", "-o", bin.toString(), src.toString()).redirectErrorStream(true).start();
-        String gccOut = new String(gcc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertThat(gcc.waitFor()).as(gccOut).isZero();
-        Process run = new ProcessBuilder(bin.toString()).start();
         Map<String, Long> actual = new TreeMap<>();
-        for (String line : new String(run.getInputStream().readAllBytes(), StandardCharsets.UTF_8).lines().toList()) {
-            String[] f = line.split(" ");
-            actual.put(f[0], Long.parseLong(f[1]));
-        }
-        assertThat(run.waitFor()).isZero();
+        CProbe.printed(Path.of("target", "sys-header-check"), "sys_layout", c)
+                .forEach((name, value) -> actual.put(name, Long.parseLong(value)));
         assertThat(actual).isEqualTo(expected);
     }
 }

@@ -3,13 +3,13 @@ package dev.kindling.sys;
 import static java.nio.charset.StandardCharsets.US_ASCII;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.kindling.testing.CProbe;
 import dev.kindling.testing.Require;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.PaddingLayout;
 import java.lang.foreign.ValueLayout;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -76,19 +76,9 @@ class TerminalTest {
             expected.put(name, (long) value);
         });
         c.append("    return 0;\n}\n");
-        Path dir = Files.createDirectories(Path.of("target", "terminal-header-check"));
-        Path src = Files.writeString(dir.resolve("termios_layout.c"), c);
-        Path bin = dir.resolve("termios_layout");
-        Process build = new ProcessBuilder("gcc", "-o", bin.toString(), src.toString()).redirectErrorStream(true).start();
-        String buildOut = new String(build.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertThat(build.waitFor()).as(buildOut).isZero();
-        Process run = new ProcessBuilder(bin.toString()).start();
         Map<String, Long> actual = new TreeMap<>();
-        for (String line : new String(run.getInputStream().readAllBytes(), StandardCharsets.UTF_8).lines().toList()) {
-            String[] f = line.split(" ");
-            actual.put(f[0], Long.parseLong(f[1]));
-        }
-        assertThat(run.waitFor()).isZero();
+        CProbe.printed(Path.of("target", "terminal-header-check"), "termios_layout", c)
+                .forEach((name, value) -> actual.put(name, Long.parseLong(value)));
         assertThat(actual).isEqualTo(expected);
     }
 

@@ -1,7 +1,7 @@
 package dev.kindling.microvm;
 
-import dev.kindling.kvm.testing.BoundedProcess;
 import dev.kindling.kvm.testing.TestGuests;
+import dev.kindling.testing.BoundedProcess;
 import dev.kindling.testing.Require;
 import java.io.IOException;
 import java.nio.file.Files;

@@ -18,7 +18,7 @@ final class Bench {
                 Workspace.buildGuests(err);
                 yield ExitBench.run(rest, out);
             }
-            case "boot" -> BootBench.run(rest, out);
+            case "boot" -> BootBench.run(rest, out, err);
             case "startup" -> StartupBench.run(rest, out, err);
             default -> throw new UsageException("unknown benchmark '" + argv.getFirst() + "'");
         };

@@ -36,25 +36,25 @@ final class BootBench {
 
     record Sample(double firstByteS, double markerS, double overheadMib) {}
 
-    static int run(List<String> argv, PrintStream out) throws Exception {
+    static int run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         Args a = new Args(argv, Set.of("runs"), Set.of());
         int runs = a.intValue("runs", 3);
         if (runs < 1) {
             throw new UsageException("--runs must be at least 1");
         }
-        Path qemu = HostTool.QEMU.require(System.err);
-        Workspace.GuestKernel k = Workspace.kernel(System.err);
+        Path qemu = HostTool.QEMU.require(err);
+        Workspace.GuestKernel k = Workspace.kernel(err);
         String cmdline = k.cmdline() + " percpu_alloc=page kindling.action=poweroff";
         List<Sample> kindling = new ArrayList<>();
         List<Sample> qemus = new ArrayList<>();
         // one warm-up boot each, not counted: the JVM's heap and JIT, the host's page cache
-        System.err.printf("bench boot: warm-up kindling %s%n", kindling(k, cmdline));
-        System.err.printf("bench boot: warm-up qemu     %s%n", qemu(qemu, k, cmdline));
+        err.printf("bench boot: warm-up kindling %s%n", kindling(k, cmdline));
+        err.printf("bench boot: warm-up qemu     %s%n", qemu(qemu, k, cmdline));
         for (int r = 0; r < runs; r++) {
             kindling.add(kindling(k, cmdline));
-            System.err.printf("bench boot: run %d kindling %s%n", r + 1, kindling.getLast());
+            err.printf("bench boot: run %d kindling %s%n", r + 1, kindling.getLast());
             qemus.add(qemu(qemu, k, cmdline));
-            System.err.printf("bench boot: run %d qemu     %s%n", r + 1, qemus.getLast());
+            err.printf("bench boot: run %d qemu     %s%n", r + 1, qemus.getLast());
         }
         out.printf("%-30s %10s %10s %7s%n", "metric (median)", "kindling", "qemu", "ratio");
         double[] ratios = new double[3];
@@ -178,7 +178,7 @@ final class BootBench {
             pump.join(1000);
             return new Sample(w.firstByte / 1e9, w.marker / 1e9, overhead);
         } finally {
-            p.destroyForcibly();
+            ChildProcess.kill(p);
         }
     }
 

@@ -9,7 +9,6 @@ import dev.kindling.microvm.DeviceSpec;
 import dev.kindling.microvm.Microvm;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
@@ -30,6 +29,8 @@ import java.util.Set;
  */
 final class ExitBench {
     private static final long MMIO_ADDRESS = 0xd0001000L;
+    /** Far more than the C runner takes for any iteration count worth measuring; only a hang reaches it. */
+    private static final Duration C_RUN_LIMIT = Duration.ofMinutes(10);
 
     private ExitBench() {}
 
@@ -74,14 +75,14 @@ final class ExitBench {
     }
 
     static Result runC(int n) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(Workspace.guest("kvm-exit-bench").toString(),
-                Workspace.guest("exitloop.elf").toString(), Integer.toString(n)).redirectErrorStream(true).start();
-        String text = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (p.waitFor() != 0) {
-            throw new IOException("kvm-exit-bench failed: " + text);
+        ChildProcess.Result r = ChildProcess.run(C_RUN_LIMIT, List.of(Workspace.guest("kvm-exit-bench").toString(),
+                Workspace.guest("exitloop.elf").toString(), Integer.toString(n)));
+        if (r.exitStatus() != 0) {
+            throw new ChildProcess.Failure("kvm-exit-bench failed (exit status " + r.exitStatus() + "): "
+                    + Workspace.firstError(r.lines()));
         }
         Map<String, Double> v = new HashMap<>();
-        for (String line : text.lines().toList()) {
+        for (String line : r.lines()) {
             String[] f = line.trim().split("\\s+");
             if (f.length >= 2) {
                 v.put(f[0], Double.parseDouble(f[1]));

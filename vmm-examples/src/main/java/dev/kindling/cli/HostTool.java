@@ -1,14 +1,12 @@
 package dev.kindling.cli;
 
-import java.io.File;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
-import java.util.concurrent.TimeUnit;
 
 /**
  * A program a command needs from the host and the Debian package that has it. {@link #require} finds
@@ -22,7 +20,7 @@ record HostTool(String command, String debianPackage) {
     static final HostTool LD = new HostTool("ld", "binutils");
 
     /** An install that takes longer than this is given up. */
-    private static final long INSTALL_LIMIT_MINUTES = 15;
+    private static final Duration INSTALL_LIMIT = Duration.ofMinutes(15);
 
     /** The program's path on this process's PATH, installing it first if it is missing. */
     Path require(PrintStream progress) throws InterruptedException {
@@ -67,33 +65,20 @@ record HostTool(String command, String debianPackage) {
 
     /** Runs apt-get with a bounded wait; null when it succeeded, else its last line of output. */
     private static String aptGet(Path aptGet, List<String> args) throws InterruptedException {
-        Path log = null;
+        ProcessBuilder pb = new ProcessBuilder(aptGet.toString());
+        pb.command().addAll(args);
+        pb.environment().put("DEBIAN_FRONTEND", "noninteractive");
         try {
-            log = Files.createTempFile("kindling-apt-", ".log");
-            ProcessBuilder pb = new ProcessBuilder(aptGet.toString());
-            pb.command().addAll(args);
-            pb.environment().put("DEBIAN_FRONTEND", "noninteractive");
-            Process p = pb.redirectErrorStream(true).redirectOutput(log.toFile())
-                    .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
-            if (!p.waitFor(INSTALL_LIMIT_MINUTES, TimeUnit.MINUTES)) {
-                p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-                return "apt-get " + args.getFirst() + " took longer than " + INSTALL_LIMIT_MINUTES + " minutes";
-            }
-            if (p.exitValue() == 0) {
+            ChildProcess.Result r = ChildProcess.run(INSTALL_LIMIT, pb, null);
+            if (r.exitStatus() == 0) {
                 return null;
             }
-            List<String> lines = Files.readAllLines(log, StandardCharsets.UTF_8).stream().filter(l -> !l.isBlank()).toList();
-            return lines.isEmpty() ? "apt-get " + args.getFirst() + " exited " + p.exitValue() : lines.getLast().trim();
+            List<String> lines = r.lines().stream().filter(l -> !l.isBlank()).toList();
+            return lines.isEmpty() ? "apt-get " + args.getFirst() + " exited " + r.exitStatus() : lines.getLast().trim();
+        } catch (ChildProcess.Failure e) {
+            return e.getMessage();
         } catch (IOException e) {
             return "cannot run apt-get: " + e.getMessage();
-        } finally {
-            if (log != null) {
-                try {
-                    Files.deleteIfExists(log);
-                } catch (IOException ignored) {
-                    // a temporary file left behind
-                }
-            }
         }
     }
 

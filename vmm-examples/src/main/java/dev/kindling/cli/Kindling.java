@@ -54,7 +54,7 @@ public final class Kindling {
         } catch (PrerequisiteException e) {
             err.println("kindling: " + e.getMessage());
             return 69;
-        } catch (MicrovmException | BootException | SyscallException e) {
+        } catch (MicrovmException | BootException | SyscallException | ChildProcess.Failure e) {
             err.println("kindling: " + e.getMessage());
             return 1;
         } catch (InterruptedException e) {

@@ -10,7 +10,6 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.TimeUnit;
 
 /**
  * Runs one program whole under {@code guests/out/measure} (see {@code guests/bench/measure.c}): its
@@ -46,12 +45,9 @@ final class MeasuredRun {
             Process p = new ProcessBuilder(cmd).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
                     .redirectOutput(stdout.toFile()).redirectError(stderr.toFile()).start();
             // measure kills the program at the limit itself; this only bounds measure
-            if (!p.waitFor(limit.toSeconds() + 30, TimeUnit.SECONDS)) {
-                p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-                throw new IOException(measure + " did not end");
-            }
-            if (p.exitValue() != 0) {
-                throw new IOException(measure + " failed (exit status " + p.exitValue() + "): see " + stderr);
+            int status = ChildProcess.waitFor(p, measure.toString(), limit.plusSeconds(30));
+            if (status != 0) {
+                throw new ChildProcess.Failure(measure + " failed (exit status " + status + "): see " + stderr);
             }
             return parse(Files.readAllLines(resultFile, StandardCharsets.UTF_8));
         } finally {

@@ -2,12 +2,12 @@ package dev.kindling.cli;
 
 import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
-import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * Where the command line finds its inputs: the repository (set by the launcher as KINDLING_ROOT),
@@ -29,7 +29,12 @@ final class Workspace {
     }
 
     /** A make of the guests that takes longer than this is given up. */
-    private static final long GUEST_BUILD_LIMIT_MINUTES = 5;
+    private static final Duration GUEST_BUILD_LIMIT = Duration.ofMinutes(5);
+    /** A kernel build that takes longer than this is given up; the first one takes several minutes. */
+    private static final Duration KERNEL_BUILD_LIMIT = Duration.ofMinutes(60);
+    /** The exit status and the stderr line with which the kernel build script says the host cannot provide its packages. */
+    static final int KERNEL_UNAVAILABLE_STATUS = 69;
+    private static final String KERNEL_UNAVAILABLE = "[guest] unavailable: ";
 
     /**
      * Builds the freestanding guests ({@code make -C guests}, which does nothing when they are up to
@@ -43,21 +48,14 @@ final class Workspace {
 
     static void buildGuests(Path guests, PrintStream progress) throws IOException, InterruptedException {
         Path make = HostTool.MAKE.require(progress);
-        Path log = Files.createTempFile("kindling-guests-", ".log");
+        ChildProcess.Result r;
         try {
-            Process p = new ProcessBuilder(make.toString(), "-s", "-C", guests.toString())
-                    .redirectErrorStream(true).redirectOutput(log.toFile()).start();
-            if (!p.waitFor(GUEST_BUILD_LIMIT_MINUTES, TimeUnit.MINUTES)) {
-                p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-                throw new PrerequisiteException("building the test guests (make -C guests) took longer than "
-                        + GUEST_BUILD_LIMIT_MINUTES + " minutes");
-            }
-            if (p.exitValue() != 0) {
-                throw new PrerequisiteException("cannot build the test guests (make -C guests): "
-                        + firstError(new String(Files.readAllBytes(log), StandardCharsets.UTF_8).lines().toList()));
-            }
-        } finally {
-            Files.deleteIfExists(log);
+            r = ChildProcess.run(GUEST_BUILD_LIMIT, List.of(make.toString(), "-s", "-C", guests.toString()));
+        } catch (ChildProcess.Failure e) {
+            throw new PrerequisiteException("cannot build the test guests (make -C guests): " + e.getMessage());
+        }
+        if (r.exitStatus() != 0) {
+            throw new PrerequisiteException("cannot build the test guests (make -C guests): " + firstError(r.lines()));
         }
     }
 
@@ -82,17 +80,38 @@ final class Workspace {
         String dir = System.getenv("KINDLING_GUEST_DIR");
         if (dir == null) {
             progress.println("kindling: locating the guest kernel (the first build takes several minutes)...");
-            Process p = new ProcessBuilder(root().resolve("scripts/build-guest-kernel.sh").toString())
-                    .redirectError(ProcessBuilder.Redirect.INHERIT).start();
-            List<String> lines = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).lines().toList();
-            if (p.waitFor() != 0 || lines.isEmpty()) {
-                throw new IOException("scripts/build-guest-kernel.sh failed (exit " + p.exitValue() + ")");
-            }
-            dir = lines.getLast().trim();
+            dir = buildKernel(new ProcessBuilder(root().resolve("scripts/build-guest-kernel.sh").toString()), progress);
         }
         Path d = Path.of(dir);
         Path initramfs = Files.exists(d.resolve("initramfs.cpio")) ? d.resolve("initramfs.cpio") : d.resolve("initramfs.cpio.gz");
         return new GuestKernel(d, d.resolve("vmlinux"), d.resolve("bzImage"), initramfs,
                 Files.readString(d.resolve("cmdline")).trim());
+    }
+
+    /**
+     * Runs the kernel build script ({@code script}: its command and environment) and returns the
+     * output directory, its last line of standard output; its progress (standard error) goes to
+     * {@code progress}. A host that cannot provide the script's packages is a {@link PrerequisiteException}
+     * with the script's reason.
+     */
+    static String buildKernel(ProcessBuilder script, PrintStream progress) throws IOException, InterruptedException {
+        AtomicReference<String> unavailable = new AtomicReference<>();
+        ChildProcess.Result r = ChildProcess.run(KERNEL_BUILD_LIMIT, script, line -> {
+            if (line.startsWith(KERNEL_UNAVAILABLE)) {
+                unavailable.set(line.substring(KERNEL_UNAVAILABLE.length()).strip()); // said once, by the exception
+            } else {
+                progress.println(line);
+            }
+        });
+        String name = Path.of(script.command().getFirst()).getFileName().toString();
+        if (r.exitStatus() == KERNEL_UNAVAILABLE_STATUS) {
+            throw new PrerequisiteException("no guest kernel: " + (unavailable.get() != null ? unavailable.get()
+                    : name + " exited " + KERNEL_UNAVAILABLE_STATUS + " without a reason"));
+        }
+        List<String> lines = r.lines().stream().filter(l -> !l.isBlank()).toList();
+        if (r.exitStatus() != 0 || lines.isEmpty()) {
+            throw new ChildProcess.Failure(name + " failed (exit status " + r.exitStatus() + "): see its output above");
+        }
+        return lines.getLast().strip();
     }
 }

@@ -2,11 +2,10 @@ package dev.kindling.kvm;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.kindling.kvm.testing.BoundedProcess;
 import dev.kindling.sys.Ioctl;
+import dev.kindling.testing.BoundedProcess;
+import dev.kindling.testing.CProbe;
 import dev.kindling.testing.Require;
-import java.io.IOException;
-import java.io.OutputStream;
 import java.lang.foreign.GroupLayout;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.PaddingLayout;
@@ -21,7 +20,6 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.TreeSet;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -39,11 +37,11 @@ class HeaderLayoutTest {
 
     @BeforeAll
     static void compileAndRun() throws Exception {
-        Require.that(commandWorks("gcc", "--version"), "gcc is not installed: needed for the header check");
+        Require.that(BoundedProcess.works(PROCESS_LIMIT, "gcc", "--version"), "gcc is not installed: needed for the header check");
         Files.createDirectories(DIR);
         Path probe = DIR.resolve("probe.c");
         Files.writeString(probe, "#include <linux/kvm.h>\nint main(void) { return 0; }\n");
-        Require.that(commandWorks("gcc", "-fsyntax-only", probe.toString()),
+        Require.that(BoundedProcess.works(PROCESS_LIMIT, "gcc", "-fsyntax-only", probe.toString()),
                 "gcc cannot include <linux/kvm.h> (install linux-libc-dev): needed for the header check");
 
         StringBuilder c = new StringBuilder("""
@@ -73,21 +71,7 @@ class HeaderLayoutTest {
         }
         c.append("    return 0;\n}\n");
 
-        Path source = DIR.resolve("kvm_layout.c");
-        Path binary = DIR.resolve("kvm_layout");
-        Files.writeString(source, c);
-        BoundedProcess.Result gcc = BoundedProcess.run(PROCESS_LIMIT, "gcc", "-std=gnu11", "-Wall", "-o",
-                binary.toString(), source.toString());
-        assertThat(gcc.succeeded()).as("%s on %s:%n%s", gcc.describe(), source, gcc.output()).isTrue();
-
-        BoundedProcess.Result run = BoundedProcess.run(PROCESS_LIMIT, binary.toString());
-        assertThat(run.succeeded()).as("%s:%n%s", run.describe(), run.output()).isTrue();
-        List<String> lines = run.output().lines().toList();
-        cOutput = new LinkedHashMap<>();
-        for (String line : lines) {
-            int sp = line.indexOf(' ');
-            cOutput.put(line.substring(0, sp), line.substring(sp + 1));
-        }
+        cOutput = CProbe.printed(DIR, "kvm_layout", c, "-std=gnu11", "-Wall");
     }
 
     private static void constant(StringBuilder c, String macro, long value) {
@@ -124,19 +108,6 @@ class HeaderLayoutTest {
                 }
             }
             offset += m.byteSize();
-        }
-    }
-
-    private static boolean commandWorks(String... command) {
-        try {
-            Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-            p.getInputStream().transferTo(OutputStream.nullOutputStream());
-            return p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0;
-        } catch (IOException e) {
-            return false;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return false;
         }
     }
 

@@ -12,6 +12,7 @@ import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
 import dev.kindling.memory.GuestMemory;
 import dev.kindling.sys.SyscallException;
+import dev.kindling.testing.BoundedProcess;
 import dev.kindling.testing.Require;
 import java.io.IOException;
 import java.nio.file.Files;

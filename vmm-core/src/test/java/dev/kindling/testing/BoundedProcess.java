@@ -1,4 +1,4 @@
-package dev.kindling.kvm.testing;
+package dev.kindling.testing;
 
 import java.io.File;
 import java.io.IOException;
@@ -64,6 +64,15 @@ public final class BoundedProcess {
 
     public static Result run(Duration limit, String... command) throws IOException, InterruptedException {
         return run(limit, null, List.of(command));
+    }
+
+    /** Whether {@code command} can be started and exits with 0 within {@code limit}. */
+    public static boolean works(Duration limit, String... command) throws InterruptedException {
+        try {
+            return run(limit, command).succeeded();
+        } catch (IOException e) {
+            return false; // not installed, or not executable
+        }
     }
 
     private static void kill(Process p) throws InterruptedException {

@@ -1,4 +1,4 @@
-package dev.kindling.kvm.testing;
+package dev.kindling.testing;
 
 import static org.assertj.core.api.Assertions.assertThat;
 

@@ -99,6 +99,15 @@ public final class Libc {
         static final MethodHandle SIGRTMIN = plainCall("__libc_current_sigrtmin", JAVA_INT);
     }
 
+    /** The termios calls: bound only where a terminal is there to set up. */
+    private static final class Terminals {
+        static final MethodHandle TCGETATTR = errnoCall("tcgetattr", JAVA_INT, JAVA_INT, ADDRESS);
+        static final MethodHandle TCSETATTR = errnoCall("tcsetattr", JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
+    }
+
+    /** isatty: every run of a command line asks it, so it has no holder of its own. */
+    private static final MethodHandle ISATTY = plainCall("isatty", JAVA_INT, JAVA_INT);
+
     /** {@code sizeof(sigset_t)} in glibc. */
     public static final long SIGSET_SIZE = 128;
     /** glibc's {@code struct sigaction} on x86-64: handler, mask, flags, restorer. */
@@ -159,6 +168,36 @@ public final class Libc {
             throw e;
         }
         return new IllegalStateException(t);
+    }
+
+    /** Whether {@code fd} is a terminal. */
+    public static boolean isatty(Fd fd) {
+        try {
+            return (int) ISATTY.invokeExact(fd.value()) == 1;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** tcgetattr into {@code termios} (a {@link Terminal#TERMIOS}). */
+    public static void tcgetattr(Fd fd, MemorySegment termios) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) Terminals.TCGETATTR.invokeExact(state, fd.value(), termios), state, "tcgetattr(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** tcsetattr from {@code termios} (a {@link Terminal#TERMIOS}); {@code action} is e.g. TCSANOW. */
+    public static void tcsetattr(Fd fd, int action, MemorySegment termios) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) Terminals.TCSETATTR.invokeExact(state, fd.value(), action, termios), state,
+                    "tcsetattr(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
     }
 
     public static int open(String path, int flags) {

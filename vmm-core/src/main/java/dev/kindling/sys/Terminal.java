@@ -1,19 +1,14 @@
 package dev.kindling.sys;
 
-import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
 
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandle;
-import java.lang.invoke.VarHandle;
 import java.util.Arrays;
 
 /**
@@ -22,7 +17,6 @@ import java.util.Arrays;
  * does: the guest echoes and edits lines itself, so the host terminal must pass every key through
  * untouched.
  */
-@SuppressWarnings("restricted") // binds the termios calls of the C library
 public final class Terminal {
     /** {@code NCCS} in glibc: the size of {@code c_cc}. */
     public static final int NCCS = 32;
@@ -58,24 +52,7 @@ public final class Terminal {
     private static final long LFLAG = TERMIOS.byteOffset(MemoryLayout.PathElement.groupElement("c_lflag"));
     private static final long CC = TERMIOS.byteOffset(MemoryLayout.PathElement.groupElement("c_cc"));
 
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final Linker.Option CAPTURE_ERRNO = Linker.Option.captureCallState("errno");
-    private static final StructLayout CALL_STATE = Linker.Option.captureStateLayout();
-    private static final VarHandle ERRNO = CALL_STATE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
-    private static final MethodHandle ISATTY = LINKER.downcallHandle(Libc.find("isatty"),
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-
-    /** Bound on first use, since most runs only ask whether they have a terminal (see {@code Libc}). */
-    private static final class Termios {
-        static final MethodHandle TCGETATTR = errnoCall("tcgetattr", JAVA_INT, ADDRESS);
-        static final MethodHandle TCSETATTR = errnoCall("tcsetattr", JAVA_INT, JAVA_INT, ADDRESS);
-    }
-
     private Terminal() {}
-
-    private static MethodHandle errnoCall(String name, MemoryLayout... args) {
-        return LINKER.downcallHandle(Libc.find(name), FunctionDescriptor.of(JAVA_INT, args), CAPTURE_ERRNO);
-    }
 
     /** A copy of a terminal's settings; {@link #raw()} derives raw mode from them. */
     public static final class Settings {
@@ -144,50 +121,24 @@ public final class Terminal {
 
     /** Whether {@code fd} is a terminal. */
     public static boolean isTerminal(Fd fd) {
-        try {
-            return (int) ISATTY.invokeExact(fd.value()) == 1;
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
+        return Libc.isatty(fd);
     }
 
     /** tcgetattr. */
     public static Settings get(Fd fd) {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = arena.allocate(CALL_STATE);
             MemorySegment t = arena.allocate(TERMIOS);
-            check((int) Termios.TCGETATTR.invokeExact(state, fd.value(), t), state, "tcgetattr(" + fd.what() + ")");
+            Libc.tcgetattr(fd, t);
             return new Settings(t.toArray(JAVA_BYTE));
-        } catch (Throwable t) {
-            throw rethrow(t);
         }
     }
 
     /** tcsetattr(TCSANOW): takes effect at once, without waiting for pending output. */
     public static void set(Fd fd, Settings settings) {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = arena.allocate(CALL_STATE);
             MemorySegment t = arena.allocate(TERMIOS);
             t.copyFrom(MemorySegment.ofArray(settings.bytes));
-            check((int) Termios.TCSETATTR.invokeExact(state, fd.value(), TCSANOW, t), state, "tcsetattr(" + fd.what() + ")");
-        } catch (Throwable t) {
-            throw rethrow(t);
+            Libc.tcsetattr(fd, TCSANOW, t);
         }
-    }
-
-    private static void check(int result, MemorySegment state, String call) {
-        if (result < 0) {
-            throw new SyscallException(call, (int) ERRNO.get(state, 0L));
-        }
-    }
-
-    private static RuntimeException rethrow(Throwable t) {
-        if (t instanceof RuntimeException r) {
-            return r;
-        }
-        if (t instanceof Error e) {
-            throw e;
-        }
-        return new IllegalStateException(t);
     }
 }

@@ -6,28 +6,32 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.stream.Stream;
 
 /**
  * What this process holds (descriptors, threads, mappings), for tests that create and close VMs many
- * times and must find nothing left behind.
+ * times and must find nothing left behind. Threads are the JVM's Java threads, by name and id:
+ * Kindling starts no native thread of its own, and the JVM adds and removes GC and JIT threads with
+ * the load.
  */
-public record HostResources(long fds, long threads, long mappings) {
+public record HostResources(long fds, Set<String> threads, long mappings) {
     /** malloc arenas may add a mapping or two on their own; a leaked guest RAM or run page adds one per VM. */
     private static final long MAPPING_SLACK = 8;
 
     public static HostResources now() {
         try {
-            return new HostResources(count(Path.of("/proc/self/fd")), countThreads(), countMappings());
+            return new HostResources(count(Path.of("/proc/self/fd")), threadNames(), countMappings());
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
     }
 
-    /** Asserts that the process holds what it held at {@code before}. */
+    /** Asserts that the process holds no more than it held at {@code before}: no descriptor, thread or mapping added. */
     public void assertNothingLeftSince(HostResources before) {
         assertThat(fds).as("open descriptors").isEqualTo(before.fds);
-        assertThat(threads).as("threads").isEqualTo(before.threads);
+        assertThat(threads).as("threads started since, and still alive").isSubsetOf(before.threads);
         assertThat(mappings).as("mappings").isBetween(before.mappings - MAPPING_SLACK, before.mappings + MAPPING_SLACK);
     }
 
@@ -37,19 +41,14 @@ public record HostResources(long fds, long threads, long mappings) {
         }
     }
 
-    /** Native threads, less the JIT compiler threads HotSpot starts and ends with the load. */
-    private static long countThreads() throws IOException {
-        try (Stream<Path> s = Files.list(Path.of("/proc/self/task"))) {
-            return s.filter(t -> !comm(t).matches("C[12] CompilerThre.*")).count();
+    private static Set<String> threadNames() {
+        Set<String> names = new TreeSet<>();
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            if (t.isAlive()) {
+                names.add(t.getName() + "#" + t.threadId());
+            }
         }
-    }
-
-    private static String comm(Path task) {
-        try {
-            return Files.readString(task.resolve("comm")).strip();
-        } catch (IOException e) {
-            return ""; // the thread ended meanwhile
-        }
+        return names;
     }
 
     private static long countMappings() throws IOException {

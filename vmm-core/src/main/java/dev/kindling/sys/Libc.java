@@ -99,14 +99,16 @@ public final class Libc {
         static final MethodHandle SIGRTMIN = plainCall("__libc_current_sigrtmin", JAVA_INT);
     }
 
+    /** Whether there is a terminal: the command line asks, a program embedding Kindling need not. */
+    private static final class Tty {
+        static final MethodHandle ISATTY = plainCall("isatty", JAVA_INT, JAVA_INT);
+    }
+
     /** The termios calls: bound only where a terminal is there to set up. */
     private static final class Terminals {
         static final MethodHandle TCGETATTR = errnoCall("tcgetattr", JAVA_INT, JAVA_INT, ADDRESS);
         static final MethodHandle TCSETATTR = errnoCall("tcsetattr", JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
     }
-
-    /** isatty: every run of a command line asks it, so it has no holder of its own. */
-    private static final MethodHandle ISATTY = plainCall("isatty", JAVA_INT, JAVA_INT);
 
     /** {@code sizeof(sigset_t)} in glibc. */
     public static final long SIGSET_SIZE = 128;
@@ -173,7 +175,7 @@ public final class Libc {
     /** Whether {@code fd} is a terminal. */
     public static boolean isatty(Fd fd) {
         try {
-            return (int) ISATTY.invokeExact(fd.value()) == 1;
+            return (int) Tty.ISATTY.invokeExact(fd.value()) == 1;
         } catch (Throwable t) {
             throw rethrow(t);
         }

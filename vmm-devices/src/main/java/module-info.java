@@ -5,6 +5,8 @@ module dev.kindling.devices {
     requires com.fasterxml.jackson.databind;
 
     exports dev.kindling.devices.legacy;
+    exports dev.kindling.devices.virtio;
+    exports dev.kindling.devices.virtio.queue;
     exports dev.kindling.microvm;
 
     opens dev.kindling.microvm to com.fasterxml.jackson.databind;

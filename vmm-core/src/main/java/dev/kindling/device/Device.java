@@ -5,6 +5,9 @@ package dev.kindling.device;
  * offset into the device's range. Values are little-endian, in the low {@code size} bytes of the long.
  * Knows nothing of KVM, so it can be tested by calling these methods directly.
  *
+ * <p>A device that needs more than its bus window (guest memory, interrupts, ioeventfds, threads)
+ * is made by a factory given a {@link DeviceContext}.
+ *
  * <p>Accesses may come from several vCPU threads at once; a device that keeps state synchronizes.
  * A device never throws because of what the guest did: an access it does not understand reads as
  * all ones (or zero, as the real device would) and writes are ignored.
@@ -19,7 +22,25 @@ public interface Device extends AutoCloseable {
     /** Writes the low {@code size} bytes of {@code value} at {@code offset}. */
     void write(long offset, int size, long value);
 
-    /** Releases threads, descriptors and memory the device holds. */
+    /**
+     * The machine resets (the guest rebooted in place): back to the state after creation. Returns once
+     * the device's threads have stopped serving the old state.
+     */
+    default void reset() {}
+
+    /**
+     * {@link dev.kindling.machine.Machine#pause()}: returns once the device's own threads touch no
+     * guest memory and raise no interrupts, until {@link #resume()}. vCPUs are parked first.
+     */
+    default void quiesce() {}
+
+    /** Undoes {@link #quiesce()}. */
+    default void resume() {}
+
+    /**
+     * Releases threads, descriptors and memory the device holds, and joins the threads it started:
+     * after this returns, nothing of the device touches guest memory.
+     */
     @Override
     default void close() {}
 

@@ -2,9 +2,11 @@ package dev.kindling.machine;
 
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.Bus;
+import dev.kindling.device.IoEvent;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.memory.MemoryRegion;
-import dev.kindling.sys.EventFd;
+import dev.kindling.memory.MemorySlot;
+import java.lang.foreign.MemorySegment;
 import java.util.OptionalLong;
 
 /**
@@ -26,11 +28,18 @@ public interface Platform extends AutoCloseable {
     IrqLine irqLine(int gsi);
 
     /**
-     * An eventfd the hypervisor signals, without an exit to user space, when the guest writes
+     * Registers an eventfd the hypervisor signals, without an exit to user space, when the guest writes
      * {@code length} bytes to {@code address} in {@code space} (equal to {@code datamatch} when given).
-     * Such writes no longer reach the bus. The platform owns the eventfd.
+     * Such writes no longer reach the bus. Closing the registration removes it; closing the platform
+     * closes any still registered.
      */
-    EventFd ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch);
+    IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch);
+
+    /**
+     * Maps {@code host} at {@code guestAddress} as device memory (not RAM): a slot that may move or be
+     * removed at run time, read-only if asked (guest writes then exit as MMIO).
+     */
+    MemorySlot mapMemory(long guestAddress, MemorySegment host, boolean readOnly);
 
     /** The most vCPUs one VM may have. */
     int maxVcpus();

@@ -2,6 +2,8 @@ package dev.kindling.memory;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -15,6 +17,9 @@ public final class GuestMemory implements AutoCloseable {
     private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED;
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED;
     private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED;
+    /** Aligned, so that acquire and release are single atomic accesses, as the driver's are. */
+    private static final VarHandle ORDERED16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
+    private static final VarHandle ORDERED32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
 
     private final MemoryRegion[] regions;
     private final long[] starts;
@@ -117,6 +122,47 @@ public final class GuestMemory implements AutoCloseable {
 
     public void write64(long gpa, long v) {
         slice(gpa, 8).set(U64, 0, v);
+    }
+
+    /**
+     * Loads the 16-bit value at {@code gpa} with acquire semantics: no later access of this thread is
+     * ordered before it (a ring index, then the entries it covers). {@code gpa} must be 2-aligned.
+     */
+    public short loadAcquire16(long gpa) {
+        return (short) ORDERED16.getAcquire(aligned(gpa, 2), 0L);
+    }
+
+    /** As {@link #loadAcquire16} for 32 bits; {@code gpa} must be 4-aligned. */
+    public int loadAcquire32(long gpa) {
+        return (int) ORDERED32.getAcquire(aligned(gpa, 4), 0L);
+    }
+
+    /**
+     * Stores the 16-bit value with release semantics: every earlier access of this thread is visible
+     * before it (used-ring entries, then the index that publishes them). {@code gpa} must be 2-aligned.
+     */
+    public void storeRelease16(long gpa, short value) {
+        ORDERED16.setRelease(aligned(gpa, 2), 0L, value);
+    }
+
+    /** As {@link #storeRelease16} for 32 bits; {@code gpa} must be 4-aligned. */
+    public void storeRelease32(long gpa, int value) {
+        ORDERED32.setRelease(aligned(gpa, 4), 0L, value);
+    }
+
+    /**
+     * A full fence: stores before it are visible before loads after it (publish a used index, then
+     * read whether the driver wants an interrupt).
+     */
+    public static void fullFence() {
+        VarHandle.fullFence();
+    }
+
+    private MemorySegment aligned(long gpa, int size) {
+        if ((gpa & (size - 1)) != 0) {
+            throw new GuestMemoryException(gpa, size, "not " + size + "-byte aligned");
+        }
+        return slice(gpa, size);
     }
 
     public void read(long gpa, byte[] dst) {

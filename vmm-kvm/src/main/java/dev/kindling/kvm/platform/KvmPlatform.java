@@ -2,6 +2,7 @@ package dev.kindling.kvm.platform;
 
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.Bus;
+import dev.kindling.device.IoEvent;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Capability;
 import dev.kindling.kvm.CpuidEntry;
@@ -14,7 +15,9 @@ import dev.kindling.kvm.Vm;
 import dev.kindling.machine.Platform;
 import dev.kindling.machine.VirtualCpu;
 import dev.kindling.memory.MemoryRegion;
+import dev.kindling.memory.MemorySlot;
 import dev.kindling.sys.EventFd;
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -60,7 +63,8 @@ public final class KvmPlatform implements Platform {
     private final List<KvmVirtualCpu> vcpus = new ArrayList<>();
     private final Map<Integer, KvmIrqLine> lines = new HashMap<>();
     /** Closed after the VM: KVM drops the registrations with the VM. */
-    private final List<EventFd> ioEvents = new ArrayList<>();
+    private final List<KvmIoEvent> ioEvents = new ArrayList<>();
+    private boolean vmOpen = true;
     private volatile IntConsumer eoiListener = vector -> { };
     /** Each failing device is logged once per VM, not once per vCPU. */
     private final Set<Object> failedDevices = ConcurrentHashMap.newKeySet();
@@ -170,7 +174,7 @@ public final class KvmPlatform implements Platform {
     }
 
     @Override
-    public synchronized EventFd ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch) {
+    public synchronized IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch) {
         EventFd fd = EventFd.nonBlocking();
         try {
             vm.registerIoeventfd(fd, address, length, space, datamatch);
@@ -178,8 +182,71 @@ public final class KvmPlatform implements Platform {
             fd.close();
             throw e;
         }
-        ioEvents.add(fd);
-        return fd;
+        KvmIoEvent event = new KvmIoEvent(space, address, length, datamatch, fd);
+        ioEvents.add(event);
+        return event;
+    }
+
+    @Override
+    public MemorySlot mapMemory(long guestAddress, MemorySegment host, boolean readOnly) {
+        throw new UnsupportedOperationException("device memory slots are not built yet");
+    }
+
+    /** An ioeventfd registration; closing it deassigns it from the VM, then closes the eventfd. */
+    private final class KvmIoEvent implements IoEvent {
+        private final AddressSpace space;
+        private final long address;
+        private final int length;
+        private final OptionalLong datamatch;
+        private final EventFd fd;
+        private boolean closed;
+
+        KvmIoEvent(AddressSpace space, long address, int length, OptionalLong datamatch, EventFd fd) {
+            this.space = space;
+            this.address = address;
+            this.length = length;
+            this.datamatch = datamatch;
+            this.fd = fd;
+        }
+
+        @Override
+        public AddressSpace space() {
+            return space;
+        }
+
+        @Override
+        public long address() {
+            return address;
+        }
+
+        @Override
+        public EventFd eventFd() {
+            return fd;
+        }
+
+        @Override
+        public void close() {
+            synchronized (KvmPlatform.this) {
+                if (closed) {
+                    return;
+                }
+                closed = true;
+                ioEvents.remove(this);
+                try {
+                    if (vmOpen) {
+                        vm.unregisterIoeventfd(fd, address, length, space, datamatch);
+                    }
+                } finally {
+                    fd.close();
+                }
+            }
+        }
+
+        /** The VM is gone, and with it the registration. */
+        void release() {
+            closed = true;
+            fd.close();
+        }
     }
 
     /** Delivers an MSI (the VMM's IOAPIC uses this to reach the local APICs). */
@@ -216,11 +283,14 @@ public final class KvmPlatform implements Platform {
     @Override
     public synchronized void close() {
         // vCPUs, then the VM (which drops every irqfd and ioeventfd registration), then the eventfds.
+        vmOpen = false;
         List<AutoCloseable> all = new ArrayList<>(vcpus);
         all.add(vm);
         all.add(kvm);
         all.addAll(lines.values());
-        all.addAll(ioEvents);
+        for (KvmIoEvent e : ioEvents) {
+            all.add(e::release);
+        }
         RuntimeException failure = null;
         for (AutoCloseable c : all) {
             try {

@@ -82,7 +82,7 @@ class MachineOnKvmTest {
     @Test
     void ioeventfdWritesReachJavaWithoutAnExit() throws Exception {
         try (Machine m = TestGuests.machine("ioevent")) {
-            EventFd doorbell = m.platform().ioEvent(AddressSpace.PIO, 0x620, 2, OptionalLong.of(0x1234));
+            EventFd doorbell = m.platform().ioEvent(AddressSpace.PIO, 0x620, 2, OptionalLong.of(0x1234)).eventFd();
             Recorder bus = new Recorder("ioevent-port");
             Recorder done = new Recorder("done");
             m.attachPio(0x620, 2, bus);

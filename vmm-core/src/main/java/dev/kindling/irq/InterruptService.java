@@ -1,0 +1,21 @@
+package dev.kindling.irq;
+
+/**
+ * The machine's interrupt sources for devices: lines by GSI (edges through an irqfd, so a device
+ * thread raises them without an exit), MSI vectors for PCI devices, and end-of-interrupt notices for
+ * level-triggered lines.
+ */
+public interface InterruptService {
+    /** The line of {@code gsi} (an IOAPIC pin). */
+    IrqLine line(int gsi);
+
+    /** A new MSI vector, unconfigured and masked; close it to free its route. */
+    MsiVector msiVector();
+
+    /**
+     * Runs {@code listener} each time the guest ends a level-triggered interrupt on {@code gsi}, on a
+     * thread that holds no interrupt controller's lock (so it may raise the line again). Closing the
+     * result removes it.
+     */
+    AutoCloseable onEndOfInterrupt(int gsi, Runnable listener);
+}

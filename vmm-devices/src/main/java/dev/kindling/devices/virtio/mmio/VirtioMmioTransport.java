@@ -601,6 +601,11 @@ public final class VirtioMmioTransport implements Device {
             return context.threads();
         }
 
+        @Override
+        public void reportFatal(String what, Throwable cause) {
+            context.reportFatal(what, cause);
+        }
+
         void closeNotifiers() {
             for (Notifier n : notifiers) {
                 n.close();

@@ -24,8 +24,10 @@ public final class ConfigException extends MicrovmException {
      * The setting at fault, named after the builder method that sets it: {@code "kernel"},
      * {@code "initrd"}, {@code "cmdline"}, {@code "memoryMib"}, {@code "vcpus"}, {@code "pic"},
      * {@code "irq"} (two devices want one interrupt, or one the IOAPIC lacks), {@code "device"} (a
-     * device's window or factory), {@code "virtioMmioTransport"}, {@code "config"} (a JSON file), or
-     * the name given to {@link OnOffAuto#parse}.
+     * device's window or factory), {@code "virtioMmioTransport"}, {@code "virtioBlk"},
+     * {@code "rootDevice"}, {@code "virtioConsole"}, {@code "virtioRng"}, {@code "drives"} (a disk of
+     * a JSON file), {@code "config"} (the rest of a JSON file), or the name given to
+     * {@link OnOffAuto#parse}.
      */
     public String field() {
         return field;

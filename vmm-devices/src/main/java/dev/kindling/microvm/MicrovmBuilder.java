@@ -20,6 +20,7 @@ import dev.kindling.devices.legacy.Pic8259;
 import dev.kindling.devices.legacy.Pit8254;
 import dev.kindling.devices.legacy.Rtc;
 import dev.kindling.devices.legacy.Serial16550;
+import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Kvm;
 import dev.kindling.kvm.platform.IrqchipMode;
@@ -37,6 +38,7 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.charset.StandardCharsets;
 import java.time.Clock;
 import java.util.ArrayList;
 import java.util.List;
@@ -60,6 +62,10 @@ import java.util.function.IntFunction;
  *         .device(DeviceSpec.pio(0x700, 4, () -> new MyPorts()))
  *         .build();
  * }</pre>
+ *
+ * <p>Virtio devices ({@link #virtioBlk}, {@link #rootDevice}, {@link #virtioConsole}, {@link #virtioRng},
+ * {@link #virtioMmioTransport}) each take the next of microvm's eight virtio-mmio transports, in the
+ * order they are added.
  *
  * <p>Toggles, with microvm's meaning: {@code pic}, {@code pit} (AUTO: on), {@code rtc} (AUTO: off,
  * since the machine always runs on KVM), {@code isaSerial} (on), {@code autoKernelCmdline} (on:
@@ -96,7 +102,38 @@ public final class MicrovmBuilder {
     private boolean strictMmio;
     private IrqchipMode irqchip = IrqchipMode.SPLIT;
     private final List<DeviceSpec> devices = new ArrayList<>();
-    private final List<Function<IrqLine, Device>> virtioTransports = new ArrayList<>();
+    private final List<Virtio> virtioTransports = new ArrayList<>();
+
+    /** What serves a virtio-mmio transport, and the setting that added it (errors name it). */
+    private sealed interface Virtio {
+        String field();
+    }
+
+    private record CustomTransport(Function<IrqLine, Device> factory) implements Virtio {
+        public String field() {
+            return "virtioMmioTransport";
+        }
+    }
+
+    /** A virtio-blk disk; {@code label} names it in errors, {@code root} adds root=/dev/vdX. */
+    private record Drive(String field, String label, Path image, BlkOptions options, boolean root) implements Virtio {}
+
+    /** A virtio console port; without streams it is the machine's console ({@link Microvm#console()}). */
+    private record ConsolePort(InputStream in, OutputStream out) implements Virtio {
+        public String field() {
+            return "virtioConsole";
+        }
+
+        boolean isMachineConsole() {
+            return in == null && out == null;
+        }
+    }
+
+    private record Rng() implements Virtio {
+        public String field() {
+            return "virtioRng";
+        }
+    }
 
     MicrovmBuilder() {}
 
@@ -228,7 +265,74 @@ public final class MicrovmBuilder {
      * {@code 0xd0000000 + i * 0x200} with IRQ {@code 5 + i}, in the order they are added.
      */
     public MicrovmBuilder virtioMmioTransport(Function<IrqLine, Device> factory) {
-        virtioTransports.add(Objects.requireNonNull(factory));
+        virtioTransports.add(new CustomTransport(Objects.requireNonNull(factory)));
+        return this;
+    }
+
+    /** A writable virtio-blk disk without a serial: {@link #virtioBlk(Path, BlkOptions)}. */
+    public MicrovmBuilder virtioBlk(Path image) {
+        return virtioBlk(image, BlkOptions.defaults());
+    }
+
+    /**
+     * Adds a virtio-blk disk backed by {@code image} (a raw image file or a block device) on the next
+     * virtio-mmio transport; the guest names disks {@code vda}, {@code vdb}, ... in the order they are
+     * added. The image is opened, and locked, by {@link #build()}: shared when read-only, exclusive
+     * when writable. {@link #validate()} checks that it exists, is readable, and is writable unless
+     * {@link BlkOptions#readOnly()}; and that no writable image is given twice.
+     */
+    public MicrovmBuilder virtioBlk(Path image, BlkOptions options) {
+        return drive("virtioBlk", "virtio-blk disk", image, options, false);
+    }
+
+    /**
+     * As {@link #virtioBlk(Path, BlkOptions)}, and the guest's root file system, as Firecracker's root
+     * device: appends {@code root=/dev/vdX} (X after the disk's place among the disks) and {@code ro}
+     * or {@code rw} to the command line. One root device at most; the command line must have no
+     * {@code root=} of its own.
+     */
+    public MicrovmBuilder rootDevice(Path image, BlkOptions options) {
+        return drive("rootDevice", "root device", image, options, true);
+    }
+
+    /** A disk from the JSON {@code drives} section: errors name the field {@code "drives"} and the drive id. */
+    MicrovmBuilder jsonDrive(String driveId, Path image, boolean readOnly, boolean root) {
+        return drive("drives", "drive '" + driveId + "'", image, BlkOptions.defaults().withReadOnly(readOnly), root);
+    }
+
+    private MicrovmBuilder drive(String field, String label, Path image, BlkOptions options, boolean root) {
+        Objects.requireNonNull(image, "image");
+        Objects.requireNonNull(options, "options");
+        virtioTransports.add(new Drive(field, label, image, options, root));
+        return this;
+    }
+
+    /**
+     * Adds a virtio console port that is the machine's console, as the serial port is: the guest's
+     * output on it (with {@code console=hvc0}, the kernel's and init's) reaches {@link Microvm#console()}
+     * and the {@link #serialOutput} stream. Without the ISA serial port ({@code isaSerial(false)}), the
+     * port also gets the console's input: {@link Console#send} and the {@link #serialInput} stream. At
+     * most one such port.
+     */
+    public MicrovmBuilder virtioConsole() {
+        virtioTransports.add(new ConsolePort(null, null));
+        return this;
+    }
+
+    /**
+     * Adds a virtio console port of its own, apart from {@link Microvm#console()}: the guest reads
+     * what {@code in} gives (null: nothing) and its output goes to {@code out} (null: dropped). The
+     * streams stay the caller's.
+     */
+    public MicrovmBuilder virtioConsole(InputStream in, OutputStream out) {
+        virtioTransports.add(new ConsolePort(in == null ? InputStream.nullInputStream() : in,
+                out == null ? OutputStream.nullOutputStream() : out));
+        return this;
+    }
+
+    /** Adds a virtio entropy device ({@code /dev/hwrng} in the guest), fed from {@link java.security.SecureRandom}. */
+    public MicrovmBuilder virtioRng() {
+        virtioTransports.add(new Rng());
         return this;
     }
 
@@ -252,6 +356,11 @@ public final class MicrovmBuilder {
      */
     public void validate() {
         plan();
+    }
+
+    /** The command line the guest would get, with the automatic entries; {@link #validate()} first. */
+    String effectiveCmdline() {
+        return plan().cmd().toString();
     }
 
     private Plan plan() {
@@ -286,9 +395,11 @@ public final class MicrovmBuilder {
         boolean pitOn = pit.resolve(true);
         boolean rtcOn = rtc.resolve(false);
         if (virtioTransports.size() > MicrovmLayout.VIRTIO_MAX_TRANSPORTS) {
-            throw new ConfigException("virtioMmioTransport", virtioTransports.size() + " virtio-mmio devices, but microvm has "
+            throw new ConfigException(virtioTransports.get(MicrovmLayout.VIRTIO_MAX_TRANSPORTS).field(),
+                    virtioTransports.size() + " virtio-mmio devices, but microvm has "
                     + MicrovmLayout.VIRTIO_MAX_TRANSPORTS + " transports");
         }
+        List<Drive> drives = checkVirtioDevices();
         checkIrqs(pitOn, rtcOn);
         List<IoMapEntry> fixed = fixedWindows(picOn, pitOn, rtcOn);
         checkWindows(fixed, ramBytes);
@@ -303,6 +414,7 @@ public final class MicrovmBuilder {
         } catch (IllegalArgumentException | BootException e) {
             throw new ConfigException("cmdline", "command line: " + e.getMessage(), e);
         }
+        appendRoot(cmd, drives);
         byte[] kernelImage = read("kernel", kernel);
         try {
             KernelLoader.forImage(kernelImage);
@@ -314,6 +426,105 @@ public final class MicrovmBuilder {
             throw new ConfigException("initrd", "initrd " + initrd + " is empty");
         }
         return new Plan(picOn, pitOn, rtcOn, ramBytes, fixed, cmd, kernelImage, initrdImage);
+    }
+
+    /** The disks' images and options, one root and one machine console at most; returns the disks in order. */
+    private List<Drive> checkVirtioDevices() {
+        List<Drive> drives = new ArrayList<>();
+        Drive root = null;
+        ConsolePort machineConsole = null;
+        for (Virtio v : virtioTransports) {
+            if (v instanceof ConsolePort c && c.isMachineConsole()) {
+                if (machineConsole != null) {
+                    throw new ConfigException("virtioConsole", "virtioConsole() given twice: one virtio console port"
+                            + " can be the machine's console; give the others streams of their own");
+                }
+                machineConsole = c;
+            }
+            if (!(v instanceof Drive d)) {
+                continue;
+            }
+            checkImage(d);
+            int serialBytes = d.options().serial().getBytes(StandardCharsets.UTF_8).length;
+            if (serialBytes > BlkOptions.SERIAL_MAX_BYTES) {
+                throw new ConfigException(d.field(), d.label() + ": serial '" + d.options().serial() + "' is "
+                        + serialBytes + " bytes, virtio-blk allows at most " + BlkOptions.SERIAL_MAX_BYTES);
+            }
+            for (Drive other : drives) {
+                if ((!d.options().readOnly() || !other.options().readOnly()) && sameFile(d.image(), other.image())) {
+                    throw new ConfigException(d.field(), d.label() + " and " + other.label() + " both use " + d.image()
+                            + "; an image written by one disk can be attached only once");
+                }
+            }
+            if (d.root()) {
+                if (root != null) {
+                    throw new ConfigException(d.field(), d.label() + " and " + root.label()
+                            + " are both root devices; there can be one");
+                }
+                root = d;
+            }
+            drives.add(d);
+        }
+        return drives;
+    }
+
+    private static void checkImage(Drive d) {
+        Path p = d.image();
+        if (!Files.exists(p)) {
+            throw new ConfigException(d.field(), d.label() + ": image " + p + " does not exist");
+        }
+        if (Files.isDirectory(p)) {
+            throw new ConfigException(d.field(), d.label() + ": image " + p + " is a directory");
+        }
+        int mode;
+        try {
+            mode = (Integer) Files.getAttribute(p, "unix:mode");
+        } catch (IOException | UnsupportedOperationException e) {
+            throw new ConfigException(d.field(), d.label() + ": cannot inspect image " + p + ": " + e.getMessage(), e);
+        }
+        int type = mode & S_IFMT;
+        if (type != S_IFREG && type != S_IFBLK) {
+            throw new ConfigException(d.field(), d.label() + ": image " + p + " is neither a file nor a block device");
+        }
+        // root may read and write a file without permission bits; such a file is still not meant for it
+        if (!Files.isReadable(p) || (mode & 0444) == 0) {
+            throw new ConfigException(d.field(), d.label() + ": image " + p + " is not readable");
+        }
+        if (!d.options().readOnly() && (!Files.isWritable(p) || (mode & 0222) == 0)) {
+            throw new ConfigException(d.field(), d.label() + ": image " + p
+                    + " is read-only (no write permission): attach it read-only");
+        }
+    }
+
+    private static final int S_IFMT = 0170000, S_IFREG = 0100000, S_IFBLK = 0060000;
+
+    private static boolean sameFile(Path a, Path b) {
+        try {
+            return Files.isSameFile(a, b);
+        } catch (IOException e) {
+            return a.toAbsolutePath().normalize().equals(b.toAbsolutePath().normalize());
+        }
+    }
+
+    /** The root device's {@code root=/dev/vdX ro|rw}, as Firecracker adds it. */
+    private static void appendRoot(CmdLine cmd, List<Drive> drives) {
+        for (int i = 0; i < drives.size(); i++) {
+            Drive d = drives.get(i);
+            if (!d.root()) {
+                continue;
+            }
+            for (String arg : cmd.toString().split(" ")) {
+                if (arg.startsWith("root=")) {
+                    throw new ConfigException(d.field(), d.label() + ": the command line has " + arg
+                            + " of its own; drop it, or attach the disk as a plain virtio-blk disk");
+                }
+            }
+            try {
+                cmd.append("root=/dev/vd" + (char) ('a' + i) + (d.options().readOnly() ? " ro" : " rw"));
+            } catch (BootException e) {
+                throw new ConfigException("cmdline", "command line: " + e.getMessage(), e);
+            }
+        }
     }
 
     private void checkIrqs(boolean pitOn, boolean rtcOn) {
@@ -632,7 +843,13 @@ public final class MicrovmBuilder {
         attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
 
         for (int i = 0; i < virtioTransports.size(); i++) {
-            Device d = make("virtio-mmio transport " + i, virtioTransports.get(i), isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i));
+            IrqLine line = isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i);
+            Device d = switch (virtioTransports.get(i)) {
+                case CustomTransport c -> make("virtio-mmio transport " + i, c.factory(), line);
+                case Drive drive -> throw new UnsupportedOperationException("virtio-blk: " + drive.label());
+                case ConsolePort port -> throw new UnsupportedOperationException("virtio-console");
+                case Rng rng -> throw new UnsupportedOperationException("virtio-rng");
+            };
             machine.attachMmio(transportBase(i), MicrovmLayout.VIRTIO_MMIO_SIZE, d);
         }
         for (DeviceSpec u : devices) {

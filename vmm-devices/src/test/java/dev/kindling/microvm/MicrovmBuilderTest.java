@@ -7,14 +7,17 @@ import static org.assertj.core.api.Assertions.catchThrowableOfType;
 import dev.kindling.boot.BootException;
 import dev.kindling.boot.MpTable;
 import dev.kindling.device.Device;
+import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.kvm.testing.TestGuests;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
 import dev.kindling.testing.HostResources;
 import java.io.IOException;
+import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -218,5 +221,90 @@ class MicrovmBuilderTest {
                 .virtioMmioTransport(line -> new Probe()).build()) {
             assertThat(vm.cmdline()).isEqualTo("console=ttyS0");
         }
+    }
+
+    @Test
+    void virtioDisksAreCheckedBeforeAnythingIsAllocated() throws Exception {
+        Path k = elfMagic();
+        Path img = Files.write(tmp.resolve("disk.img"), new byte[4096]);
+        Microvm.builder().kernel(k).virtioBlk(img).validate();
+
+        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(tmp.resolve("missing.img")), "virtioBlk"))
+                .hasMessage("virtio-blk disk: image " + tmp.resolve("missing.img") + " does not exist");
+        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(tmp), "virtioBlk")).hasMessageContaining("is a directory");
+        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(Path.of("/dev/null")), "virtioBlk"))
+                .hasMessageContaining("neither a file nor a block device");
+
+        Path unreadable = Files.write(tmp.resolve("unreadable.img"), new byte[4096]);
+        Files.setPosixFilePermissions(unreadable, PosixFilePermissions.fromString("-w-------"));
+        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(unreadable), "virtioBlk"))
+                .hasMessageContaining("unreadable.img is not readable");
+
+        Path readOnly = Files.write(tmp.resolve("ro.img"), new byte[4096]);
+        Files.setPosixFilePermissions(readOnly, PosixFilePermissions.fromString("r--r--r--"));
+        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(readOnly), "virtioBlk"))
+                .hasMessageContaining("ro.img is read-only (no write permission)");
+        assertThat(configError(Microvm.builder().kernel(k).rootDevice(readOnly, BlkOptions.defaults()), "rootDevice"))
+                .hasMessageContaining("read-only");
+        Microvm.builder().kernel(k).virtioBlk(readOnly, BlkOptions.defaults().withReadOnly(true)).validate();
+
+        // one image may back several read-only disks, but a written one only one disk
+        Path link = Files.createSymbolicLink(tmp.resolve("link.img"), img);
+        BlkOptions ro = BlkOptions.defaults().withReadOnly(true);
+        Microvm.builder().kernel(k).virtioBlk(img, ro).virtioBlk(link, ro).validate();
+        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(img).virtioBlk(link), "virtioBlk"))
+                .hasMessageContaining("both use");
+        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(img, ro).rootDevice(img, BlkOptions.defaults()),
+                "rootDevice")).hasMessageContaining("attached only once");
+
+        Microvm.builder().kernel(k).virtioBlk(img, BlkOptions.defaults().withSerial("x".repeat(20))).validate();
+        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(img, BlkOptions.defaults().withSerial("x".repeat(21))),
+                "virtioBlk")).hasMessageContaining("serial").hasMessageContaining("21 bytes");
+        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(img, BlkOptions.defaults().withSerial("\u00e9".repeat(11))),
+                "virtioBlk")).hasMessageContaining("22 bytes");
+
+        Path other = Files.write(tmp.resolve("other.img"), new byte[4096]);
+        assertThat(configError(Microvm.builder().kernel(k).rootDevice(img, BlkOptions.defaults())
+                .rootDevice(other, BlkOptions.defaults()), "rootDevice")).hasMessageContaining("both root devices");
+
+        // the ninth virtio device has no transport, whatever it is
+        MicrovmBuilder nine = Microvm.builder().kernel(k).virtioConsole().virtioRng();
+        for (int i = 0; i < 6; i++) {
+            nine.virtioMmioTransport(line -> new Probe());
+        }
+        nine.validate();
+        assertThat(configError(nine.virtioBlk(img), "virtioBlk")).hasMessage("9 virtio-mmio devices, but microvm has 8 transports");
+
+        assertThat(configError(Microvm.builder().kernel(k).virtioConsole().virtioConsole(), "virtioConsole"))
+                .hasMessageContaining("given twice");
+        Microvm.builder().kernel(k).virtioConsole().virtioConsole(null, null).virtioConsole(null, OutputStream.nullOutputStream())
+                .validate();
+    }
+
+    @Test
+    void theRootDeviceAddsRootToTheCommandLine() throws Exception {
+        Path k = elfMagic();
+        Path a = Files.write(tmp.resolve("a.img"), new byte[4096]);
+        Path b = Files.write(tmp.resolve("b.img"), new byte[4096]);
+        assertThat(Microvm.builder().kernel(k).cmdline("console=hvc0").rootDevice(a, BlkOptions.defaults())
+                .effectiveCmdline()).isEqualTo("console=hvc0 virtio_mmio.device=512@0xd0000000:5 root=/dev/vda rw");
+        // the letter is the disk's place among the disks, not among the transports
+        assertThat(Microvm.builder().kernel(k).virtioRng().virtioBlk(a).rootDevice(b, BlkOptions.defaults().withReadOnly(true))
+                .autoKernelCmdline(false).effectiveCmdline()).isEqualTo("root=/dev/vdb ro");
+        assertThat(configError(Microvm.builder().kernel(k).cmdline("root=/dev/sda1").rootDevice(a, BlkOptions.defaults()),
+                "rootDevice")).hasMessageContaining("has root=/dev/sda1 of its own");
+        assertThat(Microvm.builder().kernel(k).cmdline("root=/dev/sda1").virtioBlk(a).autoKernelCmdline(false)
+                .effectiveCmdline()).isEqualTo("root=/dev/sda1");
+    }
+
+    @Test
+    void jsonDrivesAreCheckedByValidateUnderTheirOwnName() throws Exception {
+        Path k = elfMagic();
+        Path json = Files.writeString(tmp.resolve("vm.json"), """
+                {"boot-source": {"kernel_image_path": "%s"},
+                 "drives": [{"drive_id": "data", "path_on_host": "%s", "is_root_device": false, "is_read_only": false}]}"""
+                .formatted(k, tmp.resolve("gone.img")));
+        assertThat(configError(Microvm.builder().config(json), "drives"))
+                .hasMessage("drive 'data': image " + tmp.resolve("gone.img") + " does not exist");
     }
 }

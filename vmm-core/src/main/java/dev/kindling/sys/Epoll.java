@@ -63,7 +63,7 @@ public final class Epoll implements AutoCloseable {
         return capacity;
     }
 
-    /** Watches {@code target} for {@code events} (EPOLLIN...), reported with {@code token}. */
+    /** Watches {@code target} for {@code events} (EPOLLIN...; EPOLLHUP and EPOLLERR come unasked), reported with {@code token}. */
     public void add(Fd target, int events, long token) {
         control(Libc.EPOLL_CTL_ADD, target, events, token);
     }
@@ -112,6 +112,7 @@ public final class Epoll implements AutoCloseable {
         return i * EVENT.byteSize();
     }
 
+    /** Closes the instance and frees its buffer: only once no thread waits in it any more. */
     @Override
     public void close() {
         fd.close();

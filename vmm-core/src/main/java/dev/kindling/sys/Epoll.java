@@ -46,9 +46,11 @@ public final class Epoll implements AutoCloseable {
             throw new IllegalArgumentException("an epoll wait needs room for at least one event, not " + maxEvents);
         }
         Fd fd = Fd.adopt(Libc.epollCreate1(0), "epoll");
+        Arena arena = Arena.ofShared();
         try {
-            return new Epoll(fd, Arena.ofShared(), maxEvents);
+            return new Epoll(fd, arena, maxEvents);
         } catch (RuntimeException | Error e) {
+            arena.close();
             fd.close();
             throw e;
         }

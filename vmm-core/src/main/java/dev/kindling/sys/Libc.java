@@ -23,7 +23,12 @@ import java.util.concurrent.TimeUnit;
  */
 @SuppressWarnings("restricted") // this class is where Kindling's native calls are bound
 public final class Libc {
-    public static final int O_RDONLY = 0, O_RDWR = 2, O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800;
+    public static final int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_EXCL = 0x80,
+            O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800;
+    public static final int FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02, FALLOC_FL_ZERO_RANGE = 0x10;
+    public static final int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+    /** The file type bits of {@code st_mode}, and the type of a block device. */
+    public static final int S_IFMT = 0170000, S_IFBLK = 0060000;
     public static final int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
     public static final int MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20,
             MAP_NORESERVE = 0x4000;
@@ -32,6 +37,7 @@ public final class Libc {
     public static final short POLLIN = 1, POLLOUT = 4, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
     public static final int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0x80000;
     public static final int SOL_SOCKET = 1, SCM_RIGHTS = 1, MSG_CMSG_CLOEXEC = 0x40000000;
+    public static final int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
     public static final int SIG_BLOCK = 0, SIG_UNBLOCK = 1, SIG_SETMASK = 2;
 
     private static final Linker LINKER = Linker.nativeLinker();
@@ -59,10 +65,21 @@ public final class Libc {
         static final MethodHandle READ = errnoCall("read", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
         static final MethodHandle WRITE = errnoCall("write", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
         static final MethodHandle POLL = errnoCall("poll", JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT);
+        static final MethodHandle READV = errnoCall("readv", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
+        static final MethodHandle WRITEV = errnoCall("writev", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
+    }
+
+    /** The event loop of device I/O threads. */
+    private static final class Epolls {
+        static final MethodHandle EPOLL_CREATE1 = errnoCall("epoll_create1", JAVA_INT, JAVA_INT);
+        static final MethodHandle EPOLL_CTL = errnoCall("epoll_ctl", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
+        static final MethodHandle EPOLL_WAIT = errnoCall("epoll_wait", JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
     }
 
     private static final class Descriptors {
-        static final MethodHandle OPEN = errnoCall("open", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
+        // open(path, flags, ...): the mode is variadic
+        static final MethodHandle OPEN = LINKER.downcallHandle(find("open"),
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
         static final MethodHandle CLOSE = errnoCall("close", JAVA_INT, JAVA_INT);
         static final MethodHandle EVENTFD = errnoCall("eventfd", JAVA_INT, JAVA_INT, JAVA_INT);
     }
@@ -74,6 +91,17 @@ public final class Libc {
         static final MethodHandle LSEEK = errnoCall("lseek", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
         static final MethodHandle PREAD = errnoCall("pread", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
         static final MethodHandle PWRITE = errnoCall("pwrite", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
+        static final MethodHandle PREADV = errnoCall("preadv", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG);
+        static final MethodHandle PWRITEV = errnoCall("pwritev", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG);
+    }
+
+    /** What a disk image needs besides reads and writes: durability, space, a lock, its type. */
+    private static final class Disks {
+        static final MethodHandle FSYNC = errnoCall("fsync", JAVA_INT, JAVA_INT);
+        static final MethodHandle FDATASYNC = errnoCall("fdatasync", JAVA_INT, JAVA_INT);
+        static final MethodHandle FALLOCATE = errnoCall("fallocate", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG);
+        static final MethodHandle FLOCK = errnoCall("flock", JAVA_INT, JAVA_INT, JAVA_INT);
+        static final MethodHandle FSTAT = errnoCall("fstat", JAVA_INT, JAVA_INT, ADDRESS);
     }
 
     private static final class Memory {
@@ -87,6 +115,15 @@ public final class Libc {
         static final MethodHandle SOCKETPAIR = errnoCall("socketpair", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
         static final MethodHandle SENDMSG = errnoCall("sendmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
         static final MethodHandle RECVMSG = errnoCall("recvmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
+    }
+
+    /** Sockets with an address: servers and clients of a path. */
+    private static final class Addressed {
+        static final MethodHandle SOCKET = errnoCall("socket", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT);
+        static final MethodHandle BIND = errnoCall("bind", JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT);
+        static final MethodHandle LISTEN = errnoCall("listen", JAVA_INT, JAVA_INT, JAVA_INT);
+        static final MethodHandle ACCEPT4 = errnoCall("accept4", JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, JAVA_INT);
+        static final MethodHandle CONNECT = errnoCall("connect", JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT);
     }
 
     private static final class Signals {
@@ -119,6 +156,27 @@ public final class Libc {
             JAVA_INT.withName("sa_flags"),
             MemoryLayout.paddingLayout(4),
             ADDRESS.withName("sa_restorer"));
+
+    /** glibc's {@code struct stat} on x86-64. */
+    public static final StructLayout STAT_LAYOUT = MemoryLayout.structLayout(
+            JAVA_LONG.withName("st_dev"),
+            JAVA_LONG.withName("st_ino"),
+            JAVA_LONG.withName("st_nlink"),
+            JAVA_INT.withName("st_mode"),
+            JAVA_INT.withName("st_uid"),
+            JAVA_INT.withName("st_gid"),
+            MemoryLayout.paddingLayout(4),
+            JAVA_LONG.withName("st_rdev"),
+            JAVA_LONG.withName("st_size"),
+            JAVA_LONG.withName("st_blksize"),
+            JAVA_LONG.withName("st_blocks"),
+            MemoryLayout.sequenceLayout(2, JAVA_LONG).withName("st_atim"),
+            MemoryLayout.sequenceLayout(2, JAVA_LONG).withName("st_mtim"),
+            MemoryLayout.sequenceLayout(2, JAVA_LONG).withName("st_ctim"),
+            MemoryLayout.paddingLayout(24));
+    private static final long ST_MODE = STAT_LAYOUT.byteOffset(MemoryLayout.PathElement.groupElement("st_mode"));
+    /** {@code BLKGETSIZE64}: a block device's size in bytes. */
+    public static final Ioctl BLKGETSIZE64 = Ioctl.ior("BLKGETSIZE64", 0x12, 114, 8);
 
     private Libc() {}
 
@@ -203,9 +261,18 @@ public final class Libc {
     }
 
     public static int open(String path, int flags) {
+        return open(path, flags, 0);
+    }
+
+    /** open; {@code flags} gains O_CLOEXEC, {@code mode} (e.g. 0644) applies when O_CREAT creates the file. */
+    public static int open(String path, int flags, int mode) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment state = STATE.get();
-            int fd = (int) Descriptors.OPEN.invokeExact(state, arena.allocateFrom(path), flags | O_CLOEXEC, 0);
+            MemorySegment name = arena.allocateFrom(path);
+            int fd;
+            do {
+                fd = (int) Descriptors.OPEN.invokeExact(state, name, flags | O_CLOEXEC, mode);
+            } while (interrupted(fd, state));
             return check(fd, state, "open(" + path + ")");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -330,7 +397,7 @@ public final class Libc {
         }
     }
 
-    /** The size of a regular file or memfd (lseek to the end). */
+    /** The size of a regular file, memfd or block device (lseek to the end). */
     public static long fileSize(Fd fd) {
         try {
             MemorySegment state = STATE.get();
@@ -427,6 +494,230 @@ public final class Libc {
         }
     }
 
+    /** Fails unless {@code iov} holds {@code count} iovecs and the kernel takes that many. */
+    private static void checkIoVecs(MemorySegment iov, int count, String call) {
+        if (count < 0 || count > IoVec.MAX || count * IoVec.LAYOUT.byteSize() > iov.byteSize()) {
+            throw new IllegalArgumentException(call + ": " + count + " iovecs do not fit a " + iov.byteSize()
+                    + "-byte array (or exceed IOV_MAX " + IoVec.MAX + ")");
+        }
+    }
+
+    /** readv into {@code count} iovecs of {@code iov}; returns bytes read, or -EAGAIN on a non-blocking fd with nothing to read. */
+    public static long readv(Fd fd, MemorySegment iov, int count) {
+        checkIoVecs(iov, count, "readv");
+        try {
+            MemorySegment state = STATE.get();
+            long r;
+            do {
+                r = (long) Io.READV.invokeExact(state, fd.value(), iov, count);
+            } while (interrupted(r, state));
+            if (r < 0 && errno(state) == Errno.EAGAIN) {
+                return -Errno.EAGAIN;
+            }
+            return r >= 0 ? r : check(r, state, "readv(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** writev from {@code count} iovecs of {@code iov}; returns bytes written, or -EAGAIN on a full non-blocking fd. */
+    public static long writev(Fd fd, MemorySegment iov, int count) {
+        checkIoVecs(iov, count, "writev");
+        try {
+            MemorySegment state = STATE.get();
+            long r;
+            do {
+                r = (long) Io.WRITEV.invokeExact(state, fd.value(), iov, count);
+            } while (interrupted(r, state));
+            if (r < 0 && errno(state) == Errno.EAGAIN) {
+                return -Errno.EAGAIN;
+            }
+            return r >= 0 ? r : check(r, state, "writev(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** preadv at {@code offset}; returns bytes read (fewer than asked at the end of the file). */
+    public static long preadv(Fd fd, MemorySegment iov, int count, long offset) {
+        checkIoVecs(iov, count, "preadv");
+        try {
+            MemorySegment state = STATE.get();
+            long r;
+            do {
+                r = (long) Files.PREADV.invokeExact(state, fd.value(), iov, count, offset);
+            } while (interrupted(r, state));
+            return r >= 0 ? r : check(r, state, "preadv(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** pwritev at {@code offset}; returns bytes written. */
+    public static long pwritev(Fd fd, MemorySegment iov, int count, long offset) {
+        checkIoVecs(iov, count, "pwritev");
+        try {
+            MemorySegment state = STATE.get();
+            long r;
+            do {
+                r = (long) Files.PWRITEV.invokeExact(state, fd.value(), iov, count, offset);
+            } while (interrupted(r, state));
+            return r >= 0 ? r : check(r, state, "pwritev(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** fsync: data and metadata reach the disk before it returns. */
+    public static void fsync(Fd fd) {
+        try {
+            MemorySegment state = STATE.get();
+            int r;
+            do {
+                r = (int) Disks.FSYNC.invokeExact(state, fd.value());
+            } while (interrupted(r, state));
+            check(r, state, "fsync(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** fdatasync: the data, and the metadata needed to read it back, reach the disk before it returns. */
+    public static void fdatasync(Fd fd) {
+        try {
+            MemorySegment state = STATE.get();
+            int r;
+            do {
+                r = (int) Disks.FDATASYNC.invokeExact(state, fd.value());
+            } while (interrupted(r, state));
+            check(r, state, "fdatasync(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * fallocate with {@code mode} 0 or FALLOC_FL_* flags. A file system that lacks the mode fails
+     * with EOPNOTSUPP ({@link SyscallException#errno()}).
+     */
+    public static void fallocate(Fd fd, int mode, long offset, long length) {
+        try {
+            MemorySegment state = STATE.get();
+            int r;
+            do {
+                r = (int) Disks.FALLOCATE.invokeExact(state, fd.value(), mode, offset, length);
+            } while (interrupted(r, state));
+            check(r, state, "fallocate(" + fd.what() + ", mode " + mode + ", " + length + " bytes at " + offset + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * flock with {@code op} LOCK_SH, LOCK_EX or LOCK_UN, with LOCK_NB or not; true when done, false
+     * when LOCK_NB was given and another open file description holds a conflicting lock.
+     */
+    public static boolean flock(Fd fd, int op) {
+        try {
+            MemorySegment state = STATE.get();
+            int r;
+            do {
+                r = (int) Disks.FLOCK.invokeExact(state, fd.value(), op);
+            } while (interrupted(r, state));
+            if (r < 0 && errno(state) == Errno.EAGAIN) { // EWOULDBLOCK
+                return false;
+            }
+            check(r, state, "flock(" + fd.what() + ")");
+            return true;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** fstat into {@code stat} (a {@link #STAT_LAYOUT}). */
+    public static void fstat(Fd fd, MemorySegment stat) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) Disks.FSTAT.invokeExact(state, fd.value(), stat), state, "fstat(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Whether {@code fd} is a block device (a disk, a partition, a loop device). */
+    public static boolean isBlockDevice(Fd fd) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment stat = arena.allocate(STAT_LAYOUT);
+            fstat(fd, stat);
+            return (stat.get(JAVA_INT, ST_MODE) & S_IFMT) == S_IFBLK;
+        }
+    }
+
+    /** The size in bytes of block device {@code fd} (BLKGETSIZE64). */
+    public static long blockDeviceSize(Fd fd) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment size = arena.allocate(JAVA_LONG);
+            ioctl(fd, BLKGETSIZE64, size);
+            return size.get(JAVA_LONG, 0);
+        }
+    }
+
+    /** epoll_create1; {@code flags} gains EPOLL_CLOEXEC. */
+    public static int epollCreate1(int flags) {
+        try {
+            MemorySegment state = STATE.get();
+            return check((int) Epolls.EPOLL_CREATE1.invokeExact(state, flags | EPOLL_CLOEXEC), state, "epoll_create1");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** epoll_ctl with {@code op} EPOLL_CTL_ADD, _MOD or _DEL; {@code event} a {@link Epoll#EVENT} (or NULL for DEL). */
+    public static void epollCtl(Fd epoll, int op, Fd fd, MemorySegment event) {
+        try {
+            MemorySegment state = STATE.get();
+            int r = (int) Epolls.EPOLL_CTL.invokeExact(state, epoll.value(), op, fd.value(), event);
+            if (r < 0) {
+                check(r, state, "epoll_ctl(" + epoll.what() + ", " + (op == EPOLL_CTL_ADD ? "ADD" : op == EPOLL_CTL_MOD ? "MOD" : "DEL")
+                        + ", " + fd.what() + ")");
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * epoll_wait into {@code events} (room for {@code maxEvents} {@link Epoll#EVENT}s); returns the
+     * ready count, or 0 once {@code timeoutMillis} (-1: none) has passed. A signal does not end the
+     * wait: the call is repeated with the time left.
+     */
+    public static int epollWait(Fd epoll, MemorySegment events, int maxEvents, int timeoutMillis) {
+        if (maxEvents < 1 || maxEvents * Epoll.EVENT.byteSize() > events.byteSize()) {
+            throw new IllegalArgumentException("epoll_wait: " + maxEvents + " events do not fit a " + events.byteSize() + "-byte buffer");
+        }
+        try {
+            MemorySegment state = STATE.get();
+            long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(0, timeoutMillis));
+            int timeout = timeoutMillis;
+            while (true) {
+                int r = (int) Epolls.EPOLL_WAIT.invokeExact(state, epoll.value(), events, maxEvents, timeout);
+                if (r >= 0) {
+                    return r;
+                }
+                if (errno(state) != Errno.EINTR) {
+                    return check(r, state, "epoll_wait(" + epoll.what() + ")");
+                }
+                if (timeoutMillis > 0) {
+                    // rounded up, so an interrupted wait never ends early
+                    long leftNanos = Math.max(0, deadline - System.nanoTime());
+                    timeout = (int) ((leftNanos + 999_999) / 1_000_000);
+                }
+            }
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
     /** socketpair(AF_UNIX, type); returns both descriptors as owned {@link Fd}s. */
     public static Fd[] socketpair(int type) {
         try (Arena arena = Arena.ofConfined()) {
@@ -435,6 +726,67 @@ public final class Libc {
             check((int) Sockets.SOCKETPAIR.invokeExact(state, AF_UNIX, type | SOCK_CLOEXEC, 0, fds), state, "socketpair");
             return new Fd[] {Fd.adopt(fds.getAtIndex(JAVA_INT, 0), "socketpair[0]"),
                     Fd.adopt(fds.getAtIndex(JAVA_INT, 1), "socketpair[1]")};
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** socket; {@code type} gains SOCK_CLOEXEC. Returns the descriptor. */
+    public static int socket(int domain, int type, int protocol) {
+        try {
+            MemorySegment state = STATE.get();
+            return check((int) Addressed.SOCKET.invokeExact(state, domain, type | SOCK_CLOEXEC, protocol), state, "socket");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** bind to {@code addr} (its first {@code length} bytes); {@code what} names the address in errors. */
+    public static void bind(Fd fd, MemorySegment addr, int length, String what) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) Addressed.BIND.invokeExact(state, fd.value(), addr, length), state, "bind(" + what + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static void listen(Fd fd, int backlog) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) Addressed.LISTEN.invokeExact(state, fd.value(), backlog), state, "listen(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** accept4 without the peer's address; {@code flags} gains SOCK_CLOEXEC. Returns the connection's descriptor. */
+    public static int accept4(Fd fd, int flags) {
+        try {
+            MemorySegment state = STATE.get();
+            int r;
+            do {
+                r = (int) Addressed.ACCEPT4.invokeExact(state, fd.value(), MemorySegment.NULL, MemorySegment.NULL,
+                        flags | SOCK_CLOEXEC);
+            } while (interrupted(r, state));
+            return check(r, state, "accept4(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * connect to {@code addr} (its first {@code length} bytes); {@code what} names the address in
+     * errors. Repeated on EINTR, which leaves an AF_UNIX socket unconnected.
+     */
+    public static void connect(Fd fd, MemorySegment addr, int length, String what) {
+        try {
+            MemorySegment state = STATE.get();
+            int r;
+            do {
+                r = (int) Addressed.CONNECT.invokeExact(state, fd.value(), addr, length);
+            } while (interrupted(r, state));
+            check(r, state, "connect(" + what + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }

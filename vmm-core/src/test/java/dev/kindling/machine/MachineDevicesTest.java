@@ -436,6 +436,11 @@ class MachineDevicesTest {
         }
 
         @Override
+        public InterruptService interrupts() {
+            return new TestInterrupts();
+        }
+
+        @Override
         public IrqLine irqLine(int gsi) {
             return new TestLine(gsi);
         }

@@ -7,7 +7,9 @@ module dev.kindling.devices {
     exports dev.kindling.devices.legacy;
     exports dev.kindling.devices.virtio;
     exports dev.kindling.devices.virtio.blk;
+    exports dev.kindling.devices.virtio.mmio;
     exports dev.kindling.devices.virtio.queue;
+    exports dev.kindling.devices.virtio.rng;
     exports dev.kindling.microvm;
 
     opens dev.kindling.microvm to com.fasterxml.jackson.databind;

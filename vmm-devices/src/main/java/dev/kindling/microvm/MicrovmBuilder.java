@@ -13,6 +13,7 @@ import dev.kindling.boot.PvhBoot;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
+import dev.kindling.device.DeviceContext;
 import dev.kindling.devices.legacy.I8042;
 import dev.kindling.devices.legacy.IoApic;
 import dev.kindling.devices.legacy.IrqLines;
@@ -20,7 +21,10 @@ import dev.kindling.devices.legacy.Pic8259;
 import dev.kindling.devices.legacy.Pit8254;
 import dev.kindling.devices.legacy.Rtc;
 import dev.kindling.devices.legacy.Serial16550;
+import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.blk.BlkOptions;
+import dev.kindling.devices.virtio.mmio.VirtioMmioTransport;
+import dev.kindling.devices.virtio.rng.VirtioRng;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Kvm;
 import dev.kindling.kvm.platform.IrqchipMode;
@@ -38,7 +42,7 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.charset.StandardCharsets;
+import java.security.SecureRandom;
 import java.time.Clock;
 import java.util.ArrayList;
 import java.util.List;
@@ -129,7 +133,7 @@ public final class MicrovmBuilder {
         }
     }
 
-    private record Rng() implements Virtio {
+    private record Rng(VirtioRng.RateLimit limit) implements Virtio {
         public String field() {
             return "virtioRng";
         }
@@ -330,9 +334,15 @@ public final class MicrovmBuilder {
         return this;
     }
 
-    /** Adds a virtio entropy device ({@code /dev/hwrng} in the guest), fed from {@link java.security.SecureRandom}. */
+    /** Adds a virtio entropy device ({@code /dev/hwrng} in the guest), fed from {@link SecureRandom}. */
     public MicrovmBuilder virtioRng() {
-        virtioTransports.add(new Rng());
+        virtioTransports.add(new Rng(null));
+        return this;
+    }
+
+    /** As {@link #virtioRng()}, giving the guest at most {@code limit}'s bytes per second (and burst). */
+    public MicrovmBuilder virtioRng(VirtioRng.RateLimit limit) {
+        virtioTransports.add(new Rng(Objects.requireNonNull(limit, "limit")));
         return this;
     }
 
@@ -445,11 +455,6 @@ public final class MicrovmBuilder {
                 continue;
             }
             checkImage(d);
-            int serialBytes = d.options().serial().getBytes(StandardCharsets.UTF_8).length;
-            if (serialBytes > BlkOptions.SERIAL_MAX_BYTES) {
-                throw new ConfigException(d.field(), d.label() + ": serial '" + d.options().serial() + "' is "
-                        + serialBytes + " bytes, virtio-blk allows at most " + BlkOptions.SERIAL_MAX_BYTES);
-            }
             for (Drive other : drives) {
                 if ((!d.options().readOnly() || !other.options().readOnly()) && sameFile(d.image(), other.image())) {
                     throw new ConfigException(d.field(), d.label() + " and " + other.label() + " both use " + d.image()
@@ -840,15 +845,18 @@ public final class MicrovmBuilder {
                 isaLine.apply(IRQ_KEYBOARD), null);
         attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
 
+        int blks = 0, rngs = 0;
         for (int i = 0; i < virtioTransports.size(); i++) {
             IrqLine line = isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i);
+            long base = transportBase(i);
             Device d = switch (virtioTransports.get(i)) {
                 case CustomTransport c -> make("virtio-mmio transport " + i, c.factory(), line);
-                case Drive drive -> throw new UnsupportedOperationException("virtio-blk: " + drive.label());
+                case Drive drive -> throw new UnsupportedOperationException("virtio-blk: " + drive.label() + " blk" + blks++);
                 case ConsolePort port -> throw new UnsupportedOperationException("virtio-console");
-                case Rng rng -> throw new UnsupportedOperationException("virtio-rng");
+                case Rng rng -> transport(machine, platform, base, line,
+                        new VirtioRng("rng" + rngs++, new SecureRandom(), rng.limit()));
             };
-            machine.attachMmio(transportBase(i), MicrovmLayout.VIRTIO_MMIO_SIZE, d);
+            machine.attachMmio(base, MicrovmLayout.VIRTIO_MMIO_SIZE, d);
         }
         for (DeviceSpec u : devices) {
             Device d = make(u.describe(), u.factory(), u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0));
@@ -861,6 +869,17 @@ public final class MicrovmBuilder {
         machine.vcpus().getFirst().setBootState(boot.bsp());
         List<IoMapEntry> kvmOwned = plan.fixedWindows().stream().filter(e -> e.owner() == IoMapEntry.Owner.KVM).toList();
         return new Microvm(machine, console, serial, kvmOwned, plan.cmd().toString(), boot.protocol());
+    }
+
+    /** A virtio-mmio transport at {@code base} serving {@code device}, which it closes; closes it if it cannot be made. */
+    private static Device transport(Machine machine, KvmPlatform platform, long base, IrqLine line, VirtioDevice device) {
+        try {
+            DeviceContext context = machine.deviceContext(device.name(), line, platform.interrupts());
+            return new VirtioMmioTransport(device, context, base);
+        } catch (RuntimeException e) {
+            device.close();
+            throw e;
+        }
     }
 
     /** Runs a device factory of the caller's; its failure is a configuration error of that device. */

@@ -257,11 +257,10 @@ class MicrovmBuilderTest {
         assertThat(configError(Microvm.builder().kernel(k).virtioBlk(img, ro).rootDevice(img, BlkOptions.defaults()),
                 "rootDevice")).hasMessageContaining("attached only once");
 
+        // a serial over 20 bytes cannot even be given: the options refuse it
         Microvm.builder().kernel(k).virtioBlk(img, BlkOptions.defaults().withSerial("x".repeat(20))).validate();
-        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(img, BlkOptions.defaults().withSerial("x".repeat(21))),
-                "virtioBlk")).hasMessageContaining("serial").hasMessageContaining("21 bytes");
-        assertThat(configError(Microvm.builder().kernel(k).virtioBlk(img, BlkOptions.defaults().withSerial("\u00e9".repeat(11))),
-                "virtioBlk")).hasMessageContaining("22 bytes");
+        assertThatThrownBy(() -> BlkOptions.defaults().withSerial("\u00e9".repeat(11)))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("22 bytes");
 
         Path other = Files.write(tmp.resolve("other.img"), new byte[4096]);
         assertThat(configError(Microvm.builder().kernel(k).rootDevice(img, BlkOptions.defaults())

@@ -17,7 +17,8 @@ public final class Kindling {
             usage: kindling probe
                    kindling run --kernel PATH [--initrd PATH] [--cmdline STR] [--mem MIB] [--vcpus N]
                                 [--pic on|off|auto] [--pit on|off|auto] [--rtc on|off|auto] [--isa-serial on|off]
-                                [--irqchip split|kernel] [--config FILE.json] [--timeout SECONDS] [--print-io-map]
+                                [--irqchip split|kernel] [--disk PATH[,ro][,root]]... [--virtio-console] [--rng]
+                                [--config FILE.json] [--timeout SECONDS] [--print-io-map]
                    kindling bench exits [--iterations N] [--runs N]
                    kindling bench boot [--runs N]
                    kindling bench startup [--runs N]

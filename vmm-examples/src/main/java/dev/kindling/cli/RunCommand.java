@@ -1,5 +1,6 @@
 package dev.kindling.cli;
 
+import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.machine.StopReason;
 import dev.kindling.microvm.IoMapEntry;
@@ -21,18 +22,40 @@ import java.util.concurrent.TimeoutException;
 
 /**
  * {@code kindling run}: boots a kernel (Linux or any PVH ELF) with the serial port on stdin/stdout
- * (on a terminal: raw mode and Ctrl-A escapes, see {@link HostConsole}). Exit status 0 when the guest
+ * (on a terminal: raw mode and Ctrl-A escapes, see {@link HostConsole}); with {@code --virtio-console}
+ * a virtio console port shares them, and has them alone with {@code --isa-serial off}. Exit status 0 when the guest
  * resets or powers off, or the user ends it with Ctrl-A x; 1 with a one-line reason when it fails or
  * cannot be built; 2 on {@code --timeout}.
  */
 final class RunCommand {
     static final Set<String> OPTIONS = Set.of("kernel", "initrd", "cmdline", "mem", "vcpus", "pic", "pit", "rtc",
-            "isa-serial", "irqchip", "config", "timeout");
-    static final Set<String> FLAGS = Set.of("print-io-map");
+            "isa-serial", "irqchip", "config", "timeout", "disk");
+    static final Set<String> FLAGS = Set.of("print-io-map", "virtio-console", "rng");
     /** How long a stopped guest's last output may take to reach stdout. */
     private static final Duration LAST_OUTPUT = Duration.ofSeconds(5);
 
     private RunCommand() {}
+
+    /** {@code --disk PATH[,ro][,root]}: a virtio-blk disk, read-only, the root device. */
+    record Disk(Path path, boolean readOnly, boolean root) {
+        static Disk parse(String spec) {
+            String[] parts = spec.split(",", -1);
+            if (parts[0].isEmpty()) {
+                throw new UsageException("--disk takes PATH[,ro][,root], got '" + spec + "'");
+            }
+            boolean ro = false;
+            boolean root = false;
+            for (int i = 1; i < parts.length; i++) {
+                switch (parts[i]) {
+                    case "ro" -> ro = true;
+                    case "root" -> root = true;
+                    default -> throw new UsageException("--disk " + spec + ": unknown option '" + parts[i]
+                            + "' (PATH[,ro][,root])");
+                }
+            }
+            return new Disk(Path.of(parts[0]), ro, root);
+        }
+    }
 
     /** Applies the options to a builder: the JSON configuration first, then flags override it. */
     static MicrovmBuilder configure(Args a) {
@@ -78,6 +101,22 @@ final class RunCommand {
             } catch (IllegalArgumentException e) {
                 throw new UsageException("--irqchip takes split or kernel, got '" + a.get("irqchip") + "'");
             }
+        }
+        // in the order given, each on the next virtio-mmio transport
+        for (String spec : a.all("disk")) {
+            Disk d = Disk.parse(spec);
+            BlkOptions options = BlkOptions.defaults().withReadOnly(d.readOnly());
+            if (d.root()) {
+                b.rootDevice(d.path(), options);
+            } else {
+                b.virtioBlk(d.path(), options);
+            }
+        }
+        if (a.has("virtio-console")) {
+            b.virtioConsole();
+        }
+        if (a.has("rng")) {
+            b.virtioRng();
         }
         return b;
     }

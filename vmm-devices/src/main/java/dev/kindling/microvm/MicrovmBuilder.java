@@ -23,6 +23,7 @@ import dev.kindling.devices.legacy.Rtc;
 import dev.kindling.devices.legacy.Serial16550;
 import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.blk.BlkOptions;
+import dev.kindling.devices.virtio.blk.VirtioBlk;
 import dev.kindling.devices.virtio.mmio.VirtioMmioTransport;
 import dev.kindling.devices.virtio.rng.VirtioRng;
 import dev.kindling.irq.IrqLine;
@@ -851,7 +852,7 @@ public final class MicrovmBuilder {
             long base = transportBase(i);
             Device d = switch (virtioTransports.get(i)) {
                 case CustomTransport c -> make("virtio-mmio transport " + i, c.factory(), line);
-                case Drive drive -> throw new UnsupportedOperationException("virtio-blk: " + drive.label() + " blk" + blks++);
+                case Drive drive -> transport(machine, platform, base, line, openDisk(drive, "blk" + blks++));
                 case ConsolePort port -> throw new UnsupportedOperationException("virtio-console");
                 case Rng rng -> transport(machine, platform, base, line,
                         new VirtioRng("rng" + rngs++, new SecureRandom(), rng.limit()));
@@ -879,6 +880,15 @@ public final class MicrovmBuilder {
         } catch (RuntimeException e) {
             device.close();
             throw e;
+        }
+    }
+
+    /** Opens and locks the disk's image; a failure (gone since validate(), locked by another VM) names the disk. */
+    private static VirtioBlk openDisk(Drive drive, String name) {
+        try {
+            return VirtioBlk.open(name, drive.image(), drive.options());
+        } catch (IOException e) {
+            throw new ConfigException(drive.field(), drive.label() + ": " + e.getMessage(), e);
         }
     }
 

@@ -75,6 +75,8 @@ public final class FakeDeviceContext implements DeviceContext, AutoCloseable {
     private final List<Fatal> fatals = new CopyOnWriteArrayList<>();
     private volatile boolean ioEventsFail;
 
+    public FakeDeviceContext() {}
+
     @Override
     public String name() {
         return "virtio0";

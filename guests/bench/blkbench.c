@@ -10,9 +10,9 @@
  * or "BLKBENCH-ERROR <what>: <errno text>", then reboots (reboot=k on the
  * command line: 0xfe to port 0x64, which ends both VMMs).
  * Parameters from the kernel command line (init's environment):
- *   bb_mib=N      bytes of the sequential passes, from sector 0 (default 8 MiB)
+ *   bb_mib=N      MiB of the sequential passes, from sector 0 (default 2)
  *   bb_block=N    KiB per sequential request (default 256)
- *   bb_ops=N      random 4 KiB reads per round, anywhere in those bb_mib (default 256)
+ *   bb_ops=N      random 4 KiB reads per round, anywhere in those bb_mib (default 32)
  *   bb_rounds=N   rounds (default 3)
  */
 #define _GNU_SOURCE
@@ -78,8 +78,8 @@ static int transfer(int fd, int writing, char *buf, size_t len, off_t off)
 
 int main(void)
 {
-    long long mib = param("bb_mib", 8), block = param("bb_block", 256) << 10;
-    long long ops = param("bb_ops", 256), rounds = param("bb_rounds", 3);
+    long long mib = param("bb_mib", 2), block = param("bb_block", 256) << 10;
+    long long ops = param("bb_ops", 32), rounds = param("bb_rounds", 3);
     long long bytes = mib << 20;
     char *buf;
     uint64_t size = 0;

@@ -50,9 +50,9 @@ final class BlkBench {
 
     static int run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         Args a = new Args(argv, Set.of("runs", "mib", "ops"), Set.of());
-        int runs = a.intValue("runs", 1);
-        int mib = a.intValue("mib", 8);
-        int ops = a.intValue("ops", 256);
+        int runs = a.intValue("runs", 3);
+        int mib = a.intValue("mib", 2);
+        int ops = a.intValue("ops", 32);
         if (runs < 1) {
             throw new UsageException("--runs must be at least 1");
         }
@@ -68,7 +68,9 @@ final class BlkBench {
         Path qemu = HostTool.QEMU.require(err);
         Path program = Workspace.buildGuestTarget("blkbench", err);
         Workspace.GuestKernel k = Workspace.kernel(err);
-        String cmdline = k.cmdline() + " quiet bb_mib=" + mib + " bb_block=" + BLOCK_KIB + " bb_ops=" + ops
+        // tsc=reliable: no clocksource watchdog, which on a loaded host can stall the boot before
+        // the switch to kvm-clock (both VMMs alike)
+        String cmdline = k.cmdline() + " quiet tsc=reliable bb_mib=" + mib + " bb_block=" + BLOCK_KIB + " bb_ops=" + ops
                 + " bb_rounds=" + ROUNDS;
 
         Path dir = Files.createTempDirectory("kindling-bench-blk-");

@@ -186,6 +186,9 @@ public final class Machine implements AutoCloseable {
             if (state == State.CLOSED) {
                 throw new IllegalStateException("machine " + name + " is closed");
             }
+            if (contexts.stream().anyMatch(c -> c.name().equals(deviceName))) {
+                throw new IllegalArgumentException("machine " + name + " already has a device named " + deviceName);
+            }
             contexts.add(context);
         }
         return context;

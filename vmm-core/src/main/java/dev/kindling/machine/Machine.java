@@ -4,29 +4,43 @@ import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.Bus;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
+import dev.kindling.device.DeviceContext;
+import dev.kindling.irq.InterruptService;
+import dev.kindling.irq.IrqLine;
 import dev.kindling.memory.GuestMemory;
 import dev.kindling.memory.MemoryRegion;
 import java.lang.System.Logger.Level;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Objects;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * A virtual machine: guest memory, the port and MMIO buses, devices and vCPUs on a {@link Platform},
  * with one platform thread per vCPU. Lifecycle: {@link #start()}, {@link #pause()} / {@link #resume()},
  * {@link #stop()}, {@link #close()}. The machine ends when the guest resets, powers off or fails, or
  * when the host stops it; {@link #awaitExit(Duration)} says why.
+ *
+ * <p>Devices with needs beyond their bus window get a {@link #deviceContext context}. Guest memory
+ * is unmapped only once the vCPUs have stopped, every device has closed and every thread made through
+ * a device context has ended; when one of them does not, the memory stays mapped (and the failure is
+ * logged), since a thread still touching it must get an exception, never a crash.
  */
 public final class Machine implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(Machine.class.getName());
     private static final long JOIN_TIMEOUT_MS = 10_000;
     /** After this, a vCPU thread still not gone is interrupted: a device may hold it in a Java wait. */
     private static final long KICK_GRACE_MS = 1_000;
+    /** Device errors kept for {@link #deviceErrors()}; later ones are only logged. */
+    private static final int MAX_DEVICE_ERRORS = 100;
 
     /** Where a machine is in its lifecycle. */
     public enum State {
@@ -49,6 +63,9 @@ public final class Machine implements AutoCloseable {
     private final List<VirtualCpu> vcpus = new ArrayList<>();
     private final List<Thread> threads = new ArrayList<>();
     private final List<AutoCloseable> owned = new ArrayList<>();
+    private final List<MachineDeviceContext> contexts = new ArrayList<>();
+    private final List<DeviceError> deviceErrors = new ArrayList<>();
+    private final Set<String> failedDevices = new HashSet<>();
     private final CompletableFuture<StopReason> exit = new CompletableFuture<>();
     private final String name;
 
@@ -60,6 +77,13 @@ public final class Machine implements AutoCloseable {
     private boolean pauseRequested;
     private int parked;
     private int running;
+
+    /** Orders pause, resume and the devices' quiesce and resume; never held by a vCPU thread. */
+    private final Object pauseLock = new Object();
+    /** Guarded by pauseLock: the devices are quiesced, and resume() resumes them. */
+    private boolean devicesQuiesced;
+    /** How long one owned resource's close() may take before it is given up on. */
+    private volatile long closeTimeoutMs = JOIN_TIMEOUT_MS;
 
     /**
      * Builds a machine on {@code platform} with {@code memory} as its RAM and {@code vcpuCount}
@@ -141,6 +165,55 @@ public final class Machine implements AutoCloseable {
                 owned.add(resource);
             }
         }
+    }
+
+    /**
+     * A context for the device {@code deviceName} (unique in the machine, used in thread names), which
+     * raises {@code irq} and reaches other interrupt sources through {@code interrupts}. What the device
+     * registers through it (ioeventfds, memory slots) and leaves registered is removed when the machine
+     * closes; its threads are named {@code <machine>-<device>[-N]}, and guest memory stays mapped
+     * until all of them have ended.
+     */
+    public DeviceContext deviceContext(String deviceName, IrqLine irq, InterruptService interrupts) {
+        Objects.requireNonNull(deviceName, "deviceName");
+        Objects.requireNonNull(irq, "irq");
+        Objects.requireNonNull(interrupts, "interrupts");
+        if (deviceName.isBlank()) {
+            throw new IllegalArgumentException("a device's name must not be blank");
+        }
+        MachineDeviceContext context = new MachineDeviceContext(this, deviceName, irq, interrupts);
+        synchronized (lock) {
+            if (state == State.CLOSED) {
+                throw new IllegalStateException("machine " + name + " is closed");
+            }
+            if (contexts.stream().anyMatch(c -> c.name().equals(deviceName))) {
+                throw new IllegalArgumentException("machine " + name + " already has a device named " + deviceName);
+            }
+            contexts.add(context);
+        }
+        return context;
+    }
+
+    /**
+     * The fatal errors devices reported, oldest first (at most the first {@value #MAX_DEVICE_ERRORS}).
+     * Each device's first one was logged at ERROR.
+     */
+    public List<DeviceError> deviceErrors() {
+        synchronized (deviceErrors) {
+            return List.copyOf(deviceErrors);
+        }
+    }
+
+    void reportDeviceError(String device, String what, Throwable cause) {
+        boolean first;
+        synchronized (deviceErrors) {
+            first = failedDevices.add(device);
+            if (deviceErrors.size() < MAX_DEVICE_ERRORS) {
+                deviceErrors.add(new DeviceError(device, what, cause));
+            }
+        }
+        String line = "device " + device + " of machine " + name + " failed: " + what;
+        LOG.log(first ? Level.ERROR : Level.DEBUG, line, cause);
     }
 
     /** Starts every vCPU thread. */
@@ -235,11 +308,38 @@ public final class Machine implements AutoCloseable {
         }
     }
 
-    /** Stops every vCPU and returns once all are parked. No-op unless running. */
+    /**
+     * Parks every vCPU, then {@link Device#quiesce() quiesces} the devices (the last attached first),
+     * and returns once the guest runs no instruction and no device thread touches guest memory. No-op
+     * unless running. If a device fails to quiesce, the others still are, the machine stays paused and
+     * this throws.
+     */
     public void pause() {
+        synchronized (pauseLock) {
+            if (!parkVcpus()) {
+                return;
+            }
+            List<Device> devices = devices().reversed();
+            RuntimeException failure = null;
+            for (Device d : devices) {
+                try {
+                    d.quiesce();
+                } catch (RuntimeException e) {
+                    failure = collect(failure, "device " + d.name() + " of machine " + name + " did not quiesce", e);
+                }
+            }
+            devicesQuiesced = true;
+            if (failure != null) {
+                throw failure;
+            }
+        }
+    }
+
+    /** Asks the vCPUs to park and waits until they have; false if there was nothing to pause. */
+    private boolean parkVcpus() {
         synchronized (lock) {
             if (state != State.RUNNING || pauseRequested) {
-                return;
+                return false;
             }
             pauseRequested = true;
         }
@@ -257,18 +357,57 @@ public final class Machine implements AutoCloseable {
                 try {
                     lock.wait(left);
                 } catch (InterruptedException e) {
+                    pauseRequested = false;
+                    lock.notifyAll();
                     Thread.currentThread().interrupt();
-                    return;
+                    return false;
                 }
+            }
+            return state == State.RUNNING;
+        }
+    }
+
+    /**
+     * Undoes {@link #pause()}: {@link Device#resume() resumes} the devices (the first attached first),
+     * then lets the vCPUs run, so that whatever a vCPU asks of a device finds it serving. If a device
+     * fails to resume, the rest still run and this throws.
+     */
+    public void resume() {
+        synchronized (pauseLock) {
+            RuntimeException failure = null;
+            if (devicesQuiesced) {
+                devicesQuiesced = false;
+                for (Device d : devices()) {
+                    try {
+                        d.resume();
+                    } catch (RuntimeException e) {
+                        failure = collect(failure, "device " + d.name() + " of machine " + name + " did not resume", e);
+                    }
+                }
+            }
+            synchronized (lock) {
+                pauseRequested = false;
+                lock.notifyAll();
+            }
+            if (failure != null) {
+                throw failure;
             }
         }
     }
 
-    public void resume() {
+    /** The devices the machine owns, in the order they were attached. */
+    private List<Device> devices() {
         synchronized (lock) {
-            pauseRequested = false;
-            lock.notifyAll();
+            return owned.stream().filter(Device.class::isInstance).map(Device.class::cast).toList();
         }
+    }
+
+    private static RuntimeException collect(RuntimeException failure, String what, Exception e) {
+        if (failure == null) {
+            return new IllegalStateException(what, e);
+        }
+        failure.addSuppressed(e);
+        return failure;
     }
 
     public boolean isPaused() {
@@ -344,7 +483,15 @@ public final class Machine implements AutoCloseable {
         }
     }
 
-    /** Stops the machine and frees everything it holds: threads, devices, vCPUs, the VM and its memory. */
+    /**
+     * Stops the machine and frees everything it holds, in this order: the vCPU threads stop; the owned
+     * resources (devices first among them, the last attached first) close, each given a bounded time,
+     * which joins their threads; what devices left registered through their contexts is removed; the
+     * vCPUs and the platform close; and last the guest memory is unmapped, only if every vCPU and device
+     * thread is gone. Throws, once everything it could free is freed, if any step failed. Called from
+     * a device's own thread, it cannot wait for that thread, so the memory then stays mapped: devices
+     * end the machine with {@link #requestExit} and leave closing to the host program.
+     */
     @Override
     public void close() {
         synchronized (lock) {
@@ -353,43 +500,24 @@ public final class Machine implements AutoCloseable {
             }
         }
         boolean stopped = false;
+        RuntimeException failure = null;
         try {
             stop();
             stopped = true;
+        } catch (RuntimeException e) {
+            failure = e;
         } finally {
             synchronized (lock) {
                 state = State.CLOSED;
             }
             if (!stopped) {
-                // A vCPU thread may still touch guest memory: leave it mapped rather than crash the JVM.
-                LOG.log(Level.ERROR, "machine " + name + " closed with a vCPU thread still running; its guest memory stays mapped");
+                LOG.log(Level.ERROR, "machine " + name + " closed with a vCPU thread still running");
             }
-            closeQuietly(stopped);
-        }
-    }
-
-    private void closeQuietly() {
-        closeQuietly(true);
-    }
-
-    private void closeQuietly(boolean unmapMemory) {
-        List<AutoCloseable> resources = new ArrayList<>();
-        synchronized (lock) {
-            resources.addAll(owned.reversed());
-            owned.clear();
-        }
-        resources.addAll(vcpus.reversed());
-        resources.add(platform);
-        if (unmapMemory) {
-            resources.add(memory);
-        }
-        RuntimeException failure = null;
-        for (AutoCloseable r : resources) {
             try {
-                r.close();
-            } catch (Exception e) {
+                release(stopped);
+            } catch (RuntimeException e) {
                 if (failure == null) {
-                    failure = new IllegalStateException("closing machine " + name + " failed", e);
+                    failure = e;
                 } else {
                     failure.addSuppressed(e);
                 }
@@ -398,5 +526,115 @@ public final class Machine implements AutoCloseable {
         if (failure != null) {
             throw failure;
         }
+    }
+
+    /** Sets how long one owned resource's close() may take (tests make it short). */
+    void closeTimeout(Duration timeout) {
+        closeTimeoutMs = Math.max(1, timeout.toMillis());
+    }
+
+    private void closeQuietly() {
+        release(true);
+    }
+
+    private void release(boolean vcpusStopped) {
+        List<AutoCloseable> resources;
+        List<MachineDeviceContext> deviceContexts;
+        synchronized (lock) {
+            resources = new ArrayList<>(owned.reversed());
+            owned.clear();
+            deviceContexts = List.copyOf(contexts);
+        }
+        RuntimeException failure = null;
+        boolean devicesClosed = true;
+        for (AutoCloseable r : resources) {
+            Exception e = closeBounded(r);
+            if (e != null) {
+                devicesClosed = false;
+                failure = collect(failure, "closing machine " + name + " failed", e);
+            }
+        }
+        for (MachineDeviceContext c : deviceContexts.reversed()) {
+            try {
+                c.closeRegistrations();
+            } catch (Exception e) {
+                failure = collect(failure, "closing machine " + name + " failed", e);
+            }
+        }
+        long deadline = System.nanoTime() + closeTimeoutMs * 1_000_000;
+        List<String> stillRunning = new ArrayList<>();
+        for (MachineDeviceContext c : deviceContexts) {
+            c.awaitThreads(deadline).forEach(t -> stillRunning.add(t.getName()));
+        }
+        if (!stillRunning.isEmpty()) {
+            failure = collect(failure, "closing machine " + name + " failed",
+                    new IllegalStateException("device threads still running after their devices closed: " + stillRunning));
+        }
+        List<AutoCloseable> rest = new ArrayList<>(vcpus.reversed());
+        rest.add(platform);
+        boolean unmap = vcpusStopped && devicesClosed && stillRunning.isEmpty();
+        if (unmap) {
+            rest.add(memory);
+        } else {
+            // A thread may still touch guest memory: leave it mapped rather than crash the JVM.
+            LOG.log(Level.ERROR, "machine " + name + ": guest memory stays mapped, since "
+                    + (!vcpusStopped ? "a vCPU thread" : !devicesClosed ? "a device that did not close" : "thread(s) " + stillRunning)
+                    + " may still touch it");
+        }
+        for (AutoCloseable r : rest) {
+            try {
+                r.close();
+            } catch (Exception e) {
+                failure = collect(failure, "closing machine " + name + " failed", e);
+            }
+        }
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    /**
+     * Closes {@code resource} on a thread of its own and waits up to the close timeout: a device stuck
+     * in its backend must not hang the host program. Returns what went wrong, or null.
+     */
+    private Exception closeBounded(AutoCloseable resource) {
+        AtomicReference<Throwable> thrown = new AtomicReference<>();
+        Thread closer = new Thread(() -> {
+            try {
+                resource.close();
+            } catch (Throwable t) {
+                thrown.set(t);
+            }
+        }, name + "-closing");
+        closer.setDaemon(true);
+        closer.start();
+        long deadline = System.nanoTime() + closeTimeoutMs * 1_000_000;
+        boolean interrupted = false;
+        while (closer.isAlive()) {
+            long left = (deadline - System.nanoTime()) / 1_000_000;
+            if (left <= 0) {
+                break;
+            }
+            try {
+                closer.join(left);
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+        if (closer.isAlive()) {
+            String what = resource instanceof Device d ? "device " + d.name() : String.valueOf(resource);
+            return new IllegalStateException(what + " did not close within " + closeTimeoutMs + " ms");
+        }
+        Throwable t = thrown.get();
+        if (t instanceof Exception e) {
+            return e;
+        }
+        if (t != null) {
+            return new IllegalStateException("closing " + resource + " failed", t);
+        }
+        return null;
     }
 }

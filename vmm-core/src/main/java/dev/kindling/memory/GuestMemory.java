@@ -12,6 +12,11 @@ import java.util.List;
  * Guest-physical memory: non-overlapping {@link MemoryRegion}s. Every access is checked: an address
  * outside RAM, a length that overflows or a range that leaves its region fails with
  * {@link GuestMemoryException} and touches nothing. Multi-byte values are little-endian.
+ *
+ * <p>Each region's mapping lives in a shared arena, so an access after {@link #close()}, from any
+ * thread, through these methods or a segment {@link #slice} returned earlier, fails with an exception
+ * ({@link GuestMemoryClosedException} here, FFM's {@link IllegalStateException} on a slice) and never
+ * touches unmapped memory.
  */
 public final class GuestMemory implements AutoCloseable {
     private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED;
@@ -23,6 +28,7 @@ public final class GuestMemory implements AutoCloseable {
 
     private final MemoryRegion[] regions;
     private final long[] starts;
+    private volatile boolean closed;
 
     /** Takes ownership of {@code regions}; closing this memory closes them. */
     public GuestMemory(List<MemoryRegion> regions) {
@@ -79,6 +85,9 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The host memory behind {@code [gpa, gpa + length)}, which must lie in one region. */
     public MemorySegment slice(long gpa, long length) {
+        if (closed) {
+            throw new GuestMemoryClosedException(gpa, length, null);
+        }
         if (length < 0) {
             throw new GuestMemoryException(gpa, length, "negative length");
         }
@@ -93,35 +102,67 @@ public final class GuestMemory implements AutoCloseable {
     }
 
     public byte read8(long gpa) {
-        return slice(gpa, 1).get(ValueLayout.JAVA_BYTE, 0);
+        try {
+            return slice(gpa, 1).get(ValueLayout.JAVA_BYTE, 0);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 1);
+        }
     }
 
     public short read16(long gpa) {
-        return slice(gpa, 2).get(U16, 0);
+        try {
+            return slice(gpa, 2).get(U16, 0);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 2);
+        }
     }
 
     public int read32(long gpa) {
-        return slice(gpa, 4).get(U32, 0);
+        try {
+            return slice(gpa, 4).get(U32, 0);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 4);
+        }
     }
 
     public long read64(long gpa) {
-        return slice(gpa, 8).get(U64, 0);
+        try {
+            return slice(gpa, 8).get(U64, 0);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 8);
+        }
     }
 
     public void write8(long gpa, byte v) {
-        slice(gpa, 1).set(ValueLayout.JAVA_BYTE, 0, v);
+        try {
+            slice(gpa, 1).set(ValueLayout.JAVA_BYTE, 0, v);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 1);
+        }
     }
 
     public void write16(long gpa, short v) {
-        slice(gpa, 2).set(U16, 0, v);
+        try {
+            slice(gpa, 2).set(U16, 0, v);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 2);
+        }
     }
 
     public void write32(long gpa, int v) {
-        slice(gpa, 4).set(U32, 0, v);
+        try {
+            slice(gpa, 4).set(U32, 0, v);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 4);
+        }
     }
 
     public void write64(long gpa, long v) {
-        slice(gpa, 8).set(U64, 0, v);
+        try {
+            slice(gpa, 8).set(U64, 0, v);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 8);
+        }
     }
 
     /**
@@ -129,12 +170,20 @@ public final class GuestMemory implements AutoCloseable {
      * ordered before it (a ring index, then the entries it covers). {@code gpa} must be 2-aligned.
      */
     public short loadAcquire16(long gpa) {
-        return (short) ORDERED16.getAcquire(aligned(gpa, 2), 0L);
+        try {
+            return (short) ORDERED16.getAcquire(aligned(gpa, 2), 0L);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 2);
+        }
     }
 
     /** As {@link #loadAcquire16} for 32 bits; {@code gpa} must be 4-aligned. */
     public int loadAcquire32(long gpa) {
-        return (int) ORDERED32.getAcquire(aligned(gpa, 4), 0L);
+        try {
+            return (int) ORDERED32.getAcquire(aligned(gpa, 4), 0L);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 4);
+        }
     }
 
     /**
@@ -142,12 +191,20 @@ public final class GuestMemory implements AutoCloseable {
      * before it (used-ring entries, then the index that publishes them). {@code gpa} must be 2-aligned.
      */
     public void storeRelease16(long gpa, short value) {
-        ORDERED16.setRelease(aligned(gpa, 2), 0L, value);
+        try {
+            ORDERED16.setRelease(aligned(gpa, 2), 0L, value);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 2);
+        }
     }
 
     /** As {@link #storeRelease16} for 32 bits; {@code gpa} must be 4-aligned. */
     public void storeRelease32(long gpa, int value) {
-        ORDERED32.setRelease(aligned(gpa, 4), 0L, value);
+        try {
+            ORDERED32.setRelease(aligned(gpa, 4), 0L, value);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, 4);
+        }
     }
 
     /**
@@ -166,7 +223,11 @@ public final class GuestMemory implements AutoCloseable {
     }
 
     public void read(long gpa, byte[] dst) {
-        MemorySegment.copy(slice(gpa, dst.length), ValueLayout.JAVA_BYTE, 0, dst, 0, dst.length);
+        try {
+            MemorySegment.copy(slice(gpa, dst.length), ValueLayout.JAVA_BYTE, 0, dst, 0, dst.length);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, dst.length);
+        }
     }
 
     public byte[] read(long gpa, int length) {
@@ -176,17 +237,62 @@ public final class GuestMemory implements AutoCloseable {
     }
 
     public void write(long gpa, byte[] src) {
-        MemorySegment.copy(src, 0, slice(gpa, src.length), ValueLayout.JAVA_BYTE, 0, src.length);
+        try {
+            MemorySegment.copy(src, 0, slice(gpa, src.length), ValueLayout.JAVA_BYTE, 0, src.length);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, src.length);
+        }
     }
 
     public void write(long gpa, MemorySegment src) {
-        slice(gpa, src.byteSize()).copyFrom(src);
+        try {
+            slice(gpa, src.byteSize()).copyFrom(src);
+        } catch (IllegalStateException e) {
+            throw closedOr(e, gpa, src.byteSize());
+        }
     }
 
+    /** True until {@link #close()}. */
+    public boolean isOpen() {
+        return !closed;
+    }
+
+    /**
+     * FFM's refusal of an access to a closed region as this memory's own exception; any other
+     * {@link IllegalStateException} (a closed segment of the caller's) as it is.
+     */
+    private RuntimeException closedOr(IllegalStateException e, long gpa, long length) {
+        if (e instanceof GuestMemoryClosedException) {
+            return e;
+        }
+        MemoryRegion r = regionAt(gpa);
+        if (closed || (r != null && !r.segment().scope().isAlive())) {
+            return new GuestMemoryClosedException(gpa, length, e);
+        }
+        return e;
+    }
+
+    /**
+     * Unmaps every region. Accesses from then on fail with an exception. Throws, leaving that region
+     * mapped, if a native call still holds a segment of it; callers stop such users first.
+     */
     @Override
     public void close() {
+        closed = true;
+        RuntimeException failure = null;
         for (MemoryRegion r : regions) {
-            r.close();
+            try {
+                r.close();
+            } catch (RuntimeException e) {
+                if (failure == null) {
+                    failure = e;
+                } else {
+                    failure.addSuppressed(e);
+                }
+            }
+        }
+        if (failure != null) {
+            throw failure;
         }
     }
 }

@@ -91,7 +91,10 @@ public final class MemoryRegion implements AutoCloseable {
         return gpa >= guestAddress && gpa - guestAddress < size();
     }
 
-    /** The host memory: index 0 is {@link #guestAddress()}. */
+    /**
+     * The host memory: index 0 is {@link #guestAddress()}. Accesses after {@link #close()} throw
+     * {@link IllegalStateException} (the mapping's arena is closed) rather than touch unmapped memory.
+     */
     public MemorySegment segment() {
         return mapping.segment();
     }

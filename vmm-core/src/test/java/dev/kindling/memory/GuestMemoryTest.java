@@ -4,8 +4,13 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.kindling.sys.Mapping;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.Test;
 
 class GuestMemoryTest {
@@ -71,5 +76,76 @@ class GuestMemoryTest {
             m.write32(0x101000, 0xcafe);
             assertThat(other.segment().get(ValueLayout.JAVA_INT, 0x1000)).isEqualTo(0xcafe);
         }
+    }
+
+    @Test
+    void accessesAfterCloseFailWithAClearException() {
+        GuestMemory m = twoRegions();
+        MemorySegment early = m.slice(0x100000, 0x100);
+        early.set(ValueLayout.JAVA_INT, 0, 7);
+        m.close();
+        assertThat(m.isOpen()).isFalse();
+        assertThatThrownBy(() -> m.read32(0x100)).isInstanceOf(GuestMemoryClosedException.class)
+                .hasMessageContaining("guest memory is closed").hasMessageContaining("0x100");
+        assertThatThrownBy(() -> m.write64(0x100000, 1)).isInstanceOf(GuestMemoryClosedException.class);
+        assertThatThrownBy(() -> m.loadAcquire16(0x100)).isInstanceOf(GuestMemoryClosedException.class);
+        assertThatThrownBy(() -> m.storeRelease32(0x100, 1)).isInstanceOf(GuestMemoryClosedException.class);
+        assertThatThrownBy(() -> m.write(0x100, new byte[8])).isInstanceOf(GuestMemoryClosedException.class);
+        assertThatThrownBy(() -> m.slice(0x100, 4)).isInstanceOf(GuestMemoryClosedException.class);
+        // a slice taken before close is refused by its arena, not read from unmapped memory
+        assertThatThrownBy(() -> early.get(ValueLayout.JAVA_INT, 0)).isInstanceOf(IllegalStateException.class);
+        assertThatThrownBy(() -> early.fill((byte) 1)).isInstanceOf(IllegalStateException.class);
+        m.close(); // a second close does nothing
+    }
+
+    @Test
+    void closingWhileAnotherThreadHammersTheMemoryNeverCrashes() throws Exception {
+        for (int round = 0; round < 20; round++) {
+            GuestMemory m = twoRegions();
+            MemorySegment early = m.slice(0x100000, 0x1000);
+            AtomicLong accesses = new AtomicLong();
+            AtomicReference<Throwable> ended = new AtomicReference<>();
+            CountDownLatch started = new CountDownLatch(1);
+            Thread hammer = new Thread(() -> {
+                try {
+                    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                    byte[] buf = new byte[64];
+                    for (long i = 0; System.nanoTime() < deadline; i++) {
+                        long gpa = (i * 64) & 0xffc0;
+                        m.write32(gpa, (int) i);
+                        m.read64(gpa);
+                        m.read(0x100000 + gpa, buf);
+                        m.storeRelease16(gpa + 8, (short) i);
+                        m.slice(gpa, 64).fill((byte) i);
+                        early.set(ValueLayout.JAVA_LONG, gpa & 0xff8, i);
+                        if (accesses.incrementAndGet() == 1000) {
+                            started.countDown();
+                        }
+                    }
+                } catch (Throwable t) {
+                    ended.set(t);
+                }
+            }, "guest-memory-hammer");
+            hammer.start();
+            assertThat(started.await(10, TimeUnit.SECONDS)).as("the hammer got going").isTrue();
+            m.close();
+            hammer.join(10_000);
+            assertThat(hammer.isAlive()).isFalse();
+            assertThat(ended.get()).as("the hammer's accesses after close").isInstanceOf(IllegalStateException.class);
+            assertThat(accesses.get()).isGreaterThanOrEqualTo(1000);
+        }
+    }
+
+    @Test
+    void aMappingIsUnmappedOnceAndRefusesAccessAfterwards() {
+        Mapping map = Mapping.anonymous(0x2000);
+        MemorySegment s = map.segment();
+        s.set(ValueLayout.JAVA_LONG, 0x1000, 42L);
+        assertThat(map.isOpen()).isTrue();
+        map.close();
+        map.close();
+        assertThat(map.isOpen()).isFalse();
+        assertThat(map.length()).isEqualTo(0x2000);
+        assertThatThrownBy(() -> s.get(ValueLayout.JAVA_LONG, 0x1000)).isInstanceOf(IllegalStateException.class);
     }
 }

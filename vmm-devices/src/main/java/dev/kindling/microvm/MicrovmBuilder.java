@@ -13,6 +13,7 @@ import dev.kindling.boot.PvhBoot;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
+import dev.kindling.device.DeviceContext;
 import dev.kindling.devices.legacy.I8042;
 import dev.kindling.devices.legacy.IoApic;
 import dev.kindling.devices.legacy.IrqLines;
@@ -20,6 +21,7 @@ import dev.kindling.devices.legacy.Pic8259;
 import dev.kindling.devices.legacy.Pit8254;
 import dev.kindling.devices.legacy.Rtc;
 import dev.kindling.devices.legacy.Serial16550;
+import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Kvm;
 import dev.kindling.kvm.platform.IrqchipMode;
@@ -39,6 +41,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Clock;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -96,7 +99,7 @@ public final class MicrovmBuilder {
     private boolean strictMmio;
     private IrqchipMode irqchip = IrqchipMode.SPLIT;
     private final List<DeviceSpec> devices = new ArrayList<>();
-    private final List<Function<IrqLine, Device>> virtioTransports = new ArrayList<>();
+    private final List<Function<DeviceContext, Device>> virtioTransports = new ArrayList<>();
 
     MicrovmBuilder() {}
 
@@ -225,9 +228,11 @@ public final class MicrovmBuilder {
 
     /**
      * Adds a device behind the next free virtio-mmio transport: transport {@code i} is 512 bytes at
-     * {@code 0xd0000000 + i * 0x200} with IRQ {@code 5 + i}, in the order they are added.
+     * {@code 0xd0000000 + i * 0x200} with IRQ {@code 5 + i}, in the order they are added. The factory
+     * gets the transport's {@link DeviceContext}, named {@code virtio-mmio<i>}, whose
+     * {@link DeviceContext#irq()} is IRQ {@code 5 + i}.
      */
-    public MicrovmBuilder virtioMmioTransport(Function<IrqLine, Device> factory) {
+    public MicrovmBuilder virtioMmioTransport(Function<DeviceContext, Device> factory) {
         virtioTransports.add(Objects.requireNonNull(factory));
         return this;
     }
@@ -383,10 +388,20 @@ public final class MicrovmBuilder {
         return new IoMapEntry(AddressSpace.PIO, base, length, name, owner);
     }
 
-    /** The caller's windows fit their bus, stay off RAM (KVM would never let an access reach them) and overlap nothing. */
+    /**
+     * The caller's windows fit their bus, stay off RAM (KVM would never let an access reach them) and
+     * overlap nothing; no two devices share a name (their contexts and threads go by it).
+     */
     private void checkWindows(List<IoMapEntry> fixed, long ramBytes) {
         List<IoMapEntry> taken = new ArrayList<>(fixed);
+        Set<String> names = new HashSet<>();
+        for (int i = 0; i < virtioTransports.size(); i++) {
+            names.add("virtio-mmio" + i);
+        }
         for (DeviceSpec d : devices) {
+            if (!names.add(d.name())) {
+                throw new ConfigException("device", d.describe() + ": another device is named " + d.name());
+            }
             long limit = d.space() == AddressSpace.PIO ? 0x10000 : 1L << 52;
             if (d.length() < 1 || d.base() < 0 || d.base() > limit - d.length()) {
                 throw new ConfigException("device", d.describe() + ": window of 0x" + Long.toHexString(d.length())
@@ -631,12 +646,16 @@ public final class MicrovmBuilder {
                 isaLine.apply(IRQ_KEYBOARD), null);
         attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
 
+        InterruptService interrupts = new IsaInterrupts(isaLine);
         for (int i = 0; i < virtioTransports.size(); i++) {
-            Device d = make("virtio-mmio transport " + i, virtioTransports.get(i), isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i));
+            DeviceContext context = machine.deviceContext("virtio-mmio" + i, isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i),
+                    interrupts);
+            Device d = make("virtio-mmio transport " + i, virtioTransports.get(i), context);
             machine.attachMmio(transportBase(i), MicrovmLayout.VIRTIO_MMIO_SIZE, d);
         }
         for (DeviceSpec u : devices) {
-            Device d = make(u.describe(), u.factory(), u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0));
+            IrqLine line = u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0);
+            Device d = make(u.describe(), u.factory(), machine.deviceContext(u.name(), line, interrupts));
             try {
                 machine.attach(u.space(), u.base(), u.length(), d);
             } catch (IllegalArgumentException e) {
@@ -649,10 +668,10 @@ public final class MicrovmBuilder {
     }
 
     /** Runs a device factory of the caller's; its failure is a configuration error of that device. */
-    private static Device make(String what, Function<IrqLine, Device> factory, IrqLine line) {
+    private static Device make(String what, Function<DeviceContext, Device> factory, DeviceContext context) {
         Device d;
         try {
-            d = factory.apply(line);
+            d = factory.apply(context);
         } catch (RuntimeException e) {
             throw new ConfigException("device", what + ": its factory failed: " + e, e);
         }

@@ -46,9 +46,11 @@ public final class Epoll implements AutoCloseable {
             throw new IllegalArgumentException("an epoll wait needs room for at least one event, not " + maxEvents);
         }
         Fd fd = Fd.adopt(Libc.epollCreate1(0), "epoll");
+        Arena arena = Arena.ofShared();
         try {
-            return new Epoll(fd, Arena.ofShared(), maxEvents);
+            return new Epoll(fd, arena, maxEvents);
         } catch (RuntimeException | Error e) {
+            arena.close();
             fd.close();
             throw e;
         }
@@ -63,7 +65,7 @@ public final class Epoll implements AutoCloseable {
         return capacity;
     }
 
-    /** Watches {@code target} for {@code events} (EPOLLIN...), reported with {@code token}. */
+    /** Watches {@code target} for {@code events} (EPOLLIN...; EPOLLHUP and EPOLLERR come unasked), reported with {@code token}. */
     public void add(Fd target, int events, long token) {
         control(Libc.EPOLL_CTL_ADD, target, events, token);
     }
@@ -112,6 +114,7 @@ public final class Epoll implements AutoCloseable {
         return i * EVENT.byteSize();
     }
 
+    /** Closes the instance and frees its buffer: only once no thread waits in it any more. */
     @Override
     public void close() {
         fd.close();

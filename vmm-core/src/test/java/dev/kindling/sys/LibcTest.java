@@ -16,6 +16,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 class LibcTest {
     @Test
@@ -169,6 +170,41 @@ class LibcTest {
         }
     }
 
+    @Test
+    void kickedEpollWaitKeepsWaitingForTheDescriptor() throws Exception {
+        try (Epoll epoll = Epoll.create(1); EventFd e = EventFd.create()) {
+            epoll.add(e.fd(), Epoll.EPOLLIN, 5);
+            CompletableFuture<Long> ready = kickedWhileBlocked(Blocked.EPOLL_WAIT, () -> epoll.wait(60_000) == 1 ? epoll.token(0) : -1L);
+            e.signal();
+            assertThat(ready.get(10, TimeUnit.SECONDS)).isEqualTo(5);
+        }
+    }
+
+    @Test
+    void kickedEpollWaitWithATimeoutStillWaitsItOut() throws Exception {
+        try (Epoll epoll = Epoll.create(1); EventFd never = EventFd.create()) {
+            epoll.add(never.fd(), Epoll.EPOLLIN, 5);
+            CompletableFuture<Long> waited = kickedWhileBlocked(Blocked.EPOLL_WAIT, () -> {
+                long t0 = System.nanoTime();
+                assertThat(epoll.wait(2_000)).isZero();
+                return System.nanoTime() - t0;
+            });
+            assertThat(waited.get(10, TimeUnit.SECONDS)).isGreaterThanOrEqualTo(TimeUnit.MILLISECONDS.toNanos(2_000));
+        }
+    }
+
+    @Test
+    void kickedAcceptStillTakesTheConnection(@TempDir Path dir) throws Exception {
+        Path path = dir.resolve("sock");
+        try (Fd listening = UnixSocket.listen(path, 1)) {
+            CompletableFuture<Fd> accepted = kickedWhileBlocked(Blocked.ACCEPT, () -> UnixSocket.accept(listening));
+            try (Fd client = UnixSocket.connect(path); Fd server = accepted.get(10, TimeUnit.SECONDS)) {
+                UnixSocket.send(client, new byte[] {9}, List.of());
+                assertThat(UnixSocket.receive(server, 4, 0).data()).containsExactly(9);
+            }
+        }
+    }
+
     /**
      * Runs {@code call} on a kickable thread, waits until it blocks in the system call, kicks it and
      * waits until it has woken up and blocked in the same call again; the caller then lets it finish.
@@ -201,7 +237,7 @@ class LibcTest {
     }
 
     private enum Blocked {
-        READ(0), POLL(7, 271), RECVMSG(47);
+        READ(0), POLL(7, 271), RECVMSG(47), EPOLL_WAIT(232, 281), ACCEPT(43, 288);
 
         private final int[] syscalls;
 
@@ -209,7 +245,7 @@ class LibcTest {
             this.syscalls = syscalls;
         }
 
-        /** The thread is blocked in one of our system calls (x86-64 numbers: poll may be ppoll). */
+        /** The thread is blocked in one of our system calls (x86-64 numbers: poll may be ppoll, epoll_wait epoll_pwait). */
         boolean in(Path proc) throws IOException {
             String first = Files.readString(proc.resolve("syscall")).split(" ")[0].trim();
             return Arrays.stream(syscalls).anyMatch(n -> first.equals(Integer.toString(n)));

@@ -26,6 +26,7 @@ import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.devices.virtio.blk.VirtioBlk;
 import dev.kindling.devices.virtio.mmio.VirtioMmioTransport;
 import dev.kindling.devices.virtio.rng.VirtioRng;
+import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Kvm;
 import dev.kindling.kvm.platform.IrqchipMode;
@@ -46,6 +47,7 @@ import java.nio.file.Path;
 import java.security.SecureRandom;
 import java.time.Clock;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -114,7 +116,7 @@ public final class MicrovmBuilder {
         String field();
     }
 
-    private record CustomTransport(Function<IrqLine, Device> factory) implements Virtio {
+    private record CustomTransport(Function<DeviceContext, Device> factory) implements Virtio {
         public String field() {
             return "virtioMmioTransport";
         }
@@ -267,9 +269,11 @@ public final class MicrovmBuilder {
 
     /**
      * Adds a device behind the next free virtio-mmio transport: transport {@code i} is 512 bytes at
-     * {@code 0xd0000000 + i * 0x200} with IRQ {@code 5 + i}, in the order they are added.
+     * {@code 0xd0000000 + i * 0x200} with IRQ {@code 5 + i}, in the order they are added. The factory
+     * gets the transport's {@link DeviceContext}, named {@code virtio-mmio<i>}, whose
+     * {@link DeviceContext#irq()} is IRQ {@code 5 + i}.
      */
-    public MicrovmBuilder virtioMmioTransport(Function<IrqLine, Device> factory) {
+    public MicrovmBuilder virtioMmioTransport(Function<DeviceContext, Device> factory) {
         virtioTransports.add(new CustomTransport(Objects.requireNonNull(factory)));
         return this;
     }
@@ -600,10 +604,20 @@ public final class MicrovmBuilder {
         return new IoMapEntry(AddressSpace.PIO, base, length, name, owner);
     }
 
-    /** The caller's windows fit their bus, stay off RAM (KVM would never let an access reach them) and overlap nothing. */
+    /**
+     * The caller's windows fit their bus, stay off RAM (KVM would never let an access reach them) and
+     * overlap nothing; no two devices share a name (their contexts and threads go by it).
+     */
     private void checkWindows(List<IoMapEntry> fixed, long ramBytes) {
         List<IoMapEntry> taken = new ArrayList<>(fixed);
+        Set<String> names = new HashSet<>();
+        for (int i = 0; i < virtioTransports.size(); i++) {
+            names.add("virtio-mmio" + i);
+        }
         for (DeviceSpec d : devices) {
+            if (!names.add(d.name())) {
+                throw new ConfigException("device", d.describe() + ": another device is named " + d.name());
+            }
             long limit = d.space() == AddressSpace.PIO ? 0x10000 : 1L << 52;
             if (d.length() < 1 || d.base() < 0 || d.base() > limit - d.length()) {
                 throw new ConfigException("device", d.describe() + ": window of 0x" + Long.toHexString(d.length())
@@ -846,21 +860,23 @@ public final class MicrovmBuilder {
                 isaLine.apply(IRQ_KEYBOARD), null);
         attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
 
+        InterruptService interrupts = new IsaInterrupts(isaLine);
         int blks = 0, rngs = 0;
         for (int i = 0; i < virtioTransports.size(); i++) {
-            IrqLine line = isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i);
+            DeviceContext context = machine.deviceContext("virtio-mmio" + i, isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i),
+                    interrupts);
             long base = transportBase(i);
             Device d = switch (virtioTransports.get(i)) {
-                case CustomTransport c -> make("virtio-mmio transport " + i, c.factory(), line);
-                case Drive drive -> transport(machine, platform, base, line, openDisk(drive, "blk" + blks++));
+                case CustomTransport c -> make("virtio-mmio transport " + i, c.factory(), context);
+                case Drive drive -> transport(context, base, openDisk(drive, "blk" + blks++));
                 case ConsolePort port -> throw new UnsupportedOperationException("virtio-console");
-                case Rng rng -> transport(machine, platform, base, line,
-                        new VirtioRng("rng" + rngs++, new SecureRandom(), rng.limit()));
+                case Rng rng -> transport(context, base, new VirtioRng("rng" + rngs++, new SecureRandom(), rng.limit()));
             };
             machine.attachMmio(base, MicrovmLayout.VIRTIO_MMIO_SIZE, d);
         }
         for (DeviceSpec u : devices) {
-            Device d = make(u.describe(), u.factory(), u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0));
+            IrqLine line = u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0);
+            Device d = make(u.describe(), u.factory(), machine.deviceContext(u.name(), line, interrupts));
             try {
                 machine.attach(u.space(), u.base(), u.length(), d);
             } catch (IllegalArgumentException e) {
@@ -873,9 +889,8 @@ public final class MicrovmBuilder {
     }
 
     /** A virtio-mmio transport at {@code base} serving {@code device}, which it closes; closes it if it cannot be made. */
-    private static Device transport(Machine machine, KvmPlatform platform, long base, IrqLine line, VirtioDevice device) {
+    private static Device transport(DeviceContext context, long base, VirtioDevice device) {
         try {
-            DeviceContext context = machine.deviceContext(device.name(), line, platform.interrupts());
             return new VirtioMmioTransport(device, context, base);
         } catch (RuntimeException e) {
             device.close();
@@ -893,10 +908,10 @@ public final class MicrovmBuilder {
     }
 
     /** Runs a device factory of the caller's; its failure is a configuration error of that device. */
-    private static Device make(String what, Function<IrqLine, Device> factory, IrqLine line) {
+    private static Device make(String what, Function<DeviceContext, Device> factory, DeviceContext context) {
         Device d;
         try {
-            d = factory.apply(line);
+            d = factory.apply(context);
         } catch (RuntimeException e) {
             throw new ConfigException("device", what + ": its factory failed: " + e, e);
         }

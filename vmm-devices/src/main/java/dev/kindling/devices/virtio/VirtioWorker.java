@@ -96,6 +96,9 @@ public final class VirtioWorker {
         boolean failed = false;
         try {
             while (true) {
+                // cleared before the flags are looked at, so a stop() or wake() after this stays
+                // signalled for the poll below
+                control.read();
                 synchronized (this) {
                     while (paused && !stopping) {
                         parked = true;
@@ -110,7 +113,6 @@ public final class VirtioWorker {
                 for (EventFd e : events) {
                     e.read();
                 }
-                control.read();
                 if (!failed) {
                     try {
                         timeout = body.serve();

@@ -24,6 +24,7 @@ import dev.kindling.devices.legacy.Serial16550;
 import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.devices.virtio.blk.VirtioBlk;
+import dev.kindling.devices.virtio.console.VirtioConsole;
 import dev.kindling.devices.virtio.mmio.VirtioMmioTransport;
 import dev.kindling.devices.virtio.rng.VirtioRng;
 import dev.kindling.irq.InterruptService;
@@ -125,14 +126,10 @@ public final class MicrovmBuilder {
     /** A virtio-blk disk; {@code label} names it in errors, {@code root} adds root=/dev/vdX. */
     private record Drive(String field, String label, Path image, BlkOptions options, boolean root) implements Virtio {}
 
-    /** A virtio console port; without streams it is the machine's console ({@link Microvm#console()}). */
-    private record ConsolePort(InputStream in, OutputStream out) implements Virtio {
+    /** A virtio console port: the machine's console ({@link Microvm#console()}), or one on streams of its own. */
+    private record ConsolePort(boolean machineConsole, InputStream in, OutputStream out) implements Virtio {
         public String field() {
             return "virtioConsole";
-        }
-
-        boolean isMachineConsole() {
-            return in == null && out == null;
         }
     }
 
@@ -183,6 +180,8 @@ public final class MicrovmBuilder {
      * read that ignores interrupts keeps the thread until it returns, and what it returns is dropped.
      * {@code System.in} is such a stream, so it is read as {@link #serialInputFromStdin()} does: through
      * poll(2) on descriptor 0, which close() ends at once, leaving later input to the next reader.
+     * Without the serial port ({@code isaSerial(false)}), this is the input of the virtio console that
+     * {@link #virtioConsole()} adds.
      */
     public MicrovmBuilder serialInput(InputStream in) {
         if (in == System.in) {
@@ -210,7 +209,10 @@ public final class MicrovmBuilder {
         return this;
     }
 
-    /** Where the serial port's output goes besides {@link Microvm#console()} (null: only there). */
+    /**
+     * Where the guest's console output goes besides {@link Microvm#console()} (null: only there): the
+     * serial port's, and that of the virtio console {@link #virtioConsole()} adds.
+     */
     public MicrovmBuilder serialOutput(OutputStream out) {
         this.serialOutput = out;
         return this;
@@ -324,7 +326,7 @@ public final class MicrovmBuilder {
      * most one such port.
      */
     public MicrovmBuilder virtioConsole() {
-        virtioTransports.add(new ConsolePort(null, null));
+        virtioTransports.add(new ConsolePort(true, null, null));
         return this;
     }
 
@@ -334,8 +336,7 @@ public final class MicrovmBuilder {
      * streams stay the caller's.
      */
     public MicrovmBuilder virtioConsole(InputStream in, OutputStream out) {
-        virtioTransports.add(new ConsolePort(in == null ? InputStream.nullInputStream() : in,
-                out == null ? OutputStream.nullOutputStream() : out));
+        virtioTransports.add(new ConsolePort(false, in, out));
         return this;
     }
 
@@ -449,7 +450,7 @@ public final class MicrovmBuilder {
         Drive root = null;
         ConsolePort machineConsole = null;
         for (Virtio v : virtioTransports) {
-            if (v instanceof ConsolePort c && c.isMachineConsole()) {
+            if (v instanceof ConsolePort c && c.machineConsole()) {
                 if (machineConsole != null) {
                     throw new ConfigException("virtioConsole", "virtioConsole() given twice: one virtio console port"
                             + " can be the machine's console; give the others streams of their own");
@@ -861,18 +862,41 @@ public final class MicrovmBuilder {
         attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
 
         InterruptService interrupts = new IsaInterrupts(isaLine);
-        int blks = 0, rngs = 0;
-        for (int i = 0; i < virtioTransports.size(); i++) {
-            DeviceContext context = machine.deviceContext("virtio-mmio" + i, isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i),
-                    interrupts);
-            long base = transportBase(i);
-            Device d = switch (virtioTransports.get(i)) {
-                case CustomTransport c -> make("virtio-mmio transport " + i, c.factory(), context);
-                case Drive drive -> transport(context, base, openDisk(drive, "blk" + blks++));
-                case ConsolePort port -> throw new UnsupportedOperationException("virtio-console");
-                case Rng rng -> transport(context, base, new VirtioRng("rng" + rngs++, new SecureRandom(), rng.limit()));
-            };
-            machine.attachMmio(base, MicrovmLayout.VIRTIO_MMIO_SIZE, d);
+        // without the serial port, the virtio console that is the machine's console takes its input
+        boolean consoleInput = serial == null
+                && virtioTransports.stream().anyMatch(v -> v instanceof ConsolePort c && c.machineConsole());
+        PollingInputStream polled = consoleInput && serialInputFd != null ? new PollingInputStream(serialInputFd) : null;
+        try {
+            int blks = 0, consoles = 0, rngs = 0;
+            for (int i = 0; i < virtioTransports.size(); i++) {
+                DeviceContext context = machine.deviceContext("virtio-mmio" + i,
+                        isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i), interrupts);
+                long base = transportBase(i);
+                Device d = switch (virtioTransports.get(i)) {
+                    case CustomTransport c -> make("virtio-mmio transport " + i, c.factory(), context);
+                    case Drive drive -> transport(context, base, openDisk(drive, "blk" + blks++));
+                    case ConsolePort port when port.machineConsole() -> {
+                        VirtioConsole c = new VirtioConsole("console" + consoles++,
+                                !consoleInput ? null : polled != null ? polled : serialInput, console.sink());
+                        if (consoleInput) {
+                            console.connect(c);
+                        }
+                        yield transport(context, base, c);
+                    }
+                    case ConsolePort port -> transport(context, base,
+                            new VirtioConsole("console" + consoles++, port.in(), port.out()));
+                    case Rng rng -> transport(context, base, new VirtioRng("rng" + rngs++, new SecureRandom(), rng.limit()));
+                };
+                machine.attachMmio(base, MicrovmLayout.VIRTIO_MMIO_SIZE, d);
+            }
+        } catch (RuntimeException e) {
+            if (polled != null) {
+                polled.close();
+            }
+            throw e;
+        }
+        if (polled != null) {
+            machine.own(polled); // owned after the console, so closed before it: its read ends at once
         }
         for (DeviceSpec u : devices) {
             IrqLine line = u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0);

@@ -382,4 +382,40 @@ class MicrovmBuilderTest {
         assertThat(configError(Microvm.builder().config(json), "drives"))
                 .hasMessage("drive 'data': image " + tmp.resolve("gone.img") + " does not exist");
     }
+
+    @Test
+    void virtioDevicesTakeTransportsInOrderAndImagesAreLocked() throws Exception {
+        TestGuests.assumeKvm();
+        Path disk = Files.write(tmp.resolve("disk.img"), new byte[1 << 20]);
+        Path seed = Files.write(tmp.resolve("seed.img"), new byte[1 << 20]);
+        BlkOptions ro = BlkOptions.defaults().withReadOnly(true);
+        MicrovmBuilder b = valid().cmdline("console=hvc0").isaSerial(false).rootDevice(disk, BlkOptions.defaults())
+                .virtioBlk(seed, ro).virtioConsole().virtioRng();
+        b.build().close(); // warms up lazily made JVM resources
+        HostResources before = HostResources.now();
+        try (Microvm vm = b.build()) {
+            assertThat(vm.cmdline()).isEqualTo("console=hvc0 virtio_mmio.device=512@0xd0000000:5"
+                    + " virtio_mmio.device=512@0xd0000200:6 virtio_mmio.device=512@0xd0000400:7"
+                    + " virtio_mmio.device=512@0xd0000600:8 root=/dev/vda rw");
+            assertThat(vm.ioMap()).extracting(IoMapEntry::toString).contains(
+                    "mmio 0xd0000000-0xd00001ff virtio-mmio0 (kindling)", "mmio 0xd0000600-0xd00007ff virtio-mmio3 (kindling)");
+            // a writable image is this VM's alone; a read-only one may be shared
+            assertThatThrownBy(() -> valid().virtioBlk(disk, ro).build())
+                    .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("virtioBlk"))
+                    .hasMessageContaining("disk.img");
+            valid().virtioBlk(seed, ro).build().close();
+            assertThatThrownBy(() -> valid().virtioBlk(seed).build()).isInstanceOf(ConfigException.class)
+                    .hasMessageContaining("seed.img");
+            // with the serial port off, the console's input goes to the virtio console
+            vm.console().send("typed");
+        }
+        HostResources.now().assertNothingLeftSince(before);
+        try (Microvm vm = valid().isaSerial(false).virtioRng().build()) {
+            assertThatThrownBy(() -> vm.console().send("x")).isInstanceOf(IllegalStateException.class)
+                    .hasMessageContaining("no virtioConsole()");
+        }
+        try (Microvm vm = valid().virtioBlk(disk).build()) {
+            assertThat(vm.cmdline()).doesNotContain("root=");
+        }
+    }
 }

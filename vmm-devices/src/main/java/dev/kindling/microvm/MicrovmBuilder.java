@@ -366,7 +366,10 @@ public final class MicrovmBuilder {
     /**
      * Checks the configuration without /dev/kvm, on any machine: the files exist and are readable, the
      * kernel is an ELF or a bzImage, memory and vCPU count are possible, the toggles go together, no
-     * two devices want one IRQ or overlapping addresses, and the command line is valid.
+     * two devices want one IRQ or overlapping addresses, the virtio devices fit the eight transports,
+     * disk images are files or block devices that can be read (and written, unless read-only), no
+     * writable image backs two disks, there is one root device and one machine console port at most,
+     * and the command line is valid.
      *
      * @throws ConfigException naming the first setting at fault
      */

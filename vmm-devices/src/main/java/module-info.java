@@ -6,7 +6,10 @@ module dev.kindling.devices {
 
     exports dev.kindling.devices.legacy;
     exports dev.kindling.devices.virtio;
+    exports dev.kindling.devices.virtio.console;
+    exports dev.kindling.devices.virtio.mmio;
     exports dev.kindling.devices.virtio.queue;
+    exports dev.kindling.devices.virtio.rng;
     exports dev.kindling.microvm;
 
     opens dev.kindling.microvm to com.fasterxml.jackson.databind;

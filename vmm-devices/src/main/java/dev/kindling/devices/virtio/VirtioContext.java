@@ -39,4 +39,13 @@ public interface VirtioContext {
 
     /** Makes the device's daemon threads, named after the machine and the device. */
     ThreadFactory threads();
+
+    /**
+     * The device's backend failed in a way the driver cannot repair (an output stream that threw): the
+     * machine logs it and keeps it for the host program. Unlike {@link #needsReset} the device goes on.
+     * Without a machine to tell, it is logged.
+     */
+    default void reportFatal(String what, Throwable cause) {
+        System.getLogger(VirtioContext.class.getName()).log(System.Logger.Level.ERROR, what, cause);
+    }
 }

@@ -11,24 +11,47 @@ import java.util.List;
 public record DescriptorChain(int head, List<Descriptor> descriptors) {
     public DescriptorChain {
         descriptors = List.copyOf(descriptors);
+        boolean seenWritable = false;
+        for (Descriptor d : descriptors) {
+            if (seenWritable && !d.writable()) {
+                throw new IllegalArgumentException("a device-readable buffer follows a device-writable one: " + descriptors);
+            }
+            seenWritable |= d.writable();
+        }
     }
 
     /** The buffers the device reads, in order. */
     public List<Descriptor> readable() {
-        throw new UnsupportedOperationException("not yet built");
+        return descriptors.subList(0, firstWritable());
     }
 
     /** The buffers the device writes, in order. */
     public List<Descriptor> writable() {
-        throw new UnsupportedOperationException("not yet built");
+        return descriptors.subList(firstWritable(), descriptors.size());
     }
 
     /** Total bytes of {@link #readable()} (at most 2^32 - 1 per chain times the chain length). */
     public long readableLength() {
-        throw new UnsupportedOperationException("not yet built");
+        return sum(readable());
     }
 
     public long writableLength() {
-        throw new UnsupportedOperationException("not yet built");
+        return sum(writable());
+    }
+
+    private int firstWritable() {
+        int i = 0;
+        while (i < descriptors.size() && !descriptors.get(i).writable()) {
+            i++;
+        }
+        return i;
+    }
+
+    private static long sum(List<Descriptor> buffers) {
+        long total = 0;
+        for (Descriptor d : buffers) {
+            total += d.length();
+        }
+        return total;
     }
 }

@@ -1,0 +1,206 @@
+package dev.kindling.devices.virtio;
+
+import dev.kindling.sys.EventFd;
+import dev.kindling.sys.Fd;
+import dev.kindling.sys.Poller;
+import java.lang.System.Logger.Level;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.ThreadFactory;
+
+/**
+ * A device thread: runs a {@link Body} whenever one of its eventfds (queue notifiers, a device's own
+ * wake-ups) is signalled, or when the body's timeout passes. {@link #stop()} ends it and joins it,
+ * {@link #quiesce()} parks it between two runs. What the body throws is reported once and the thread
+ * then idles until stopped, so a device bug neither spins nor dies silently.
+ */
+public final class VirtioWorker {
+    private static final System.Logger LOG = System.getLogger(VirtioWorker.class.getName());
+    /** How long stop() and quiesce() wait for a body that does not return. */
+    private static final long JOIN_MILLIS = 10_000;
+
+    /** One round of work. */
+    @FunctionalInterface
+    public interface Body {
+        /**
+         * Serves what is ready. Returns how many milliseconds to wait at most before the next round
+         * when no eventfd is signalled (a rate limit's refill), or -1 to wait for a signal only.
+         */
+        int serve();
+    }
+
+    private final Thread thread;
+    private final Body body;
+    private final List<EventFd> events;
+    private final List<Fd> fds;
+    private final EventFd control = EventFd.nonBlocking();
+    private final FatalHandler onFatal;
+
+    // guarded by this
+    private boolean stopping;
+    private boolean paused;
+    private boolean parked;
+    private boolean ended;
+
+    /** What the worker does with an exception its body threw: the device's context reportFatal. */
+    @FunctionalInterface
+    public interface FatalHandler {
+        void report(String what, Throwable cause);
+    }
+
+    private VirtioWorker(String name, ThreadFactory threads, List<EventFd> events, Body body, FatalHandler onFatal) {
+        this.body = body;
+        this.onFatal = onFatal;
+        this.events = List.copyOf(events);
+        List<Fd> all = new ArrayList<>();
+        all.add(control.fd());
+        for (EventFd e : this.events) {
+            all.add(e.fd());
+        }
+        this.fds = List.copyOf(all);
+        this.thread = threads.newThread(this::run);
+        thread.setName(thread.getName() + "-" + name);
+    }
+
+    /**
+     * Starts a thread made by {@code threads} (its name gets {@code -name} appended) that runs
+     * {@code body} once at once, then each time one of {@code events} (non-blocking eventfds, which it
+     * reads to clear) or {@link #wake()} signals it.
+     */
+    public static VirtioWorker start(String name, ThreadFactory threads, List<EventFd> events, Body body, FatalHandler onFatal) {
+        Objects.requireNonNull(body, "body");
+        Objects.requireNonNull(onFatal, "onFatal");
+        VirtioWorker w = new VirtioWorker(name, threads, events, body, onFatal);
+        try {
+            w.thread.start();
+        } catch (RuntimeException | Error e) {
+            w.control.close();
+            throw e;
+        }
+        return w;
+    }
+
+    /** Makes the body run again soon (new input for it). Callable from any thread, any number of times. */
+    public void wake() {
+        synchronized (this) {
+            if (ended) {
+                return;
+            }
+            control.signal();
+        }
+    }
+
+    private void run() {
+        int timeout = -1;
+        boolean failed = false;
+        try {
+            while (true) {
+                // cleared before the flags are looked at, so a stop() or wake() after this stays
+                // signalled for the poll below
+                control.read();
+                synchronized (this) {
+                    while (paused && !stopping) {
+                        parked = true;
+                        notifyAll();
+                        wait();
+                    }
+                    parked = false;
+                    if (stopping) {
+                        return;
+                    }
+                }
+                for (EventFd e : events) {
+                    e.read();
+                }
+                if (!failed) {
+                    try {
+                        timeout = body.serve();
+                    } catch (RuntimeException e) {
+                        failed = true;
+                        timeout = -1;
+                        onFatal.report(thread.getName() + " failed and stops serving until the device is reset", e);
+                    }
+                }
+                Poller.waitAny(failed ? fds.subList(0, 1) : fds, timeout);
+            }
+        } catch (InterruptedException e) {
+            // stop() does not interrupt; someone else did: end like a stop
+        } finally {
+            synchronized (this) {
+                ended = true;
+                notifyAll();
+            }
+        }
+    }
+
+    /**
+     * Parks the thread after its current round: returns once it is parked (it touches no guest memory
+     * then) or has ended.
+     */
+    public void quiesce() {
+        synchronized (this) {
+            paused = true;
+            if (!ended) {
+                control.signal();
+            }
+            long deadline = System.nanoTime() + JOIN_MILLIS * 1_000_000;
+            while (!parked && !ended) {
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (left <= 0) {
+                    LOG.log(Level.WARNING, thread.getName() + " did not stop for a pause within " + JOIN_MILLIS + " ms");
+                    return;
+                }
+                try {
+                    wait(left);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
+            }
+        }
+    }
+
+    public void resume() {
+        synchronized (this) {
+            paused = false;
+            notifyAll();
+        }
+    }
+
+    /** Ends the thread after its current round and joins it; idempotent. */
+    public void stop() {
+        synchronized (this) {
+            stopping = true;
+            if (!ended) {
+                control.signal();
+            }
+            notifyAll();
+        }
+        if (thread == Thread.currentThread()) {
+            return;
+        }
+        boolean interrupted = false;
+        long deadline = System.nanoTime() + JOIN_MILLIS * 1_000_000;
+        while (thread.isAlive()) {
+            long left = (deadline - System.nanoTime()) / 1_000_000;
+            if (left <= 0) {
+                LOG.log(Level.ERROR, thread.getName() + " did not end within " + JOIN_MILLIS + " ms; left running");
+                break;
+            }
+            try {
+                thread.join(left);
+            } catch (InterruptedException e) {
+                interrupted = true; // the join must still happen: the caller relies on the thread being gone
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+        synchronized (this) {
+            if (ended) {
+                control.close();
+            }
+        }
+    }
+}

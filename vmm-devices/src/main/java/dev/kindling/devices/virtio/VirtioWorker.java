@@ -1,10 +1,12 @@
 package dev.kindling.devices.virtio;
 
+import dev.kindling.sys.Epoll;
 import dev.kindling.sys.EventFd;
-import dev.kindling.sys.Fd;
-import dev.kindling.sys.Poller;
+import dev.kindling.sys.Libc;
 import java.lang.System.Logger.Level;
-import java.util.ArrayList;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.ThreadFactory;
@@ -13,7 +15,8 @@ import java.util.concurrent.ThreadFactory;
  * A device thread: runs a {@link Body} whenever one of its eventfds (queue notifiers, a device's own
  * wake-ups) is signalled, or when the body's timeout passes. {@link #stop()} ends it and joins it,
  * {@link #quiesce()} parks it between two runs. What the body throws is reported once and the thread
- * then idles until stopped, so a device bug neither spins nor dies silently.
+ * then idles until stopped, so a device bug neither spins nor dies silently. The wait is one epoll
+ * set and one read buffer made at start: a wake-up allocates nothing.
  */
 public final class VirtioWorker {
     private static final System.Logger LOG = System.getLogger(VirtioWorker.class.getName());
@@ -33,8 +36,12 @@ public final class VirtioWorker {
     private final Thread thread;
     private final Body body;
     private final List<EventFd> events;
-    private final List<Fd> fds;
     private final EventFd control = EventFd.nonBlocking();
+    /** Token {@code i + 1} is {@code events.get(i)}; token 0 is {@link #control}. */
+    private final Epoll epoll;
+    /** The thread's buffer for eventfd reads; freed when the thread ends. */
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment counter = arena.allocate(ValueLayout.JAVA_LONG);
     private final FatalHandler onFatal;
 
     // guarded by this
@@ -53,12 +60,11 @@ public final class VirtioWorker {
         this.body = body;
         this.onFatal = onFatal;
         this.events = List.copyOf(events);
-        List<Fd> all = new ArrayList<>();
-        all.add(control.fd());
-        for (EventFd e : this.events) {
-            all.add(e.fd());
+        this.epoll = Epoll.create(this.events.size() + 1);
+        epoll.add(control.fd(), Epoll.EPOLLIN, 0);
+        for (int i = 0; i < this.events.size(); i++) {
+            epoll.add(this.events.get(i).fd(), Epoll.EPOLLIN, i + 1);
         }
-        this.fds = List.copyOf(all);
         this.thread = threads.newThread(this::run);
         thread.setName(thread.getName() + "-" + name);
     }
@@ -71,11 +77,14 @@ public final class VirtioWorker {
     public static VirtioWorker start(String name, ThreadFactory threads, List<EventFd> events, Body body, FatalHandler onFatal) {
         Objects.requireNonNull(body, "body");
         Objects.requireNonNull(onFatal, "onFatal");
-        VirtioWorker w = new VirtioWorker(name, threads, events, body, onFatal);
+        VirtioWorker w = null;
         try {
+            w = new VirtioWorker(name, threads, events, body, onFatal);
             w.thread.start();
         } catch (RuntimeException | Error e) {
-            w.control.close();
+            if (w != null) {
+                w.release();
+            }
             throw e;
         }
         return w;
@@ -93,12 +102,12 @@ public final class VirtioWorker {
 
     private void run() {
         int timeout = -1;
-        boolean failed = false;
+        boolean idle = false;
         try {
             while (true) {
                 // cleared before the flags are looked at, so a stop() or wake() after this stays
                 // signalled for the poll below
-                control.read();
+                clear(control);
                 synchronized (this) {
                     while (paused && !stopping) {
                         parked = true;
@@ -111,18 +120,21 @@ public final class VirtioWorker {
                     }
                 }
                 for (EventFd e : events) {
-                    e.read();
+                    clear(e);
                 }
-                if (!failed) {
+                if (!idle) {
                     try {
                         timeout = body.serve();
                     } catch (RuntimeException e) {
-                        failed = true;
+                        idle = true;
                         timeout = -1;
+                        for (EventFd ev : events) {
+                            epoll.remove(ev.fd()); // only a stop or a quiesce matters now
+                        }
                         onFatal.report(thread.getName() + " failed and stops serving until the device is reset", e);
                     }
                 }
-                Poller.waitAny(failed ? fds.subList(0, 1) : fds, timeout);
+                epoll.wait(timeout);
             }
         } catch (InterruptedException e) {
             // stop() does not interrupt; someone else did: end like a stop
@@ -132,6 +144,20 @@ public final class VirtioWorker {
                 notifyAll();
             }
         }
+    }
+
+    /** Resets a non-blocking eventfd's counter, into the thread's own buffer. */
+    private void clear(EventFd e) {
+        Libc.read(e.fd(), counter, 8);
+    }
+
+    private void release() {
+        if (!arena.scope().isAlive()) {
+            return;
+        }
+        epoll.close();
+        control.close();
+        arena.close();
     }
 
     /**
@@ -199,7 +225,7 @@ public final class VirtioWorker {
         }
         synchronized (this) {
             if (ended) {
-                control.close();
+                release();
             }
         }
     }

@@ -41,7 +41,11 @@ final class BlkHarness implements VirtioContext, AutoCloseable {
     /** A queue of {@code size} and every feature {@code device} offers accepted. */
     BlkHarness(VirtioBlk device, int size) {
         this(device.features(), size);
+        this.device = device;
     }
+
+    /** Closed first on close(), as a machine stops its devices before it frees guest memory. */
+    private VirtioBlk device;
 
     BlkHarness(long features, int size) {
         this.features = features;
@@ -252,6 +256,9 @@ final class BlkHarness implements VirtioContext, AutoCloseable {
 
     @Override
     public void close() {
+        if (device != null) {
+            device.close();
+        }
         notifier.close();
         driver.close();
     }

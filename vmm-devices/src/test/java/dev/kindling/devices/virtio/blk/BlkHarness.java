@@ -35,6 +35,7 @@ final class BlkHarness implements VirtioContext, AutoCloseable {
     private final long features;
     private final EventFd notifier = EventFd.nonBlocking();
     private final Semaphore interrupts = new Semaphore(0);
+    private final Semaphore resetSignals = new Semaphore(0);
     final List<String> resets = Collections.synchronizedList(new ArrayList<>());
     final List<String> fatals = Collections.synchronizedList(new ArrayList<>());
 
@@ -135,7 +136,7 @@ final class BlkHarness implements VirtioContext, AutoCloseable {
     @Override
     public void needsReset(String why) {
         resets.add(why);
-        interrupts.release();
+        resetSignals.release();
     }
 
     @Override
@@ -200,9 +201,14 @@ final class BlkHarness implements VirtioContext, AutoCloseable {
         }
     }
 
-    /** True if an interrupt or a reset came within {@code millis}. */
+    /** True if an interrupt came within {@code millis} (or one was left from before). */
     boolean interruptWithin(long millis) throws InterruptedException {
         return interrupts.tryAcquire(millis, TimeUnit.MILLISECONDS);
+    }
+
+    /** True if the device asked for a reset within {@code millis}. */
+    boolean resetWithin(long millis) throws InterruptedException {
+        return resetSignals.tryAcquire(millis, TimeUnit.MILLISECONDS);
     }
 
     /** The status byte: the last byte the device wrote. */

@@ -6,6 +6,7 @@ module dev.kindling.devices {
 
     exports dev.kindling.devices.legacy;
     exports dev.kindling.devices.virtio;
+    exports dev.kindling.devices.virtio.blk;
     exports dev.kindling.devices.virtio.console;
     exports dev.kindling.devices.virtio.mmio;
     exports dev.kindling.devices.virtio.queue;

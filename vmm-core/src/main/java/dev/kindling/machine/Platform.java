@@ -3,6 +3,7 @@ package dev.kindling.machine;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.Bus;
 import dev.kindling.device.IoEvent;
+import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.memory.MemorySlot;
@@ -19,13 +20,22 @@ public interface Platform extends AutoCloseable {
 
     /**
      * Creates vCPU {@code index} of {@code count}, whose port and MMIO exits go to {@code pio} and
-     * {@code mmio}; unknown MMIO addresses follow {@code strictMmio} (false: reads see all ones, writes
-     * are dropped; true: the machine stops with {@link StopReason.BadAccess}).
+     * {@code mmio} through an {@link ExitDispatch} the machine's vCPUs share; unknown MMIO addresses
+     * follow {@code strictMmio} (false: reads see all ones, writes are dropped; true: the machine stops
+     * with {@link StopReason.BadAccess}).
      */
     VirtualCpu createVcpu(int index, int count, Bus pio, Bus mmio, boolean strictMmio);
 
-    /** An interrupt line into the guest's interrupt controller for {@code gsi}. */
-    IrqLine irqLine(int gsi);
+    /**
+     * The machine's interrupt sources: lines by GSI (an irqfd each, so a device thread raises them
+     * without an exit), MSI vectors and end-of-interrupt notices.
+     */
+    InterruptService interrupts();
+
+    /** The line of {@code gsi}: {@code interrupts().line(gsi)}. */
+    default IrqLine irqLine(int gsi) {
+        return interrupts().line(gsi);
+    }
 
     /**
      * Registers an eventfd the hypervisor signals, without an exit to user space, when the guest writes
@@ -37,7 +47,8 @@ public interface Platform extends AutoCloseable {
 
     /**
      * Maps {@code host} at {@code guestAddress} as device memory (not RAM): a slot that may move or be
-     * removed at run time, read-only if asked (guest writes then exit as MMIO).
+     * removed at run time, read-only if asked (guest writes then exit as MMIO and reach the MMIO bus).
+     * Address and size must be page-aligned and overlap neither RAM nor another slot.
      */
     MemorySlot mapMemory(long guestAddress, MemorySegment host, boolean readOnly);
 

@@ -596,26 +596,24 @@ public final class MicrovmBuilder {
     }
 
     private Microvm wire(Machine machine, KvmPlatform platform, Plan plan, DirectBoot.Result boot) {
-        IntFunction<IrqLine> isaLine;
+        IntFunction<IrqLine> isaLine = platform.interrupts()::line;
         if (irqchip == IrqchipMode.SPLIT) {
-            IoApic ioapic = new IoApic("ioapic", vcpus, new KvmIoapicSink(platform));
+            KvmIoapicSink sink = new KvmIoapicSink();
+            IoApic ioapic = new IoApic("ioapic", vcpus, sink);
             attach(machine, AddressSpace.MMIO, ioapic.busRanges(), ioapic);
-            platform.onIoapicEoi(ioapic::endOfInterrupt);
             if (plan.pic()) {
                 PicWiring wiring = new PicWiring();
                 Pic8259 pic = new Pic8259(wiring);
                 wiring.connect(pic, platform);
                 attach(machine, AddressSpace.PIO, pic.busRanges(), pic);
-                isaLine = irq -> irq < 16 ? IrqLines.fanOut(irq, pic.line(irq), ioapic.line(irq)) : ioapic.line(irq);
+                sink.connect(platform, ioapic, pic::line); // ISA IRQs drive both, as on a PC
             } else {
-                isaLine = ioapic::line;
+                sink.connect(platform, ioapic, null);
             }
             if (plan.pit()) {
                 Pit8254 pit = new Pit8254("pit", isaLine.apply(IRQ_PIT), System::nanoTime);
                 attach(machine, AddressSpace.PIO, pit.busRanges(), pit);
             }
-        } else {
-            isaLine = platform::irqLine;
         }
 
         if (plan.rtc()) {

@@ -4,6 +4,7 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED;
 
+import dev.kindling.machine.ExitDispatch;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
@@ -28,8 +29,9 @@ public sealed interface VcpuExit {
      * {@link #value()}; for {@link IoDirection#IN} store the result with {@link #setValue(long)}.
      */
     record Io(IoDirection direction, int port, int size, int count, long dataOffset, MemorySegment runPage)
-            implements VcpuExit {
+            implements VcpuExit, ExitDispatch.PortAccess {
 
+        @Override
         public boolean isIn() {
             return direction == IoDirection.IN;
         }
@@ -49,6 +51,7 @@ public sealed interface VcpuExit {
         }
 
         /** The {@code i}-th value of a string OUT, zero-extended. */
+        @Override
         public long value(int i) {
             long at = at(i);
             return switch (size) {
@@ -63,6 +66,7 @@ public sealed interface VcpuExit {
             setValue(0, value);
         }
 
+        @Override
         public void setValue(int i, long value) {
             if (direction != IoDirection.IN) {
                 throw new IllegalStateException("port 0x" + Integer.toHexString(port) + " access is an OUT, not an IN");
@@ -92,7 +96,8 @@ public sealed interface VcpuExit {
      * An access to guest-physical memory no slot backs. {@code data} holds the written bytes
      * (little-endian, {@code len} of them) for a write; complete a read with {@link #complete(long)}.
      */
-    record Mmio(long address, long data, int len, boolean isWrite, MemorySegment runPage) implements VcpuExit {
+    record Mmio(long address, long data, int len, boolean isWrite, MemorySegment runPage)
+            implements VcpuExit, ExitDispatch.MmioAccess {
         /** The written bytes ({@code len} of them). */
         public byte[] dataBytes() {
             byte[] b = new byte[len];
@@ -103,6 +108,7 @@ public sealed interface VcpuExit {
         }
 
         /** Supplies the value a read returns: its low {@code len} bytes, little-endian. */
+        @Override
         public void complete(long value) {
             checkRead();
             for (int i = 0; i < len; i++) {

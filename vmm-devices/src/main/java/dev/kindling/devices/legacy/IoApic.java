@@ -18,16 +18,20 @@ import java.util.function.Supplier;
  * <p><b>Inputs.</b> {@link #line(int)} is pin {@code n} as an {@link IrqLine} ({@code gsi() == n};
  * ISA IRQ 0 is conventionally wired to pin 2). {@code set(true)} asserts the pin; polarity (bit 13) is
  * stored for the guest but the line's level is taken as already active-high. An edge-triggered pin
- * delivers once per rising edge ({@code pulse()}, or {@code set(false)} then {@code set(true)}) while
- * unmasked; edges on a masked pin are dropped, as on the 82093AA. A level-triggered pin delivers when
- * asserted, unmasked and Remote IRR is clear, and sets Remote IRR; {@link #endOfInterrupt(int)} (KVM's
- * {@code KVM_EXIT_IOAPIC_EOI}, or a write of the vector to the EOI register) clears Remote IRR on the
- * level-triggered pins with that vector and delivers again if the pin is still asserted.
+ * delivers once per rising edge ({@code pulse()}, or {@code set(false)} then {@code set(true)}). An
+ * edge on a masked pin stays pending (in IRR, one at most) and is delivered when the guest unmasks the
+ * pin, so no edge is lost while a guest reprograms a pin (the 82093AA drops it). A level-triggered pin
+ * delivers when asserted, unmasked and Remote IRR is clear, and sets Remote IRR;
+ * {@link #endOfInterrupt(int)} (KVM's {@code KVM_EXIT_IOAPIC_EOI}, or a write of the vector to the EOI
+ * register) clears Remote IRR on the level-triggered pins with that vector, delivers again if the pin
+ * is still asserted, and then, with the IOAPIC's lock released, tells {@link MsiSink#endOfInterrupt}.
  *
  * <p><b>Output.</b> Each delivery is an MSI to {@link MsiSink}, as QEMU's IOAPIC sends with a split
  * irqchip: address {@code 0xfee00000 | dest << 12 | extDest << 5 | destMode << 2} (extDest: entry
  * bits 49-55, the extended destination ID, zero for ordinary guests), data
- * {@code vector | deliveryMode << 8 | trigger << 15}. The sink is called with the IOAPIC's lock held.
+ * {@code vector | deliveryMode << 8 | trigger << 15}. The sink's {@code deliver} and {@code routeChanged}
+ * are called with the IOAPIC's lock held (so routes change in the guest's order); its
+ * {@code endOfInterrupt} without it.
  *
  * <p><b>Storms.</b> Nothing is re-sent without a guest action: a guest that never sends EOI gets one
  * interrupt per level-triggered assertion. A guest that EOIs without quietening the device gets the
@@ -74,7 +78,7 @@ public final class IoApic implements Device, BusMapped {
     private int id;
     private int regsel;
     private final long[] table = new long[PINS];
-    /** Pins with a request to service: asserted level pins, and edges not yet sent. */
+    /** Pins with a request to service: asserted level pins, and edges not yet sent (pending while masked). */
     private int irr;
     /** The input level of every pin. */
     private int inputs;
@@ -136,26 +140,43 @@ public final class IoApic implements Device, BusMapped {
     }
 
     @Override
-    public synchronized void write(long offset, int size, long value) {
-        if (offset == IOREGSEL && (size == 1 || size == 2 || size == 4)) {
-            regsel = (int) value & 0xff;
-        } else if (offset == IOWIN && size == 4) {
-            writeIndirect(regsel, (int) value);
-        } else if (offset == EOI && size == 4) {
-            endOfInterrupt((int) value & 0xff);
+    public void write(long offset, int size, long value) {
+        if (offset == EOI && size == 4) {
+            endOfInterrupt((int) value & 0xff); // takes the lock itself: the notices run outside it
+            return;
+        }
+        synchronized (this) {
+            if (offset == IOREGSEL && (size == 1 || size == 2 || size == 4)) {
+                regsel = (int) value & 0xff;
+            } else if (offset == IOWIN && size == 4) {
+                writeIndirect(regsel, (int) value);
+            }
         }
     }
 
     /**
      * The local APIC signalled EOI for {@code vector}: clears Remote IRR of the level-triggered pins
-     * programmed with it and delivers again for each such pin still asserted.
+     * programmed with it and delivers again for each such pin still asserted; then, without the lock,
+     * reports each such pin to {@link MsiSink#endOfInterrupt(int)}.
      */
-    public synchronized void endOfInterrupt(int vector) {
+    public void endOfInterrupt(int vector) {
+        int ended = clearRemoteIrr(vector);
+        for (int pin = 0; ended != 0; pin++, ended >>>= 1) {
+            if ((ended & 1) != 0) {
+                sink.endOfInterrupt(pin);
+            }
+        }
+    }
+
+    /** The pins whose Remote IRR an EOI for {@code vector} cleared, as a bit mask. */
+    private synchronized int clearRemoteIrr(int vector) {
+        int ended = 0;
         for (int pin = 0; pin < PINS; pin++) {
             long e = table[pin];
             if ((e & VECTOR) != (vector & 0xff) || (e & TRIGGER_LEVEL) == 0 || (e & REMOTE_IRR) == 0) {
                 continue;
             }
+            ended |= 1 << pin;
             table[pin] = e & ~REMOTE_IRR;
             if ((e & MASKED) == 0 && (irr & (1 << pin)) != 0) {
                 if (++successiveEois[pin] >= STORM_LIMIT) {
@@ -168,6 +189,7 @@ public final class IoApic implements Device, BusMapped {
                 successiveEois[pin] = 0;
             }
         }
+        return ended;
     }
 
     /** Stops the storm timer. */
@@ -198,8 +220,8 @@ public final class IoApic implements Device, BusMapped {
             } else {
                 irr &= ~bit;
             }
-        } else if (level && !was && (e & MASKED) == 0) {
-            irr |= bit;
+        } else if (level && !was) {
+            irr |= bit; // pending until the pin is unmasked
             service();
         }
     }
@@ -292,13 +314,18 @@ public final class IoApic implements Device, BusMapped {
         }
         table[pin] = e;
         successiveEois[pin] = 0;
-        if (msiAddress(e) != msiAddress(old) || msiData(e) != msiData(old) || ((e ^ old) & MASKED) != 0) {
-            sink.routeChanged(pin, msiAddress(e), msiData(e), (e & MASKED) != 0);
-        }
         if ((e & TRIGGER_LEVEL) == 0) {
-            irr &= ~(1 << pin); // edge pins only request on a new edge
+            if ((old & TRIGGER_LEVEL) != 0) {
+                irr &= ~(1 << pin); // an asserted level is no edge: edge pins only request on a new edge
+            }
         } else if ((inputs & (1 << pin)) != 0) {
             irr |= 1 << pin; // a level-triggered pin that is asserted requests at once
+        } else {
+            irr &= ~(1 << pin); // and one that is not, does not (a pending edge is no level)
+        }
+        if (msiAddress(e) != msiAddress(old) || msiData(e) != msiData(old) || ((e ^ old) & MASKED) != 0) {
+            // may hand back edges that were in flight elsewhere (setPin on this thread): they stay pending here
+            sink.routeChanged(pin, msiAddress(e), msiData(e), (e & MASKED) != 0);
         }
         service();
     }

@@ -16,4 +16,10 @@ public interface MsiSink {
      * KVM sink should mirror each pin into a route here. Does nothing by default.
      */
     default void routeChanged(int pin, long address, int data, boolean masked) {}
+
+    /**
+     * The guest ended the interrupt of level-triggered pin {@code pin} (its Remote IRR is clear now).
+     * Called without the IOAPIC's lock, so what it runs may raise the pin again. Does nothing by default.
+     */
+    default void endOfInterrupt(int pin) {}
 }

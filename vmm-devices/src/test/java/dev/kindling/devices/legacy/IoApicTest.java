@@ -112,13 +112,55 @@ class IoApicTest {
     }
 
     @Test
-    void maskedEdgesAreDropped() {
+    void aMaskedEdgeStaysPendingUntilUnmasked() {
         program(5, 0x00000000_00010035L); // masked
         ioapic.line(5).pulse();
-        program(5, 0x00000000_00000035L); // unmask: the edge was not latched
+        ioapic.line(5).pulse(); // one pending edge, however many arrive
         assertThat(sent).isEmpty();
-        ioapic.line(5).pulse();
+        program(5, 0x00000000_00000035L); // unmask: the pending edge goes out once
+        assertThat(sent).containsExactly(new Msi(0xfee00000L, 0x35));
+        program(5, 0x00000000_00000036L); // reprogramming an unmasked pin sends nothing new
         assertThat(sent).hasSize(1);
+        ioapic.line(5).pulse();
+        assertThat(sent).hasSize(2);
+    }
+
+    @Test
+    void aPendingEdgeIsNoLevelRequest() {
+        program(6, 0x00000000_00010036L); // masked, edge
+        ioapic.line(6).pulse();
+        program(6, 0x00000000_00008036L); // unmasked, level, input low: nothing to send
+        assertThat(sent).isEmpty();
+    }
+
+    @Test
+    void endOfInterruptNoticesComeWithoutTheIoapicsLock() {
+        List<Integer> ended = new ArrayList<>();
+        List<Boolean> lockHeld = new ArrayList<>();
+        IoApic[] self = new IoApic[1];
+        self[0] = new IoApic("ioapic", 0, new MsiSink() {
+            @Override
+            public void deliver(long address, int data) {}
+
+            @Override
+            public void endOfInterrupt(int pin) {
+                ended.add(pin);
+                lockHeld.add(Thread.holdsLock(self[0]));
+            }
+        });
+        try (IoApic apic = self[0]) {
+            apic.write(0x00, 4, 0x10 + 2 * 9);
+            apic.write(0x10, 4, 0x8029); // pin 9: level, vector 0x29
+            apic.write(0x00, 4, 0x10 + 2 * 4);
+            apic.write(0x10, 4, 0x0029); // pin 4: edge, the same vector
+            apic.line(9).set(true);
+            apic.line(4).pulse();
+            apic.endOfInterrupt(0x29);
+            apic.write(0x40, 4, 0x29); // Remote IRR is set again (still asserted): the register ends it too
+            apic.endOfInterrupt(0x31); // no pin has that vector
+        }
+        assertThat(ended).containsExactly(9, 9); // level pins only
+        assertThat(lockHeld).containsOnly(false);
     }
 
     @Test

@@ -3,6 +3,7 @@ package dev.kindling.kvm.platform;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.Bus;
 import dev.kindling.device.IoEvent;
+import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Capability;
 import dev.kindling.kvm.CpuidEntry;
@@ -12,6 +13,7 @@ import dev.kindling.kvm.LapicState;
 import dev.kindling.kvm.Msr;
 import dev.kindling.kvm.Vcpu;
 import dev.kindling.kvm.Vm;
+import dev.kindling.machine.ExitDispatch;
 import dev.kindling.machine.Platform;
 import dev.kindling.machine.VirtualCpu;
 import dev.kindling.memory.MemoryRegion;
@@ -20,13 +22,9 @@ import dev.kindling.sys.EventFd;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.OptionalLong;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.function.IntConsumer;
+import java.util.function.IntFunction;
 
 /** A {@link Platform} on KVM: one VM, its memory slots, vCPUs, interrupt controllers and eventfds. */
 public final class KvmPlatform implements Platform {
@@ -61,14 +59,14 @@ public final class KvmPlatform implements Platform {
     private final List<CpuidEntry> supportedCpuid;
     private final boolean archCapabilitiesMsr;
     private final List<KvmVirtualCpu> vcpus = new ArrayList<>();
-    private final Map<Integer, KvmIrqLine> lines = new HashMap<>();
     /** Closed after the VM: KVM drops the registrations with the VM. */
     private final List<KvmIoEvent> ioEvents = new ArrayList<>();
+    private final MemorySlots slots;
+    private final GsiRouting routing;
+    private final KvmInterrupts interrupts;
+    /** Shared by the vCPUs, so that a failing device is logged once per VM, not once per vCPU. */
+    private ExitDispatch exits;
     private boolean vmOpen = true;
-    private volatile IntConsumer eoiListener = vector -> { };
-    /** Each failing device is logged once per VM, not once per vCPU. */
-    private final Set<Object> failedDevices = ConcurrentHashMap.newKeySet();
-    private int nextSlot;
 
     private KvmPlatform(Kvm kvm, Vm vm, Config config) {
         this.kvm = kvm;
@@ -76,6 +74,16 @@ public final class KvmPlatform implements Platform {
         this.config = config;
         this.supportedCpuid = kvm.supportedCpuid();
         this.archCapabilitiesMsr = Arrays.stream(kvm.msrIndexList()).anyMatch(m -> m == MSR_IA32_ARCH_CAPABILITIES);
+        this.slots = new MemorySlots(vm, Math.max(1, kvm.checkExtension(Capability.NR_MEMSLOTS)),
+                kvm.hasExtension(Capability.READONLY_MEM));
+        if (config.irqchip() == IrqchipMode.KERNEL) {
+            routing = new GsiRouting(vm::setGsiRouting, GsiRouting.kernelIrqchipDefaults(IOAPIC_PINS));
+            interrupts = new KernelIrqchipInterrupts(vm, routing, IOAPIC_PINS, kvm.hasExtension(Capability.IRQFD_RESAMPLE),
+                    "kvm-vm" + vm.fd().value());
+        } else {
+            routing = new GsiRouting(vm::setGsiRouting, List.of());
+            interrupts = new SplitIrqchipInterrupts(vm, routing, IOAPIC_PINS);
+        }
     }
 
     /** Opens /dev/kvm and creates a VM with {@code config}; nothing stays open if that fails. */
@@ -123,8 +131,8 @@ public final class KvmPlatform implements Platform {
     }
 
     @Override
-    public synchronized void addMemory(MemoryRegion region) {
-        vm.setUserMemoryRegion(nextSlot++, region);
+    public void addMemory(MemoryRegion region) {
+        slots.addRam(region);
     }
 
     @Override
@@ -141,7 +149,10 @@ public final class KvmPlatform implements Platform {
             vcpu.close();
             throw e;
         }
-        KvmVirtualCpu v = new KvmVirtualCpu(vcpu, pio, mmio, strictMmio, vector -> eoiListener.accept(vector), failedDevices);
+        if (exits == null || !exits.serves(pio, mmio, strictMmio)) {
+            exits = new ExitDispatch(pio, mmio, strictMmio);
+        }
+        KvmVirtualCpu v = new KvmVirtualCpu(vcpu, exits, interrupts::endOfInterruptExit);
         vcpus.add(v);
         return v;
     }
@@ -162,15 +173,12 @@ public final class KvmPlatform implements Platform {
     }
 
     /**
-     * A line into KVM's irqchip for {@code gsi}. With a split irqchip the pins belong to the VMM's
-     * IOAPIC, so its lines come from that model instead.
+     * Lines on the IOAPIC pins, MSI vectors and end-of-interrupt notices, on either irqchip. With the
+     * split irqchip, lines work once the VMM's IOAPIC is {@linkplain #connectIoapic connected}.
      */
     @Override
-    public synchronized IrqLine irqLine(int gsi) {
-        if (config.irqchip() != IrqchipMode.KERNEL) {
-            throw new IllegalStateException("with a split irqchip, GSI " + gsi + " is a pin of the VMM's IOAPIC, not KVM's");
-        }
-        return lines.computeIfAbsent(gsi, g -> new KvmIrqLine(vm, g));
+    public InterruptService interrupts() {
+        return interrupts;
     }
 
     @Override
@@ -187,9 +195,14 @@ public final class KvmPlatform implements Platform {
         return event;
     }
 
+    /**
+     * A KVM memory slot of its own for {@code host}. Read-only slots need KVM_CAP_READONLY_MEM
+     * ({@link UnsupportedOperationException} without it); the guest's writes to them exit as MMIO and go
+     * to the MMIO bus. Overlapping RAM or another slot is an {@link IllegalArgumentException}.
+     */
     @Override
     public MemorySlot mapMemory(long guestAddress, MemorySegment host, boolean readOnly) {
-        throw new UnsupportedOperationException("device memory slots are not built yet");
+        return slots.map(guestAddress, host, readOnly);
     }
 
     /** An ioeventfd registration; closing it deassigns it from the VM, then closes the eventfd. */
@@ -249,14 +262,22 @@ public final class KvmPlatform implements Platform {
         }
     }
 
-    /** Delivers an MSI (the VMM's IOAPIC uses this to reach the local APICs). */
-    public void signalMsi(long address, int data) {
-        vm.signalMsi(address, data);
+    /**
+     * Split irqchip: connects the VMM's IOAPIC model, with the PIC's inputs for ISA IRQs 0-15 if the
+     * machine has a PIC ({@code picInputs} null: none; a line below 16 then drives both, as on a PC).
+     * The model sends its interrupts and routes through the returned link; the local APICs' EOI exits
+     * go to {@link IoapicModel#endOfInterrupt}. Once only.
+     */
+    public IoapicLink connectIoapic(IoapicModel ioapic, IntFunction<IrqLine> picInputs) {
+        if (!(interrupts instanceof SplitIrqchipInterrupts split)) {
+            throw new IllegalStateException("the VMM's IOAPIC needs a split irqchip; KVM's irqchip has its own");
+        }
+        return split.connect(ioapic, picInputs);
     }
 
-    /** Split irqchip: where the local APICs' EOIs for level-triggered vectors go (the VMM's IOAPIC). */
-    public void onIoapicEoi(IntConsumer listener) {
-        this.eoiListener = listener;
+    /** {@link #connectIoapic(IoapicModel, IntFunction)} for a machine without a PIC. */
+    public IoapicLink connectIoapic(IoapicModel ioapic) {
+        return connectIoapic(ioapic, null);
     }
 
     /**
@@ -282,12 +303,15 @@ public final class KvmPlatform implements Platform {
 
     @Override
     public synchronized void close() {
-        // vCPUs, then the VM (which drops every irqfd and ioeventfd registration), then the eventfds.
+        // vCPUs, the interrupt threads, then the VM (which drops every slot, route, irqfd and ioeventfd),
+        // then the eventfds.
         vmOpen = false;
         List<AutoCloseable> all = new ArrayList<>(vcpus);
+        all.add(interrupts::stop);
         all.add(vm);
         all.add(kvm);
-        all.addAll(lines.values());
+        all.add(interrupts::release);
+        all.add(slots::release);
         for (KvmIoEvent e : ioEvents) {
             all.add(e::release);
         }
@@ -303,7 +327,6 @@ public final class KvmPlatform implements Platform {
                 }
             }
         }
-        lines.clear();
         ioEvents.clear();
         vcpus.clear();
         if (failure != null) {

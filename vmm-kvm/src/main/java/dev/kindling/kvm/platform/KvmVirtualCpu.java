@@ -1,9 +1,6 @@
 package dev.kindling.kvm.platform;
 
 import dev.kindling.boot.BootCpuState;
-import dev.kindling.bus.Bus;
-import dev.kindling.bus.BusRange;
-import dev.kindling.device.Device;
 import dev.kindling.kvm.DescriptorTable;
 import dev.kindling.kvm.Fpu;
 import dev.kindling.kvm.KvmConstants;
@@ -13,36 +10,27 @@ import dev.kindling.kvm.Segment;
 import dev.kindling.kvm.Sregs;
 import dev.kindling.kvm.Vcpu;
 import dev.kindling.kvm.VcpuExit;
+import dev.kindling.machine.ExitDispatch;
 import dev.kindling.machine.StopReason;
 import dev.kindling.machine.VcpuEvent;
 import dev.kindling.machine.VirtualCpu;
-import java.lang.System.Logger.Level;
 import java.util.Arrays;
-import java.util.Set;
 import java.util.function.IntConsumer;
 
 /**
- * A {@link VirtualCpu} on a KVM vCPU: runs KVM_RUN, sends port and MMIO exits to the machine's buses
- * and turns the exits that end a machine into a {@link StopReason}.
+ * A {@link VirtualCpu} on a KVM vCPU: runs KVM_RUN, sends port and MMIO exits to the machine's
+ * {@link ExitDispatch} and turns the exits that end a machine into a {@link StopReason}.
  */
 final class KvmVirtualCpu implements VirtualCpu {
-    private static final System.Logger LOG = System.getLogger(KvmVirtualCpu.class.getName());
-
     private final Vcpu vcpu;
-    private final Bus pio;
-    private final Bus mmio;
-    private final boolean strictMmio;
+    /** Shared by the machine's vCPUs, so that each failing device is logged once per machine. */
+    private final ExitDispatch exits;
     private final IntConsumer eoi;
     private volatile ExternalInterrupts pic;
-    /** Devices (and other callbacks) that have failed once, shared by the machine's vCPUs. */
-    private final Set<Object> failedDevices;
 
-    KvmVirtualCpu(Vcpu vcpu, Bus pio, Bus mmio, boolean strictMmio, IntConsumer eoi, Set<Object> failedDevices) {
+    KvmVirtualCpu(Vcpu vcpu, ExitDispatch exits, IntConsumer eoi) {
         this.vcpu = vcpu;
-        this.failedDevices = failedDevices;
-        this.pio = pio;
-        this.mmio = mmio;
-        this.strictMmio = strictMmio;
+        this.exits = exits;
         this.eoi = eoi;
     }
 
@@ -88,17 +76,18 @@ final class KvmVirtualCpu implements VirtualCpu {
             injectExternalInterrupt();
             VcpuExit exit = vcpu.run();
             switch (exit) {
-                case VcpuExit.Io io -> handleIo(io);
+                case VcpuExit.Io io -> exits.port(io);
                 case VcpuExit.Mmio m -> {
-                    if (!handleMmio(m)) {
-                        return new VcpuEvent.Ended(new StopReason.BadAccess(index(), m.address(), m.isWrite()));
+                    StopReason bad = exits.mmio(index(), m);
+                    if (bad != null) {
+                        return ended(bad);
                     }
                 }
                 case VcpuExit.Interrupted i -> {
                     return VcpuEvent.KICKED;
                 }
                 case VcpuExit.IrqWindowOpen w -> { } // injected at the top of the loop
-                case VcpuExit.IoapicEoi e -> guarded("the IOAPIC's end of interrupt", () -> eoi.accept(e.vector()));
+                case VcpuExit.IoapicEoi e -> exits.guarded("the IOAPIC's end of interrupt", () -> eoi.accept(e.vector()));
                 case VcpuExit.Hlt h -> {
                     // the local APIC is always in KVM, which handles HLT itself
                     return ended(new StopReason.InternalError(index(), "unexpected HLT exit"));
@@ -158,86 +147,6 @@ final class KvmVirtualCpu implements VirtualCpu {
         return what + where + " " + Arrays.stream(e.data()).mapToObj(d -> "0x" + Long.toHexString(d)).toList();
     }
 
-    private void handleIo(VcpuExit.Io io) {
-        BusRange r = pio.find(io.port());
-        int size = io.size();
-        if (r == null) {
-            if (io.isIn()) {
-                for (int i = 0; i < io.count(); i++) {
-                    io.setValue(i, Device.ones(size));
-                }
-            }
-            return;
-        }
-        long offset = io.port() - r.base();
-        Device d = r.device();
-        if (io.isOut()) {
-            for (int i = 0; i < io.count(); i++) {
-                write(d, offset, size, io.value(i));
-            }
-        } else {
-            for (int i = 0; i < io.count(); i++) {
-                io.setValue(i, read(d, offset, size));
-            }
-        }
-    }
-
-    /** False if the access hit nothing on a strict machine. */
-    private boolean handleMmio(VcpuExit.Mmio m) {
-        BusRange r = mmio.find(m.address());
-        if (r == null) {
-            if (!m.isWrite()) {
-                m.complete(Device.ones(m.len()));
-            }
-            return !strictMmio;
-        }
-        Device d = r.device();
-        if (m.isWrite()) {
-            write(d, m.address() - r.base(), m.len(), m.data());
-        } else {
-            m.complete(read(d, m.address() - r.base(), m.len()));
-        }
-        return true;
-    }
-
-    /**
-     * A device bug must not take the guest down: a read that fails returns all ones, as a read of
-     * nothing does (the guest would otherwise see whatever the previous exit left in the run page),
-     * and a write that fails is dropped.
-     */
-    private long read(Device d, long offset, int size) {
-        try {
-            return d.read(offset, size);
-        } catch (RuntimeException e) {
-            deviceFailed(d, e);
-            return Device.ones(size);
-        }
-    }
-
-    private void write(Device d, long offset, int size, long value) {
-        try {
-            d.write(offset, size, value);
-        } catch (RuntimeException e) {
-            deviceFailed(d, e);
-        }
-    }
-
-    /** Logged once per device, so a guest repeating the access cannot flood the log. */
-    private void deviceFailed(Object device, RuntimeException e) {
-        if (failedDevices.add(device)) {
-            LOG.log(Level.WARNING, "device " + (device instanceof Device d ? d.name() : device)
-                    + " failed (further failures are not logged)", e);
-        }
-    }
-
-    private void guarded(String what, Runnable action) {
-        try {
-            action.run();
-        } catch (RuntimeException e) {
-            deviceFailed(what, e);
-        }
-    }
-
     /** Split irqchip: hand the PIC's vector to KVM once the guest can take it (as QEMU does). */
     private void injectExternalInterrupt() {
         ExternalInterrupts p = pic;
@@ -254,7 +163,7 @@ final class KvmVirtualCpu implements VirtualCpu {
                 vcpu.setRequestInterruptWindow(true);
             }
         } catch (RuntimeException e) {
-            deviceFailed(p, e); // runs before every entry: no lambda allocated on this path
+            exits.failed(p, e); // runs before every entry: no lambda allocated on this path
         }
     }
 

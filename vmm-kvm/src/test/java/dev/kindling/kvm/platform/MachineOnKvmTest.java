@@ -7,6 +7,7 @@ import dev.kindling.boot.KernelLoader;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.device.Device;
 import dev.kindling.kvm.testing.TestGuests;
+import dev.kindling.machine.ExitDispatch;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
 import dev.kindling.sys.EventFd;
@@ -153,7 +154,7 @@ class MachineOnKvmTest {
         m.onExit().thenRun(() -> {
             // the guest's reset request is a port write: no device's write() may be on the stack
             StackWalker.getInstance().forEach(f -> {
-                if (f.getMethodName().equals("handleIo") || f.getClassName().endsWith("ResetPort")) {
+                if (f.getClassName().equals(ExitDispatch.class.getName()) || f.getClassName().endsWith("ResetPort")) {
                     deviceFrames.add(f.toString());
                 }
             });
@@ -176,7 +177,7 @@ class MachineOnKvmTest {
     void readsFromAFailingDeviceReturnAllOnesAndEachDeviceIsLoggedOnce() throws Exception {
         Device pioBroken = new Broken("broken-pio");
         Device mmioBroken = new Broken("broken-mmio");
-        Logger log = Logger.getLogger(KvmVirtualCpu.class.getName());
+        Logger log = Logger.getLogger(ExitDispatch.class.getName());
         List<LogRecord> warnings = new ArrayList<>();
         Handler capture = new Handler() {
             @Override

@@ -393,6 +393,11 @@ class MachineDevicesTest {
         public void addMemory(MemoryRegion region) {}
 
         @Override
+        public InterruptService interrupts() {
+            return new TestInterrupts();
+        }
+
+        @Override
         public VirtualCpu createVcpu(int index, int count, Bus pio, Bus mmio, boolean strictMmio) {
             return new VirtualCpu() {
                 private boolean kicked;

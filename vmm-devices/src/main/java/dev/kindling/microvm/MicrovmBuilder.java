@@ -644,7 +644,7 @@ public final class MicrovmBuilder {
                 isaLine.apply(IRQ_KEYBOARD), null);
         attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
 
-        InterruptService interrupts = new IsaInterrupts(isaLine);
+        InterruptService interrupts = platform.interrupts();
         for (int i = 0; i < virtioTransports.size(); i++) {
             DeviceContext context = machine.deviceContext("virtio-mmio" + i, isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i),
                     interrupts);

@@ -7,21 +7,25 @@ import java.lang.System.Logger.Level;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.time.Duration;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.ThreadFactory;
+import java.util.function.Function;
 
 /**
  * A device thread: runs a {@link Body} whenever one of its eventfds (queue notifiers, a device's own
  * wake-ups) is signalled, or when the body's timeout passes. {@link #stop()} ends it and joins it,
- * {@link #quiesce()} parks it between two runs. What the body throws is reported once and the thread
- * then idles until stopped, so a device bug neither spins nor dies silently. The wait is one epoll
- * set and one read buffer made at start: a wake-up allocates nothing.
+ * {@link #quiesce()} parks it between two runs; a body that serves many requests in one run asks
+ * {@link #yieldAsked()} between two of them, so that a stop or pause waits for one request only.
+ * What the body throws is reported once and the thread then idles until stopped, so a device bug
+ * neither spins nor dies silently. The wait is one epoll set and one read buffer made at start: a
+ * wake-up allocates nothing.
  */
 public final class VirtioWorker {
     private static final System.Logger LOG = System.getLogger(VirtioWorker.class.getName());
-    /** How long stop() and quiesce() wait for a body that does not return. */
-    private static final long JOIN_MILLIS = 10_000;
+    /** How long stop() and quiesce() wait by default for a body that does not return. */
+    public static final Duration DEFAULT_WAIT = Duration.ofSeconds(10);
 
     /** One round of work. */
     @FunctionalInterface
@@ -31,10 +35,15 @@ public final class VirtioWorker {
          * when no eventfd is signalled (a rate limit's refill), or -1 to wait for a signal only.
          */
         int serve();
+
+        /** Runs on the thread as it ends (or in {@code start} if it never ran): frees what only the body used. */
+        default void ended() {}
     }
 
     private final Thread thread;
-    private final Body body;
+    private final long waitNanos;
+    /** Set before the thread starts. */
+    private Body body;
     private final List<EventFd> events;
     private final EventFd control = EventFd.nonBlocking();
     /** Token {@code i + 1} is {@code events.get(i)}; token 0 is {@link #control}. */
@@ -56,8 +65,8 @@ public final class VirtioWorker {
         void report(String what, Throwable cause);
     }
 
-    private VirtioWorker(String name, ThreadFactory threads, List<EventFd> events, Body body, FatalHandler onFatal) {
-        this.body = body;
+    private VirtioWorker(String name, ThreadFactory threads, List<EventFd> events, Duration wait, FatalHandler onFatal) {
+        this.waitNanos = wait.toNanos();
         this.onFatal = onFatal;
         this.events = List.copyOf(events);
         this.epoll = Epoll.create(this.events.size() + 1);
@@ -76,18 +85,40 @@ public final class VirtioWorker {
      */
     public static VirtioWorker start(String name, ThreadFactory threads, List<EventFd> events, Body body, FatalHandler onFatal) {
         Objects.requireNonNull(body, "body");
+        return start(name, threads, events, DEFAULT_WAIT, w -> body, onFatal);
+    }
+
+    /**
+     * As {@link #start(String, ThreadFactory, List, Body, FatalHandler)}, with the body made from the
+     * worker (to ask {@link #yieldAsked()}), and {@code wait}: how long {@link #stop()} and
+     * {@link #quiesce()} wait for a run to return before they give up and log it.
+     */
+    public static VirtioWorker start(String name, ThreadFactory threads, List<EventFd> events, Duration wait,
+            Function<VirtioWorker, Body> body, FatalHandler onFatal) {
+        Objects.requireNonNull(body, "body");
         Objects.requireNonNull(onFatal, "onFatal");
         VirtioWorker w = null;
+        boolean started = false;
         try {
-            w = new VirtioWorker(name, threads, events, body, onFatal);
+            w = new VirtioWorker(name, threads, events, wait, onFatal);
+            w.body = Objects.requireNonNull(body.apply(w), "body");
             w.thread.start();
+            started = true;
         } catch (RuntimeException | Error e) {
             if (w != null) {
+                if (w.body != null && !started) {
+                    w.body.ended();
+                }
                 w.release();
             }
             throw e;
         }
         return w;
+    }
+
+    /** True once a stop or a pause is asked: a body returns before its next request (it runs again after a resume). */
+    public synchronized boolean yieldAsked() {
+        return stopping || paused;
     }
 
     /** Makes the body run again soon (new input for it). Callable from any thread, any number of times. */
@@ -125,7 +156,7 @@ public final class VirtioWorker {
                 if (!idle) {
                     try {
                         timeout = body.serve();
-                    } catch (RuntimeException e) {
+                    } catch (RuntimeException | Error e) {
                         idle = true;
                         timeout = -1;
                         for (EventFd ev : events) {
@@ -139,6 +170,11 @@ public final class VirtioWorker {
         } catch (InterruptedException e) {
             // stop() does not interrupt; someone else did: end like a stop
         } finally {
+            try {
+                body.ended();
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, thread.getName() + ": freeing the body's resources failed", e);
+            }
             synchronized (this) {
                 ended = true;
                 notifyAll();
@@ -170,15 +206,15 @@ public final class VirtioWorker {
             if (!ended) {
                 control.signal();
             }
-            long deadline = System.nanoTime() + JOIN_MILLIS * 1_000_000;
+            long deadline = System.nanoTime() + waitNanos;
             while (!parked && !ended) {
-                long left = (deadline - System.nanoTime()) / 1_000_000;
+                long left = deadline - System.nanoTime();
                 if (left <= 0) {
-                    LOG.log(Level.WARNING, thread.getName() + " did not stop for a pause within " + JOIN_MILLIS + " ms");
+                    LOG.log(Level.WARNING, thread.getName() + " did not stop for a pause within " + waitNanos / 1_000_000 + " ms");
                     return;
                 }
                 try {
-                    wait(left);
+                    wait(left / 1_000_000 + 1);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                     return;
@@ -194,8 +230,12 @@ public final class VirtioWorker {
         }
     }
 
-    /** Ends the thread after its current round and joins it; idempotent. */
-    public void stop() {
+    /**
+     * Ends the thread after its current round and joins it, then frees its epoll set and eventfd;
+     * idempotent. Returns whether the thread has ended: one that did not within the wait (a hung
+     * backend) is left running with what it holds, and logged.
+     */
+    public boolean stop() {
         synchronized (this) {
             stopping = true;
             if (!ended) {
@@ -204,18 +244,18 @@ public final class VirtioWorker {
             notifyAll();
         }
         if (thread == Thread.currentThread()) {
-            return;
+            return false;
         }
         boolean interrupted = false;
-        long deadline = System.nanoTime() + JOIN_MILLIS * 1_000_000;
+        long deadline = System.nanoTime() + waitNanos;
         while (thread.isAlive()) {
-            long left = (deadline - System.nanoTime()) / 1_000_000;
+            long left = deadline - System.nanoTime();
             if (left <= 0) {
-                LOG.log(Level.ERROR, thread.getName() + " did not end within " + JOIN_MILLIS + " ms; left running");
+                LOG.log(Level.ERROR, thread.getName() + " did not end within " + waitNanos / 1_000_000 + " ms; left running");
                 break;
             }
             try {
-                thread.join(left);
+                thread.join(left / 1_000_000 + 1);
             } catch (InterruptedException e) {
                 interrupted = true; // the join must still happen: the caller relies on the thread being gone
             }
@@ -227,6 +267,7 @@ public final class VirtioWorker {
             if (ended) {
                 release();
             }
+            return ended;
         }
     }
 }

@@ -10,21 +10,17 @@ import dev.kindling.devices.virtio.queue.DescriptorChain;
 import dev.kindling.devices.virtio.queue.VirtqueueDriver;
 import dev.kindling.devices.virtio.queue.VirtqueueDriver.Buffer;
 import dev.kindling.devices.virtio.queue.VirtqueueException;
+import dev.kindling.testing.Fuzz;
+import dev.kindling.testing.Gen;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
-import net.jqwik.api.Arbitraries;
-import net.jqwik.api.Arbitrary;
-import net.jqwik.api.Combinators;
-import net.jqwik.api.EdgeCasesMode;
-import net.jqwik.api.ForAll;
-import net.jqwik.api.Property;
-import net.jqwik.api.Provide;
-import net.jqwik.api.Tuple;
-import net.jqwik.api.statistics.Statistics;
+import java.util.TreeMap;
+import org.junit.jupiter.api.Test;
 
 /**
  * The request parser on random chains the mock driver writes and the queue pops: a header of any
@@ -34,8 +30,6 @@ import net.jqwik.api.statistics.Statistics;
  */
 class BlkRequestFuzzTest {
     private static final long CAPACITY = 4096;
-    private static final int[] TYPES = {BlkAbi.T_IN, BlkAbi.T_OUT, BlkAbi.T_FLUSH, BlkAbi.T_GET_ID, BlkAbi.T_DISCARD,
-        BlkAbi.T_WRITE_ZEROES, 2, 0x80000000, 0xffffffff};
 
     /**
      * What a random driver puts in one chain: the header, cut at {@code headerSplit}; range words
@@ -45,67 +39,92 @@ class BlkRequestFuzzTest {
     record Request(int type, long sector, List<Integer> headerSplit, List<Integer> data, boolean flip,
             boolean statusBuffer, boolean indirect, List<Long> rangeWords) {}
 
-    @Provide
-    Arbitrary<Request> requests() {
-        Arbitrary<Integer> type = Arbitraries.frequencyOf(
-                Tuple.of(8, Arbitraries.of(BlkAbi.T_IN, BlkAbi.T_OUT, BlkAbi.T_FLUSH, BlkAbi.T_GET_ID, BlkAbi.T_DISCARD,
-                        BlkAbi.T_WRITE_ZEROES)),
-                Tuple.of(1, Arbitraries.of(2, 0x80000000, 0xffffffff)),
-                Tuple.of(1, Arbitraries.integers()));
-        Arbitrary<Long> sector = Arbitraries.frequencyOf(
-                Tuple.of(6, Arbitraries.longs().between(0, CAPACITY + 2)),
-                Tuple.of(1, Arbitraries.of(-1L, Long.MAX_VALUE, Long.MIN_VALUE, CAPACITY - 1, 1L << 55)),
-                Tuple.of(1, Arbitraries.longs()));
-        // mostly whole sectors, sometimes odd lengths
-        Arbitrary<Integer> length = Arbitraries.frequencyOf(
-                Tuple.of(6, Arbitraries.integers().between(1, 8).map(n -> n * 512)),
-                Tuple.of(1, Arbitraries.of(0, 1, 20, 511, 513)),
-                Tuple.of(1, Arbitraries.integers().between(0, 9000)));
-        Arbitrary<List<Integer>> split = Arbitraries.integers().between(1, 20).list().ofMaxSize(4);
-        Arbitrary<List<Integer>> data = length.list().ofMaxSize(6);
-        Arbitrary<Long> rangeSector = Arbitraries.frequencyOf(
-                Tuple.of(6, Arbitraries.longs().between(0, CAPACITY + 16)),
-                Tuple.of(1, Arbitraries.of(-1L, 1L << 40)),
-                Tuple.of(1, Arbitraries.longs()));
-        Arbitrary<Long> countAndFlags = Arbitraries.frequencyOf(
-                Tuple.of(4, Arbitraries.longs().between(0, 64)),
-                Tuple.of(2, Arbitraries.longs().between(0, 64).map(n -> n | (1L << 32))),
-                Tuple.of(1, Arbitraries.longs()));
-        Arbitrary<List<Long>> rangeWords = Combinators.combine(rangeSector, countAndFlags)
-                .as((a, b) -> List.of(a, b)).list().ofMaxSize(5).map(l -> l.stream().flatMap(List::stream).toList());
-        return Combinators.combine(type, sector, split, data, Arbitraries.integers().between(0, 9).map(n -> n == 0),
-                Arbitraries.integers().between(0, 9).map(n -> n != 0), Arbitraries.of(true, false), rangeWords).as(Request::new);
+    private static Request request(Gen g) {
+        int type = switch (g.weighted(8, 1, 1)) {
+            case 0 -> g.pickInt(BlkAbi.T_IN, BlkAbi.T_OUT, BlkAbi.T_FLUSH, BlkAbi.T_GET_ID, BlkAbi.T_DISCARD,
+                    BlkAbi.T_WRITE_ZEROES);
+            case 1 -> g.pickInt(2, 0x80000000, 0xffffffff);
+            default -> g.anyInt();
+        };
+        long sector = switch (g.weighted(6, 1, 1)) {
+            case 0 -> g.between(0, CAPACITY + 2);
+            case 1 -> g.pickLong(-1L, Long.MAX_VALUE, Long.MIN_VALUE, CAPACITY - 1, 1L << 55);
+            default -> g.anyLong();
+        };
+        List<Integer> split = g.list(0, 4, () -> g.between(1, 20));
+        List<Integer> data = g.list(0, 6, () -> length(g));
+        List<Long> rangeWords = new ArrayList<>();
+        for (int i = g.between(0, 5); i > 0; i--) {
+            rangeWords.add(rangeSector(g));
+            rangeWords.add(countAndFlags(g));
+        }
+        return new Request(type, sector, split, data, g.oneIn(10), !g.oneIn(10), g.bool(), rangeWords);
     }
 
-    @Property(tries = 1000, edgeCases = EdgeCasesMode.NONE)
-    void parsingAcceptsOnlyWhatFitsAndNeverThrows(@ForAll("requests") Request request, @ForAll boolean readOnly,
-            @ForAll boolean negotiated) {
+    /** Mostly whole sectors, sometimes odd lengths. */
+    private static int length(Gen g) {
+        return switch (g.weighted(6, 1, 1)) {
+            case 0 -> g.between(1, 8) * 512;
+            case 1 -> g.pickInt(0, 1, 20, 511, 513);
+            default -> g.between(0, 9000);
+        };
+    }
+
+    private static long rangeSector(Gen g) {
+        return switch (g.weighted(6, 1, 1)) {
+            case 0 -> g.between(0, CAPACITY + 16);
+            case 1 -> g.pickLong(-1L, 1L << 40);
+            default -> g.anyLong();
+        };
+    }
+
+    private static long countAndFlags(Gen g) {
+        return switch (g.weighted(4, 2, 1)) {
+            case 0 -> g.between(0L, 64);
+            case 1 -> g.between(0L, 64) | (1L << 32);
+            default -> g.anyLong();
+        };
+    }
+
+    @Test
+    void parsingAcceptsOnlyWhatFitsAndNeverThrows() {
+        Map<String, Integer> outcomes = new TreeMap<>();
+        Fuzz.check("blk request parsing", g -> {
+            Request request = request(g);
+            boolean readOnly = g.bool();
+            boolean negotiated = g.bool();
+            outcomes.merge(parseAndCheck(request, readOnly, negotiated), 1, Integer::sum);
+        });
+        // the generators reach both sides of the parser
+        assertThat(outcomes).containsKeys("Read", "Write").anySatisfy((k, v) -> assertThat(k).startsWith("refused"));
+    }
+
+    private static String parseAndCheck(Request request, boolean readOnly, boolean negotiated) {
         long features = negotiated ? (1L << BlkAbi.F_DISCARD) | (1L << BlkAbi.F_WRITE_ZEROES) : 0;
         Limits limits = Limits.of(BlkConfig.of(CAPACITY, 512), readOnly, features);
         try (VirtqueueDriver driver = VirtqueueDriver.create(64, VirtioFeatures.RING_INDIRECT_DESC)) {
             List<Buffer> buffers = buffers(request);
             if (buffers.isEmpty()) {
-                return;
+                return "no buffers";
             }
             if (request.indirect()) {
                 driver.addIndirect(buffers);
             } else if (buffers.size() <= driver.freeDescriptors()) {
                 driver.add(buffers);
             } else {
-                return;
+                return "too many buffers";
             }
             Optional<DescriptorChain> popped;
             try {
                 popped = driver.queue().pop(driver.memory());
             } catch (VirtqueueException e) {
-                Statistics.collect("queue refused");
-                return;
+                return "queue refused";
             }
             DescriptorChain chain = popped.orElseThrow();
             BlkRequest parsed = BlkRequest.parse(chain, driver.memory(), limits);
-            Statistics.collect(parsed instanceof BlkRequest.Rejected r ? "refused: " + r.reason().replaceAll("[0-9]+", "N")
-                    : parsed.getClass().getSimpleName());
             check(chain, parsed, limits);
+            return parsed instanceof BlkRequest.Rejected r ? "refused: " + r.reason().replaceAll("[0-9]+", "N")
+                    : parsed.getClass().getSimpleName();
         }
     }
 

@@ -4,19 +4,16 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kindling.memory.GuestMemory;
 import dev.kindling.memory.MemoryRegion;
+import dev.kindling.testing.Gen;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.function.BiConsumer;
-import net.jqwik.api.Arbitraries;
-import net.jqwik.api.Arbitrary;
-import net.jqwik.api.Combinators;
-import net.jqwik.api.Tuple;
 
 /**
- * What a hostile driver writes, as jqwik arbitraries, and a device loop that checks what the queue
- * makes of it. Shared by the queue's properties and by device parsers' ones: a device test builds
+ * What a hostile driver writes, as generators over a {@link Gen}, and a device loop that checks
+ * what the queue makes of it. Shared by the queue's properties and by device parsers' ones: a device test builds
  * {@link #memory()}, a {@link VirtqueueDriver} {@link #on} it, runs a {@link Script} and serves each
  * chain through its own parser in {@link #serve}'s callback.
  *
@@ -24,8 +21,6 @@ import net.jqwik.api.Tuple;
  * region A {@code [1 MiB, 1.5 MiB)} (rings and the driver's buffers), region B right after it
  * ({@code [1.5 MiB, 1.5625 MiB)}), a hole, region C {@code [2 MiB, 2 MiB + 64 KiB)}.
  */
-// javac's exports lint misfires on jqwik's types seen from the class path
-@SuppressWarnings("exports")
 public final class ChainFuzzing {
     public static final long A = 0x10_0000;
     public static final long A_SIZE = 0x8_0000;
@@ -80,93 +75,78 @@ public final class ChainFuzzing {
     /** A driver's run: the queue size and the steps. */
     public record Script(int size, List<Step> steps) {}
 
-    /** Addresses aimed at RAM, the edges of its regions, the holes and the ends of the address space. */
-    public static Arbitrary<Long> addresses() {
-        Arbitrary<Long> edge = Arbitraries.of(A, B, C, B + B_SIZE, C + C_SIZE, 0L)
-                .flatMap(e -> Arbitraries.longs().between(-64, 64).map(d -> e + d));
-        return Arbitraries.frequencyOf(
-                Tuple.of(6, Arbitraries.longs().between(A, C + C_SIZE)),
-                Tuple.of(3, edge),
-                Tuple.of(1, Arbitraries.of(-1L, Long.MIN_VALUE, Long.MAX_VALUE, 0xffff_ffff_ffff_f000L, 0xffff_ffffL, 1L << 32)),
-                Tuple.of(1, Arbitraries.longs()));
+    /** An address aimed at RAM, the edges of its regions, the holes or the ends of the address space. */
+    public static long address(Gen g) {
+        return switch (g.weighted(6, 3, 1, 1)) {
+            case 0 -> g.between(A, C + C_SIZE);
+            case 1 -> g.pickLong(A, B, C, B + B_SIZE, C + C_SIZE, 0L) + g.between(-64, 64);
+            case 2 -> g.pickLong(-1L, Long.MIN_VALUE, Long.MAX_VALUE, 0xffff_ffff_ffff_f000L, 0xffff_ffffL, 1L << 32);
+            default -> g.anyLong();
+        };
     }
 
-    /** Lengths: empty, small, around page and region sizes, and the largest u32 values. */
-    public static Arbitrary<Integer> lengths() {
-        return Arbitraries.frequencyOf(
-                Tuple.of(6, Arbitraries.integers().between(0, 4096)),
-                Tuple.of(2, Arbitraries.of(0, 1, 15, 16, 17, 32, 4095, 4096, 4097, (int) B_SIZE, (int) A_SIZE)),
-                Tuple.of(1, Arbitraries.of(-1, -16, Integer.MAX_VALUE, Integer.MIN_VALUE)),
-                Tuple.of(1, Arbitraries.integers()));
+    /** A length: empty, small, around page and region sizes, or among the largest u32 values. */
+    public static int length(Gen g) {
+        return switch (g.weighted(6, 2, 1, 1)) {
+            case 0 -> g.between(0, 4096);
+            case 1 -> g.pickInt(0, 1, 15, 16, 17, 32, 4095, 4096, 4097, (int) B_SIZE, (int) A_SIZE);
+            case 2 -> g.pickInt(-1, -16, Integer.MAX_VALUE, Integer.MIN_VALUE);
+            default -> g.anyInt();
+        };
     }
 
     /** Flags: mostly the defined bits, sometimes any 16 bits. */
-    public static Arbitrary<Integer> flags() {
-        return Arbitraries.frequencyOf(
-                Tuple.of(8, Arbitraries.integers().between(0, 7)),
-                Tuple.of(1, Arbitraries.integers().between(0, 0xffff)));
+    public static int flags(Gen g) {
+        return g.weighted(8, 1) == 0 ? g.between(0, 7) : g.between(0, 0xffff);
     }
 
     /** {@code next}: mostly inside a table of {@code entries}, sometimes anywhere in 16 bits. */
-    public static Arbitrary<Integer> nexts(int entries) {
-        return Arbitraries.frequencyOf(
-                Tuple.of(8, Arbitraries.integers().between(0, entries - 1)),
-                Tuple.of(1, Arbitraries.of(entries, 0xffff)),
-                Tuple.of(1, Arbitraries.integers().between(0, 0xffff)));
+    public static int next(Gen g, int entries) {
+        return switch (g.weighted(8, 1, 1)) {
+            case 0 -> g.between(0, entries - 1);
+            case 1 -> g.pickInt(entries, 0xffff);
+            default -> g.between(0, 0xffff);
+        };
     }
 
-    public static Arbitrary<Raw> raws(int entries) {
-        return Combinators.combine(addresses(), lengths(), flags(), nexts(entries)).as(Raw::new);
+    public static Raw raw(Gen g, int entries) {
+        return new Raw(address(g), length(g), flags(g), next(g, entries));
     }
 
     /**
-     * Buffers of a well-formed chain: readable ones (up to 64 random bytes: jqwik makes each byte
-     * shrinkable, which is slow for large arrays) then writable ones (up to 600 bytes).
+     * Buffers of a well-formed chain: readable ones (up to 64 random bytes) then writable ones (up
+     * to 600 bytes), at most {@code maxBuffers} and at least one.
      */
-    public static Arbitrary<List<VirtqueueDriver.Buffer>> buffers(int maxBuffers) {
-        Arbitrary<VirtqueueDriver.Buffer> readable = Arbitraries.bytes().array(byte[].class).ofMaxSize(64)
-                .map(VirtqueueDriver::readable);
-        Arbitrary<VirtqueueDriver.Buffer> writable = Arbitraries.integers().between(0, 600).map(VirtqueueDriver::writable);
-        return Combinators.combine(readable.list().ofMaxSize(maxBuffers), writable.list().ofMaxSize(maxBuffers))
-                .as((r, w) -> {
-                    List<VirtqueueDriver.Buffer> all = new ArrayList<>(r);
-                    all.addAll(w);
-                    return all.isEmpty() ? List.of(VirtqueueDriver.writable(1)) : all.subList(0, Math.min(all.size(), maxBuffers));
-                });
+    public static List<VirtqueueDriver.Buffer> buffers(Gen g, int maxBuffers) {
+        List<VirtqueueDriver.Buffer> all = new ArrayList<>(
+                g.list(0, maxBuffers, () -> VirtqueueDriver.readable(g.bytes(0, 64))));
+        all.addAll(g.list(0, maxBuffers, () -> VirtqueueDriver.writable(g.between(0, 600))));
+        return all.isEmpty() ? List.of(VirtqueueDriver.writable(1)) : all.subList(0, Math.min(all.size(), maxBuffers));
     }
 
-    public static Arbitrary<Step> steps(int size) {
-        Arbitrary<Integer> index = Arbitraries.integers().between(0, size - 1);
-        Arbitrary<Integer> heads = Arbitraries.frequencyOf(
-                Tuple.of(9, index), Tuple.of(1, Arbitraries.integers().between(0, 0xffff)));
-        Arbitrary<Step> write = Combinators.combine(index, raws(size)).as(WriteDescriptor::new);
-        Arbitrary<Step> indirect = Arbitraries.integers().between(1, 24).flatMap(n -> Combinators.combine(
-                index,
-                raws(n).list().ofMinSize(1).ofMaxSize(n),
-                Arbitraries.frequencyOf(Tuple.of(6, Arbitraries.just(0)), Tuple.of(1, Arbitraries.integers().between(-20, 20))),
-                Arbitraries.frequencyOf(Tuple.of(6, Arbitraries.just(Virtqueue.DESC_F_INDIRECT)), Tuple.of(1, flags().map(f -> f | Virtqueue.DESC_F_INDIRECT))))
-                .as(WriteIndirect::new));
-        Arbitrary<Step> chain = Combinators.combine(buffers(Math.min(size, 8)), Arbitraries.of(true, false)).as(AddChain::new);
-        Arbitrary<Step> publish = heads.map(Publish::new);
-        Arbitrary<Step> jump = Arbitraries.frequencyOf(
-                Tuple.of(4, Arbitraries.integers().between(-2, size + 2)),
-                Tuple.of(1, Arbitraries.integers().between(0, 0xffff))).map(MoveAvailIdx::new);
-        Arbitrary<Step> suppress = Combinators.combine(Arbitraries.integers().between(0, 3), Arbitraries.integers().between(0, 0xffff))
-                .as(Suppress::new);
-        Arbitrary<Step> serve = Combinators.combine(Arbitraries.integers().between(1, size + 2), Arbitraries.of(true, false)).as(Serve::new);
-        return Arbitraries.frequencyOf(
-                Tuple.of(5, write), Tuple.of(3, indirect), Tuple.of(4, chain), Tuple.of(8, publish),
-                Tuple.of(1, jump), Tuple.of(1, suppress), Tuple.of(3, serve));
+    public static Step step(Gen g, int size) {
+        return switch (g.weighted(5, 3, 4, 8, 1, 1, 3)) {
+            case 0 -> new WriteDescriptor(g.between(0, size - 1), raw(g, size));
+            case 1 -> {
+                int n = g.between(1, 24);
+                yield new WriteIndirect(g.between(0, size - 1), g.list(1, n, () -> raw(g, n)),
+                        g.weighted(6, 1) == 0 ? 0 : g.between(-20, 20),
+                        g.weighted(6, 1) == 0 ? Virtqueue.DESC_F_INDIRECT : flags(g) | Virtqueue.DESC_F_INDIRECT);
+            }
+            case 2 -> new AddChain(buffers(g, Math.min(size, 8)), g.bool());
+            case 3 -> new Publish(g.weighted(9, 1) == 0 ? g.between(0, size - 1) : g.between(0, 0xffff));
+            case 4 -> new MoveAvailIdx(g.weighted(4, 1) == 0 ? g.between(-2, size + 2) : g.between(0, 0xffff));
+            case 5 -> new Suppress(g.between(0, 3), g.between(0, 0xffff));
+            default -> new Serve(g.between(1, size + 2), g.bool());
+        };
     }
 
-    /** Scripts over queue sizes 1 to 256, 4 to {@code maxSteps} steps, ending with the device serving. */
-    public static Arbitrary<Script> scripts(int maxSteps) {
-        return Arbitraries.of(1, 2, 4, 8, 16, 256).flatMap(size -> steps(size).list().ofMinSize(4).ofMaxSize(maxSteps)
-                .map(steps -> {
-                    List<Step> all = new ArrayList<>(steps);
-                    all.add(new Serve(size + 2, true));
-                    return new Script(size, all);
-                }));
+    /** A script over a queue size from 1 to 256, 4 to {@code maxSteps} steps, ending with the device serving. */
+    public static Script script(Gen g, int maxSteps) {
+        int size = g.pickInt(1, 2, 4, 8, 16, 256);
+        List<Step> all = new ArrayList<>(g.list(4, maxSteps, () -> step(g, size)));
+        all.add(new Serve(size + 2, true));
+        return new Script(size, all);
     }
 
     /** What {@link #run} saw, for statistics. */

@@ -6,38 +6,36 @@ import dev.kindling.devices.virtio.VirtioFeatures;
 import dev.kindling.devices.virtio.queue.ChainFuzzing.Outcome;
 import dev.kindling.devices.virtio.queue.ChainFuzzing.Script;
 import dev.kindling.memory.GuestMemory;
+import dev.kindling.testing.Fuzz;
 import java.util.Arrays;
 import java.util.List;
-import net.jqwik.api.Arbitrary;
-import net.jqwik.api.ForAll;
-import net.jqwik.api.Property;
-import net.jqwik.api.Provide;
-import net.jqwik.api.statistics.Statistics;
+import java.util.Map;
+import java.util.TreeMap;
+import org.junit.jupiter.api.Test;
 
 /**
  * Random hostile drivers against the queue (see {@link ChainFuzzing}): whatever they write, pop
  * throws nothing but VirtqueueException, returns only buffers in RAM, ends, and the queue writes
  * nothing outside its used ring. Tries are bounded so that this runs in seconds.
  */
-class VirtqueueProperties {
+class VirtqueuePropertyTest {
     private static final long ALL = VirtioFeatures.RING_INDIRECT_DESC | VirtioFeatures.RING_EVENT_IDX;
 
-    @Provide
-    Arbitrary<Script> scripts() {
-        return ChainFuzzing.scripts(40);
+    @Test
+    void hostileDriverWithEveryRingFeature() {
+        Map<String, Integer> outcomes = new TreeMap<>();
+        Fuzz.check("hostile driver, every ring feature", 250, g -> play(ChainFuzzing.script(g, 40), ALL, outcomes));
+        assertThat(outcomes).containsKeys("served", "invalid", "broken");
     }
 
-    @Property(tries = 250)
-    void hostileDriverWithEveryRingFeature(@ForAll("scripts") Script script) {
-        play(script, ALL);
+    @Test
+    void hostileDriverWithoutRingFeatures() {
+        Map<String, Integer> outcomes = new TreeMap<>();
+        Fuzz.check("hostile driver, no ring feature", 100, g -> play(ChainFuzzing.script(g, 40), 0, outcomes));
+        assertThat(outcomes).containsKeys("served", "invalid", "broken");
     }
 
-    @Property(tries = 100)
-    void hostileDriverWithoutRingFeatures(@ForAll("scripts") Script script) {
-        play(script, 0);
-    }
-
-    private static void play(Script script, long features) {
+    private static void play(Script script, long features, Map<String, Integer> outcomes) {
         try (GuestMemory mem = ChainFuzzing.memory(); var driver = ChainFuzzing.on(mem, script.size(), features)) {
             Outcome o = ChainFuzzing.run(driver, script, (m, chain) -> {
                 // the device writes the ends of each buffer it was given: both must be in RAM
@@ -46,20 +44,26 @@ class VirtqueueProperties {
                     m.write8(d.address() + d.length() - 1, (byte) 0x5a);
                 }
             });
-            Statistics.collect(o.chains() > 0 ? "served" : "-", o.invalid() > 0 ? "invalid" : "-", o.broken() > 0 ? "broken" : "-");
+            if (o.chains() > 0) {
+                outcomes.merge("served", 1, Integer::sum);
+            }
+            if (o.invalid() > 0) {
+                outcomes.merge("invalid", 1, Integer::sum);
+            }
+            if (o.broken() > 0) {
+                outcomes.merge("broken", 1, Integer::sum);
+            }
             assertThat(driver.queue().nextUsed()).isBetween(0, 0xffff);
         }
     }
 
-    @Provide
-    Arbitrary<List<List<VirtqueueDriver.Buffer>>> wellFormed() {
-        return ChainFuzzing.buffers(8).list().ofMinSize(1).ofMaxSize(40);
+    /** The other side: a well-formed chain, direct or indirect, is served exactly as written. */
+    @Test
+    void wellFormedChainsAreServedAsWritten() {
+        Fuzz.check("well-formed chains", 100, g -> servedAsWritten(g.list(1, 40, () -> ChainFuzzing.buffers(g, 8)), g.bool()));
     }
 
-    /** The other side: a well-formed chain, direct or indirect, is served exactly as written. */
-    @Property(tries = 100)
-    void wellFormedChainsAreServedAsWritten(@ForAll("wellFormed") List<List<VirtqueueDriver.Buffer>> requests,
-                                            @ForAll boolean indirect) throws VirtqueueException {
+    private static void servedAsWritten(List<List<VirtqueueDriver.Buffer>> requests, boolean indirect) throws VirtqueueException {
         try (var driver = VirtqueueDriver.create(8, ALL)) {
             GuestMemory mem = driver.memory();
             Virtqueue q = driver.queue();

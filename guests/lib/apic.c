@@ -28,3 +28,12 @@ void ioapic_route_edge(unsigned pin, uint8_t vector, uint8_t dest_apic_id)
      * 15 edge (0), 16 unmasked (0). */
     ioapic_write(reg, vector);
 }
+
+void ioapic_route_level(unsigned pin, uint8_t vector, uint8_t dest_apic_id)
+{
+    uint8_t reg = IOAPIC_REDTBL + 2 * pin;
+
+    ioapic_write(reg + 1, (uint32_t)dest_apic_id << 24);
+    /* As ioapic_route_edge, with bit 15 set: level-triggered. */
+    ioapic_write(reg, (1u << 15) | vector);
+}

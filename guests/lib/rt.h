@@ -70,6 +70,8 @@ void lapic_enable(void);
 /* Redirection entry for an IOAPIC pin: vector, fixed delivery, physical
  * destination dest_apic_id, edge triggered, active high, unmasked. */
 void ioapic_route_edge(unsigned pin, uint8_t vector, uint8_t dest_apic_id);
+/* The same, level-triggered (active high, unmasked). */
+void ioapic_route_level(unsigned pin, uint8_t vector, uint8_t dest_apic_id);
 
 /* ---- IDT and interrupt entries (lib/idt.c, lib/isr32.S; 32-bit guests only) ---- */
 typedef void (*isr_t)(void);

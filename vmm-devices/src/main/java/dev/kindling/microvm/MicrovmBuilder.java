@@ -864,7 +864,7 @@ public final class MicrovmBuilder {
                 isaLine.apply(IRQ_KEYBOARD), null);
         attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
 
-        InterruptService interrupts = new IsaInterrupts(isaLine);
+        InterruptService interrupts = platform.interrupts();
         // without the serial port, the virtio console that is the machine's console takes its input
         boolean consoleInput = serial == null
                 && virtioTransports.stream().anyMatch(v -> v instanceof ConsolePort c && c.machineConsole());

@@ -66,6 +66,27 @@ final class Workspace {
                 .findFirst().orElse(text.isEmpty() ? "no output" : text.getLast());
     }
 
+    /**
+     * Builds {@code guests/out/<name>}, a target of guests/Makefile that {@code all} leaves out (it
+     * needs more of the host than the test guests do, such as a static libc), and returns its path.
+     */
+    static Path buildGuestTarget(String name, PrintStream progress) throws IOException, InterruptedException {
+        HostTool.GCC.require(progress);
+        Path make = HostTool.MAKE.require(progress);
+        Path guests = root().resolve("guests");
+        String what = "cannot build guests/out/" + name + " (make -C guests out/" + name + "): ";
+        ChildProcess.Result r;
+        try {
+            r = ChildProcess.run(GUEST_BUILD_LIMIT, List.of(make.toString(), "-s", "-C", guests.toString(), "out/" + name));
+        } catch (ChildProcess.Failure e) {
+            throw new PrerequisiteException(what + e.getMessage());
+        }
+        if (r.exitStatus() != 0) {
+            throw new PrerequisiteException(what + firstError(r.lines()));
+        }
+        return guest(name);
+    }
+
     /** A freestanding guest that {@link #buildGuests} made. */
     static Path guest(String name) {
         Path p = root().resolve("guests/out").resolve(name);

@@ -186,6 +186,9 @@ public final class Machine implements AutoCloseable {
             if (state == State.CLOSED) {
                 throw new IllegalStateException("machine " + name + " is closed");
             }
+            if (contexts.stream().anyMatch(c -> c.name().equals(deviceName))) {
+                throw new IllegalArgumentException("machine " + name + " already has a device named " + deviceName);
+            }
             contexts.add(context);
         }
         return context;
@@ -485,7 +488,9 @@ public final class Machine implements AutoCloseable {
      * resources (devices first among them, the last attached first) close, each given a bounded time,
      * which joins their threads; what devices left registered through their contexts is removed; the
      * vCPUs and the platform close; and last the guest memory is unmapped, only if every vCPU and device
-     * thread is gone. Throws, once everything it could free is freed, if any step failed.
+     * thread is gone. Throws, once everything it could free is freed, if any step failed. Called from
+     * a device's own thread, it cannot wait for that thread, so the memory then stays mapped: devices
+     * end the machine with {@link #requestExit} and leave closing to the host program.
      */
     @Override
     public void close() {

@@ -16,6 +16,7 @@ import java.util.Objects;
 import java.util.OptionalLong;
 import java.util.Set;
 import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * One device's {@link DeviceContext} in a {@link Machine}: it keeps what the device registered
@@ -123,8 +124,18 @@ final class MachineDeviceContext implements DeviceContext {
         return r;
     }
 
-    private synchronized void untrack(AutoCloseable r) {
-        registrations.remove(r);
+    /**
+     * A device closed {@code tracked}: the first time, forgets it (so the machine does not close it
+     * again) and runs {@code close}.
+     */
+    private void closeTracked(AutoCloseable tracked, AtomicBoolean closed, Runnable close) {
+        if (closed.getAndSet(true)) {
+            return;
+        }
+        synchronized (this) {
+            registrations.remove(tracked);
+        }
+        close.run();
     }
 
     /**
@@ -191,7 +202,7 @@ final class MachineDeviceContext implements DeviceContext {
     /** Removes itself from the context when the device closes it, so the machine does not close it again. */
     private final class TrackedIoEvent implements IoEvent {
         private final IoEvent event;
-        private boolean closed;
+        private final AtomicBoolean closed = new AtomicBoolean();
 
         TrackedIoEvent(IoEvent event) {
             this.event = event;
@@ -214,20 +225,13 @@ final class MachineDeviceContext implements DeviceContext {
 
         @Override
         public void close() {
-            synchronized (this) {
-                if (closed) {
-                    return;
-                }
-                closed = true;
-            }
-            untrack(this);
-            event.close();
+            closeTracked(this, closed, event::close);
         }
     }
 
     private final class TrackedSlot implements MemorySlot {
         private final MemorySlot slot;
-        private boolean closed;
+        private final AtomicBoolean closed = new AtomicBoolean();
 
         TrackedSlot(MemorySlot slot) {
             this.slot = slot;
@@ -255,14 +259,7 @@ final class MachineDeviceContext implements DeviceContext {
 
         @Override
         public void close() {
-            synchronized (this) {
-                if (closed) {
-                    return;
-                }
-                closed = true;
-            }
-            untrack(this);
-            slot.close();
+            closeTracked(this, closed, slot::close);
         }
     }
 }

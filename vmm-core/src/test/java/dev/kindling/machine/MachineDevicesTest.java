@@ -16,7 +16,7 @@ import dev.kindling.memory.GuestMemory;
 import dev.kindling.memory.GuestMemoryClosedException;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.memory.MemorySlot;
-import dev.kindling.sys.EventFd;
+import dev.kindling.testing.FakeIoEvent;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
@@ -393,6 +393,11 @@ class MachineDevicesTest {
         public void addMemory(MemoryRegion region) {}
 
         @Override
+        public InterruptService interrupts() {
+            return new TestInterrupts();
+        }
+
+        @Override
         public VirtualCpu createVcpu(int index, int count, Bus pio, Bus mmio, boolean strictMmio) {
             return new VirtualCpu() {
                 private boolean kicked;
@@ -436,11 +441,6 @@ class MachineDevicesTest {
         }
 
         @Override
-        public InterruptService interrupts() {
-            return new TestInterrupts();
-        }
-
-        @Override
         public IrqLine irqLine(int gsi) {
             return new TestLine(gsi);
         }
@@ -449,29 +449,7 @@ class MachineDevicesTest {
         public IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch) {
             String key = "0x" + Long.toHexString(address) + "=" + datamatch.orElse(-1);
             events.add("ioevent+ " + key);
-            EventFd fd = EventFd.create();
-            return new IoEvent() {
-                @Override
-                public AddressSpace space() {
-                    return space;
-                }
-
-                @Override
-                public long address() {
-                    return address;
-                }
-
-                @Override
-                public EventFd eventFd() {
-                    return fd;
-                }
-
-                @Override
-                public void close() {
-                    events.add("ioevent- " + key);
-                    fd.close();
-                }
-            };
+            return new FakeIoEvent(space, address, length, datamatch, () -> events.add("ioevent- " + key));
         }
 
         @Override

@@ -3,6 +3,7 @@ package dev.kindling.microvm;
 import static java.nio.charset.StandardCharsets.UTF_8;
 
 import dev.kindling.devices.legacy.Serial16550;
+import dev.kindling.devices.virtio.console.VirtioConsole;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.lang.System.Logger.Level;
@@ -18,14 +19,16 @@ import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import java.util.function.Predicate;
 import java.util.regex.Matcher;
 import java.util.regex.MatchResult;
 import java.util.regex.Pattern;
 
 /**
- * The guest's serial console: what it wrote, kept in memory (the last {@link #CAPACITY} bytes) and
+ * The guest's console: what it wrote on the serial port and on the virtio console port that
+ * {@link MicrovmBuilder#virtioConsole()} adds, kept in memory (the last {@link #CAPACITY} bytes) and
  * passed on to the stream given to {@link MicrovmBuilder#serialOutput}, and the way to type to it
- * ({@link #send}). A read-only view of the output: only the serial port writes it.
+ * ({@link #send}). A read-only view of the output: only those devices write it.
  *
  * <p>Output decodes as UTF-8 (malformed bytes become U+FFFD). Waits ({@link #awaitText}) search only
  * what arrived since they last looked, and return early, unmatched, once the guest has ended and all
@@ -38,10 +41,13 @@ public final class Console {
 
     private static final System.Logger LOG = System.getLogger(Console.class.getName());
 
-    private Serial16550 serial;
+    /** Where {@link #send} puts bytes: a device's input queue of {@code capacity} bytes. */
+    private record Input(String device, Predicate<byte[]> offer, int capacity) {}
+
+    private volatile Input input;
     private final OutputStream sink = new Sink();
     private final List<Follower> followers = new CopyOnWriteArrayList<>();
-    /** Touched only by the thread that delivers output. */
+    /** Touched only by the thread that delivers output, one at a time (under the sink's lock). */
     private OutputStream forward;
 
     // guarded by this
@@ -55,12 +61,17 @@ public final class Console {
         this.forward = forward;
     }
 
-    /** Makes {@link #send} type to {@code serial}; without one, a machine has no console input. */
+    /** Makes {@link #send} type to {@code serial}; without a connected device, a machine has no console input. */
     void connect(Serial16550 serial) {
-        this.serial = serial;
+        input = new Input("serial", serial::enqueueInput, Serial16550.INPUT_QUEUE_CAPACITY);
     }
 
-    /** What the serial port writes the guest's output to. */
+    /** Makes {@link #send} type to the virtio console {@code port}. */
+    void connect(VirtioConsole port) {
+        input = new Input("virtio console", port::enqueueInput, VirtioConsole.INPUT_BUFFER);
+    }
+
+    /** What the console devices write the guest's output to; writes from several devices are serialized. */
     OutputStream sink() {
         return sink;
     }
@@ -74,21 +85,24 @@ public final class Console {
     // ---- input
 
     /**
-     * Types {@code bytes} to the guest's serial port. Never blocks: the bytes wait in a queue of
-     * {@link Serial16550#INPUT_QUEUE_CAPACITY} bytes until the guest reads them. Dropped once the
-     * microVM is closed.
+     * Types {@code bytes} to the guest: to its serial port, or on a microVM without one, to the virtio
+     * console port of {@link MicrovmBuilder#virtioConsole()} ({@code hvc0}). Never blocks: the bytes
+     * wait in the device's queue ({@link Serial16550#INPUT_QUEUE_CAPACITY} bytes for the serial port,
+     * {@link VirtioConsole#INPUT_BUFFER} for the virtio console) until the guest reads them. Dropped
+     * once the microVM is closed.
      *
      * @throws IllegalStateException if the queue has no room for all of them (none is queued then),
-     *     or the microVM has no serial port
+     *     or the microVM has neither console device
      */
     public void send(byte[] bytes) {
         Objects.requireNonNull(bytes, "bytes");
-        if (serial == null) {
-            throw new IllegalStateException("this microVM has no ISA serial port");
+        Input in = input;
+        if (in == null) {
+            throw new IllegalStateException("this microVM has no console input: no ISA serial port and no virtioConsole()");
         }
-        if (!serial.enqueueInput(bytes)) {
-            throw new IllegalStateException("serial input queue is full: the guest has not read the last "
-                    + Serial16550.INPUT_QUEUE_CAPACITY + " bytes yet");
+        if (!in.offer().test(bytes)) {
+            throw new IllegalStateException(in.device() + " input queue is full: the guest has not read the last "
+                    + in.capacity() + " bytes yet");
         }
     }
 
@@ -283,18 +297,18 @@ public final class Console {
 
     private final class Sink extends OutputStream {
         @Override
-        public void write(int b) {
+        public synchronized void write(int b) {
             append(new byte[] {(byte) b}, 0, 1);
         }
 
         @Override
-        public void write(byte[] b, int off, int len) {
+        public synchronized void write(byte[] b, int off, int len) {
             Objects.checkFromIndexSize(off, len, b.length);
             append(b, off, len);
         }
 
         @Override
-        public void flush() {
+        public synchronized void flush() {
             if (forward != null) {
                 try {
                     forward.flush();

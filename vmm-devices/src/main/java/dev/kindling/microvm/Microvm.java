@@ -4,6 +4,7 @@ import dev.kindling.boot.DirectBoot;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.BusRange;
 import dev.kindling.devices.legacy.Serial16550;
+import dev.kindling.machine.DeviceError;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
 import java.time.Duration;
@@ -145,6 +146,14 @@ public final class Microvm implements AutoCloseable {
         }
         all.sort(Comparator.comparing(IoMapEntry::space).thenComparingLong(IoMapEntry::base));
         return all;
+    }
+
+    /**
+     * The fatal errors devices reported (a disk's backend failed, say), oldest first; the guest and
+     * the VMM carried on. Each device's first one was also logged at ERROR.
+     */
+    public List<DeviceError> deviceErrors() {
+        return machine.deviceErrors();
     }
 
     /** The machine underneath, for what this handle does not cover. */

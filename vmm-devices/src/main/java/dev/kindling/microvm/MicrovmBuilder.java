@@ -24,8 +24,10 @@ import dev.kindling.devices.legacy.Serial16550;
 import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.devices.virtio.blk.VirtioBlk;
+import dev.kindling.devices.virtio.console.VirtioConsole;
 import dev.kindling.devices.virtio.mmio.VirtioMmioTransport;
 import dev.kindling.devices.virtio.rng.VirtioRng;
+import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Kvm;
 import dev.kindling.kvm.platform.IrqchipMode;
@@ -46,6 +48,7 @@ import java.nio.file.Path;
 import java.security.SecureRandom;
 import java.time.Clock;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -114,7 +117,7 @@ public final class MicrovmBuilder {
         String field();
     }
 
-    private record CustomTransport(Function<IrqLine, Device> factory) implements Virtio {
+    private record CustomTransport(Function<DeviceContext, Device> factory) implements Virtio {
         public String field() {
             return "virtioMmioTransport";
         }
@@ -123,14 +126,10 @@ public final class MicrovmBuilder {
     /** A virtio-blk disk; {@code label} names it in errors, {@code root} adds root=/dev/vdX. */
     private record Drive(String field, String label, Path image, BlkOptions options, boolean root) implements Virtio {}
 
-    /** A virtio console port; without streams it is the machine's console ({@link Microvm#console()}). */
-    private record ConsolePort(InputStream in, OutputStream out) implements Virtio {
+    /** A virtio console port: the machine's console ({@link Microvm#console()}), or one on streams of its own. */
+    private record ConsolePort(boolean machineConsole, InputStream in, OutputStream out) implements Virtio {
         public String field() {
             return "virtioConsole";
-        }
-
-        boolean isMachineConsole() {
-            return in == null && out == null;
         }
     }
 
@@ -181,6 +180,8 @@ public final class MicrovmBuilder {
      * read that ignores interrupts keeps the thread until it returns, and what it returns is dropped.
      * {@code System.in} is such a stream, so it is read as {@link #serialInputFromStdin()} does: through
      * poll(2) on descriptor 0, which close() ends at once, leaving later input to the next reader.
+     * Without the serial port ({@code isaSerial(false)}), this is the input of the virtio console that
+     * {@link #virtioConsole()} adds.
      */
     public MicrovmBuilder serialInput(InputStream in) {
         if (in == System.in) {
@@ -208,7 +209,10 @@ public final class MicrovmBuilder {
         return this;
     }
 
-    /** Where the serial port's output goes besides {@link Microvm#console()} (null: only there). */
+    /**
+     * Where the guest's console output goes besides {@link Microvm#console()} (null: only there): the
+     * serial port's, and that of the virtio console {@link #virtioConsole()} adds.
+     */
     public MicrovmBuilder serialOutput(OutputStream out) {
         this.serialOutput = out;
         return this;
@@ -267,9 +271,11 @@ public final class MicrovmBuilder {
 
     /**
      * Adds a device behind the next free virtio-mmio transport: transport {@code i} is 512 bytes at
-     * {@code 0xd0000000 + i * 0x200} with IRQ {@code 5 + i}, in the order they are added.
+     * {@code 0xd0000000 + i * 0x200} with IRQ {@code 5 + i}, in the order they are added. The factory
+     * gets the transport's {@link DeviceContext}, named {@code virtio-mmio<i>}, whose
+     * {@link DeviceContext#irq()} is IRQ {@code 5 + i}.
      */
-    public MicrovmBuilder virtioMmioTransport(Function<IrqLine, Device> factory) {
+    public MicrovmBuilder virtioMmioTransport(Function<DeviceContext, Device> factory) {
         virtioTransports.add(new CustomTransport(Objects.requireNonNull(factory)));
         return this;
     }
@@ -320,7 +326,7 @@ public final class MicrovmBuilder {
      * most one such port.
      */
     public MicrovmBuilder virtioConsole() {
-        virtioTransports.add(new ConsolePort(null, null));
+        virtioTransports.add(new ConsolePort(true, null, null));
         return this;
     }
 
@@ -330,8 +336,7 @@ public final class MicrovmBuilder {
      * streams stay the caller's.
      */
     public MicrovmBuilder virtioConsole(InputStream in, OutputStream out) {
-        virtioTransports.add(new ConsolePort(in == null ? InputStream.nullInputStream() : in,
-                out == null ? OutputStream.nullOutputStream() : out));
+        virtioTransports.add(new ConsolePort(false, in, out));
         return this;
     }
 
@@ -361,7 +366,10 @@ public final class MicrovmBuilder {
     /**
      * Checks the configuration without /dev/kvm, on any machine: the files exist and are readable, the
      * kernel is an ELF or a bzImage, memory and vCPU count are possible, the toggles go together, no
-     * two devices want one IRQ or overlapping addresses, and the command line is valid.
+     * two devices want one IRQ or overlapping addresses, the virtio devices fit the eight transports,
+     * disk images are files or block devices that can be read (and written, unless read-only), no
+     * writable image backs two disks, there is one root device and one machine console port at most,
+     * and the command line is valid.
      *
      * @throws ConfigException naming the first setting at fault
      */
@@ -445,7 +453,7 @@ public final class MicrovmBuilder {
         Drive root = null;
         ConsolePort machineConsole = null;
         for (Virtio v : virtioTransports) {
-            if (v instanceof ConsolePort c && c.isMachineConsole()) {
+            if (v instanceof ConsolePort c && c.machineConsole()) {
                 if (machineConsole != null) {
                     throw new ConfigException("virtioConsole", "virtioConsole() given twice: one virtio console port"
                             + " can be the machine's console; give the others streams of their own");
@@ -600,10 +608,20 @@ public final class MicrovmBuilder {
         return new IoMapEntry(AddressSpace.PIO, base, length, name, owner);
     }
 
-    /** The caller's windows fit their bus, stay off RAM (KVM would never let an access reach them) and overlap nothing. */
+    /**
+     * The caller's windows fit their bus, stay off RAM (KVM would never let an access reach them) and
+     * overlap nothing; no two devices share a name (their contexts and threads go by it).
+     */
     private void checkWindows(List<IoMapEntry> fixed, long ramBytes) {
         List<IoMapEntry> taken = new ArrayList<>(fixed);
+        Set<String> names = new HashSet<>();
+        for (int i = 0; i < virtioTransports.size(); i++) {
+            names.add("virtio-mmio" + i);
+        }
         for (DeviceSpec d : devices) {
+            if (!names.add(d.name())) {
+                throw new ConfigException("device", d.describe() + ": another device is named " + d.name());
+            }
             long limit = d.space() == AddressSpace.PIO ? 0x10000 : 1L << 52;
             if (d.length() < 1 || d.base() < 0 || d.base() > limit - d.length()) {
                 throw new ConfigException("device", d.describe() + ": window of 0x" + Long.toHexString(d.length())
@@ -846,21 +864,46 @@ public final class MicrovmBuilder {
                 isaLine.apply(IRQ_KEYBOARD), null);
         attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
 
-        int blks = 0, rngs = 0;
-        for (int i = 0; i < virtioTransports.size(); i++) {
-            IrqLine line = isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i);
-            long base = transportBase(i);
-            Device d = switch (virtioTransports.get(i)) {
-                case CustomTransport c -> make("virtio-mmio transport " + i, c.factory(), line);
-                case Drive drive -> transport(machine, platform, base, line, openDisk(drive, "blk" + blks++));
-                case ConsolePort port -> throw new UnsupportedOperationException("virtio-console");
-                case Rng rng -> transport(machine, platform, base, line,
-                        new VirtioRng("rng" + rngs++, new SecureRandom(), rng.limit()));
-            };
-            machine.attachMmio(base, MicrovmLayout.VIRTIO_MMIO_SIZE, d);
+        InterruptService interrupts = platform.interrupts();
+        // without the serial port, the virtio console that is the machine's console takes its input
+        boolean consoleInput = serial == null
+                && virtioTransports.stream().anyMatch(v -> v instanceof ConsolePort c && c.machineConsole());
+        PollingInputStream polled = consoleInput && serialInputFd != null ? new PollingInputStream(serialInputFd) : null;
+        try {
+            int blks = 0, consoles = 0, rngs = 0;
+            for (int i = 0; i < virtioTransports.size(); i++) {
+                DeviceContext context = machine.deviceContext("virtio-mmio" + i,
+                        isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i), interrupts);
+                long base = transportBase(i);
+                Device d = switch (virtioTransports.get(i)) {
+                    case CustomTransport c -> make("virtio-mmio transport " + i, c.factory(), context);
+                    case Drive drive -> transport(context, base, openDisk(drive, "blk" + blks++));
+                    case ConsolePort port when port.machineConsole() -> {
+                        VirtioConsole c = new VirtioConsole("console" + consoles++,
+                                !consoleInput ? null : polled != null ? polled : serialInput, console.sink());
+                        if (consoleInput) {
+                            console.connect(c);
+                        }
+                        yield transport(context, base, c);
+                    }
+                    case ConsolePort port -> transport(context, base,
+                            new VirtioConsole("console" + consoles++, port.in(), port.out()));
+                    case Rng rng -> transport(context, base, new VirtioRng("rng" + rngs++, new SecureRandom(), rng.limit()));
+                };
+                machine.attachMmio(base, MicrovmLayout.VIRTIO_MMIO_SIZE, d);
+            }
+        } catch (RuntimeException e) {
+            if (polled != null) {
+                polled.close();
+            }
+            throw e;
+        }
+        if (polled != null) {
+            machine.own(polled); // owned after the console, so closed before it: its read ends at once
         }
         for (DeviceSpec u : devices) {
-            Device d = make(u.describe(), u.factory(), u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0));
+            IrqLine line = u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0);
+            Device d = make(u.describe(), u.factory(), machine.deviceContext(u.name(), line, interrupts));
             try {
                 machine.attach(u.space(), u.base(), u.length(), d);
             } catch (IllegalArgumentException e) {
@@ -873,9 +916,8 @@ public final class MicrovmBuilder {
     }
 
     /** A virtio-mmio transport at {@code base} serving {@code device}, which it closes; closes it if it cannot be made. */
-    private static Device transport(Machine machine, KvmPlatform platform, long base, IrqLine line, VirtioDevice device) {
+    private static Device transport(DeviceContext context, long base, VirtioDevice device) {
         try {
-            DeviceContext context = machine.deviceContext(device.name(), line, platform.interrupts());
             return new VirtioMmioTransport(device, context, base);
         } catch (RuntimeException e) {
             device.close();
@@ -893,10 +935,10 @@ public final class MicrovmBuilder {
     }
 
     /** Runs a device factory of the caller's; its failure is a configuration error of that device. */
-    private static Device make(String what, Function<IrqLine, Device> factory, IrqLine line) {
+    private static Device make(String what, Function<DeviceContext, Device> factory, DeviceContext context) {
         Device d;
         try {
-            d = factory.apply(line);
+            d = factory.apply(context);
         } catch (RuntimeException e) {
             throw new ConfigException("device", what + ": its factory failed: " + e, e);
         }

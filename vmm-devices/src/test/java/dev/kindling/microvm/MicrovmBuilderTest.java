@@ -6,10 +6,14 @@ import static org.assertj.core.api.Assertions.catchThrowableOfType;
 
 import dev.kindling.boot.BootException;
 import dev.kindling.boot.MpTable;
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.device.Device;
 import dev.kindling.devices.virtio.blk.BlkOptions;
+import dev.kindling.device.DeviceContext;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.kvm.testing.TestGuests;
+import dev.kindling.irq.MsiVector;
+import dev.kindling.machine.DeviceError;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
 import dev.kindling.testing.HostResources;
@@ -20,6 +24,8 @@ import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.Arrays;
 import java.util.List;
+import java.util.OptionalInt;
+import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -80,7 +86,7 @@ class MicrovmBuilderTest {
                 .hasMessageContaining("non-ASCII");
         MicrovmBuilder nine = Microvm.builder().kernel(k);
         for (int i = 0; i < 9; i++) {
-            nine.virtioMmioTransport(line -> new Probe());
+            nine.virtioMmioTransport(ctx -> new Probe());
         }
         assertThat(configError(nine, "virtioMmioTransport")).hasMessageContaining("8 transports");
     }
@@ -88,14 +94,14 @@ class MicrovmBuilderTest {
     @Test
     void irqConflictsNameBothClaimants() throws Exception {
         Path k = elfMagic();
-        assertThat(configError(Microvm.builder().kernel(k).rtc(OnOffAuto.ON).device(DeviceSpec.pio(0x700, 4, 8, line -> new Probe())), "irq"))
+        assertThat(configError(Microvm.builder().kernel(k).rtc(OnOffAuto.ON).device(DeviceSpec.pio(0x700, 4, 8, ctx -> new Probe())), "irq"))
                 .hasMessage("IRQ 8 is wanted by both rtc and device at pio 0x700");
         MicrovmBuilder b = Microvm.builder().kernel(k).rtc(OnOffAuto.ON);
         for (int i = 0; i < 4; i++) {
-            b.virtioMmioTransport(line -> new Probe());
+            b.virtioMmioTransport(ctx -> new Probe());
         }
         assertThat(configError(b, "irq")).hasMessage("IRQ 8 is wanted by both rtc and virtio-mmio transport 3");
-        assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.mmio(0xe0000000L, 16, 24, line -> new Probe())), "irq"))
+        assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.mmio(0xe0000000L, 16, 24, ctx -> new Probe())), "irq"))
                 .hasMessageContaining("wants IRQ 24");
     }
 
@@ -110,7 +116,7 @@ class MicrovmBuilderTest {
                 .device(DeviceSpec.pio(0x704, 1, Probe::new)), "device"))
                 .hasMessage("device at pio 0x704 (0x1 bytes) overlaps device at pio 0x700 at 0x700");
         assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.mmio(0xd0000100L, 16, Probe::new))
-                .virtioMmioTransport(line -> new Probe()), "device")).hasMessageContaining("overlaps virtio-mmio transport 0");
+                .virtioMmioTransport(ctx -> new Probe()), "device")).hasMessageContaining("overlaps virtio-mmio transport 0");
         assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.mmio(0xfee00800L, 4, Probe::new)), "device"))
                 .hasMessageContaining("overlaps local-apic");
         assertThat(configError(Microvm.builder().kernel(k).memoryMib(64).device(DeviceSpec.mmio(0x100000, 4, Probe::new)), "device"))
@@ -119,6 +125,78 @@ class MicrovmBuilderTest {
                 .hasMessageContaining("does not fit the pio space");
         assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.pio(0x700, 0, Probe::new)), "device"))
                 .hasMessageContaining("does not fit");
+        assertThat(configError(Microvm.builder().kernel(k).device(DeviceSpec.pio(0x700, 1, Probe::new).named("disk"))
+                .device(DeviceSpec.pio(0x710, 1, Probe::new).named("disk")), "device"))
+                .hasMessage("device at pio 0x710: another device is named disk");
+        assertThat(configError(Microvm.builder().kernel(k).virtioMmioTransport(ctx -> new Probe())
+                .device(DeviceSpec.pio(0x700, 1, Probe::new).named("virtio-mmio0")), "device"))
+                .hasMessageContaining("another device is named virtio-mmio0");
+    }
+
+    @Test
+    void devicesAreNamedAfterTheirWindowUnlessNamed() {
+        assertThat(DeviceSpec.pio(0x700, 4, Probe::new).name()).isEqualTo("pio-0x700");
+        assertThat(DeviceSpec.mmio(0xe0000000L, 16, 9, ctx -> new Probe()).name()).isEqualTo("mmio-0xe0000000");
+        assertThat(DeviceSpec.pio(0x700, 4, Probe::new).named("ports").name()).isEqualTo("ports");
+        assertThatThrownBy(() -> DeviceSpec.pio(0x700, 4, Probe::new).named(" ")).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void eachDeviceGetsItsOwnContext() throws Exception {
+        TestGuests.assumeKvm();
+        AtomicReference<DeviceContext> virtio0 = new AtomicReference<>();
+        AtomicReference<DeviceContext> virtio1 = new AtomicReference<>();
+        AtomicReference<DeviceContext> user = new AtomicReference<>();
+        AtomicReference<DeviceContext> plain = new AtomicReference<>();
+        try (Microvm vm = valid().name("ctxvm")
+                .virtioMmioTransport(ctx -> keep(virtio0, ctx))
+                .virtioMmioTransport(ctx -> keep(virtio1, ctx))
+                .device(DeviceSpec.mmio(0xe0000000L, 16, 9, ctx -> keep(user, ctx)).named("probe0"))
+                .device(new DeviceSpec(AddressSpace.PIO, 0x700, 4, OptionalInt.empty(), ctx -> keep(plain, ctx)))
+                .build()) {
+            assertThat(List.of(virtio0.get().name(), virtio1.get().name(), user.get().name(), plain.get().name()))
+                    .containsExactly("virtio-mmio0", "virtio-mmio1", "probe0", "pio-0x700");
+            assertThat(List.of(virtio0.get().irq().gsi(), virtio1.get().irq().gsi(), user.get().irq().gsi()))
+                    .containsExactly(5, 6, 9);
+            for (AtomicReference<DeviceContext> c : List.of(virtio0, virtio1, user, plain)) {
+                assertThat(c.get().memory()).isSameAs(vm.machine().memory());
+            }
+            assertThat(user.get().interrupts().line(10).gsi()).isEqualTo(10);
+            try (MsiVector vector = user.get().interrupts().msiVector()) {
+                assertThat(vector.masked()).as("a new vector starts masked").isTrue();
+            }
+
+            Thread t = virtio1.get().threads().newThread(() -> {});
+            assertThat(t.getName()).isEqualTo("ctxvm-virtio-mmio1");
+            assertThat(t.isDaemon()).isTrue();
+
+            RuntimeException cause = new RuntimeException("EIO");
+            user.get().reportFatal("backend failed", cause);
+            assertThat(vm.deviceErrors()).containsExactly(new DeviceError("probe0", "backend failed", cause));
+        }
+    }
+
+    private static Device keep(AtomicReference<DeviceContext> into, DeviceContext ctx) {
+        into.set(ctx);
+        return new Probe();
+    }
+
+    @Test
+    void aFailingVirtioFactoryIsAConfigErrorAndLeavesNothingBehind() {
+        TestGuests.assumeKvm();
+        MicrovmBuilder b = valid().virtioMmioTransport(ctx -> new Probe()).virtioMmioTransport(ctx -> {
+            ctx.threads().newThread(() -> {}); // made, never started: nothing to join
+            throw new IllegalStateException("no backend");
+        });
+        assertThatThrownBy(b::build).isInstanceOf(ConfigException.class);
+        HostResources before = HostResources.now();
+        for (int i = 0; i < 5; i++) {
+            assertThatThrownBy(b::build)
+                    .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("device"))
+                    .hasMessageContaining("virtio-mmio transport 1: its factory failed")
+                    .hasRootCauseMessage("no backend");
+        }
+        HostResources.now().assertNothingLeftSince(before);
     }
 
     @Test
@@ -210,15 +288,15 @@ class MicrovmBuilderTest {
     @Test
     void autoKernelCmdlineAddsOneEntryPerTransport() {
         TestGuests.assumeKvm();
-        try (Microvm vm = valid().cmdline("console=ttyS0").virtioMmioTransport(line -> new Probe())
-                .virtioMmioTransport(line -> new Probe()).build()) {
+        try (Microvm vm = valid().cmdline("console=ttyS0").virtioMmioTransport(ctx -> new Probe())
+                .virtioMmioTransport(ctx -> new Probe()).build()) {
             assertThat(vm.cmdline()).isEqualTo(
                     "console=ttyS0 virtio_mmio.device=512@0xd0000000:5 virtio_mmio.device=512@0xd0000200:6");
             assertThat(vm.ioMap()).extracting(IoMapEntry::toString)
                     .contains("mmio 0xd0000000-0xd00001ff probe (kindling)", "mmio 0xd0000200-0xd00003ff probe (kindling)");
         }
         try (Microvm vm = valid().cmdline("console=ttyS0").autoKernelCmdline(false)
-                .virtioMmioTransport(line -> new Probe()).build()) {
+                .virtioMmioTransport(ctx -> new Probe()).build()) {
             assertThat(vm.cmdline()).isEqualTo("console=ttyS0");
         }
     }
@@ -269,7 +347,7 @@ class MicrovmBuilderTest {
         // the ninth virtio device has no transport, whatever it is
         MicrovmBuilder nine = Microvm.builder().kernel(k).virtioConsole().virtioRng();
         for (int i = 0; i < 6; i++) {
-            nine.virtioMmioTransport(line -> new Probe());
+            nine.virtioMmioTransport(ctx -> new Probe());
         }
         nine.validate();
         assertThat(configError(nine.virtioBlk(img), "virtioBlk")).hasMessage("9 virtio-mmio devices, but microvm has 8 transports");
@@ -305,5 +383,41 @@ class MicrovmBuilderTest {
                 .formatted(k, tmp.resolve("gone.img")));
         assertThat(configError(Microvm.builder().config(json), "drives"))
                 .hasMessage("drive 'data': image " + tmp.resolve("gone.img") + " does not exist");
+    }
+
+    @Test
+    void virtioDevicesTakeTransportsInOrderAndImagesAreLocked() throws Exception {
+        TestGuests.assumeKvm();
+        Path disk = Files.write(tmp.resolve("disk.img"), new byte[1 << 20]);
+        Path seed = Files.write(tmp.resolve("seed.img"), new byte[1 << 20]);
+        BlkOptions ro = BlkOptions.defaults().withReadOnly(true);
+        MicrovmBuilder b = valid().cmdline("console=hvc0").isaSerial(false).rootDevice(disk, BlkOptions.defaults())
+                .virtioBlk(seed, ro).virtioConsole().virtioRng();
+        b.build().close(); // warms up lazily made JVM resources
+        HostResources before = HostResources.now();
+        try (Microvm vm = b.build()) {
+            assertThat(vm.cmdline()).isEqualTo("console=hvc0 virtio_mmio.device=512@0xd0000000:5"
+                    + " virtio_mmio.device=512@0xd0000200:6 virtio_mmio.device=512@0xd0000400:7"
+                    + " virtio_mmio.device=512@0xd0000600:8 root=/dev/vda rw");
+            assertThat(vm.ioMap()).extracting(IoMapEntry::toString).contains(
+                    "mmio 0xd0000000-0xd00001ff virtio-mmio0 (kindling)", "mmio 0xd0000600-0xd00007ff virtio-mmio3 (kindling)");
+            // a writable image is this VM's alone; a read-only one may be shared
+            assertThatThrownBy(() -> valid().virtioBlk(disk, ro).build())
+                    .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("virtioBlk"))
+                    .hasMessageContaining("disk.img");
+            valid().virtioBlk(seed, ro).build().close();
+            assertThatThrownBy(() -> valid().virtioBlk(seed).build()).isInstanceOf(ConfigException.class)
+                    .hasMessageContaining("seed.img");
+            // with the serial port off, the console's input goes to the virtio console
+            vm.console().send("typed");
+        }
+        HostResources.now().assertNothingLeftSince(before);
+        try (Microvm vm = valid().isaSerial(false).virtioRng().build()) {
+            assertThatThrownBy(() -> vm.console().send("x")).isInstanceOf(IllegalStateException.class)
+                    .hasMessageContaining("no virtioConsole()");
+        }
+        try (Microvm vm = valid().virtioBlk(disk).build()) {
+            assertThat(vm.cmdline()).doesNotContain("root=");
+        }
     }
 }

@@ -1,24 +1,31 @@
 package dev.kindling.devices.virtio;
 
+import dev.kindling.sys.Epoll;
 import dev.kindling.sys.EventFd;
-import dev.kindling.sys.Fd;
-import dev.kindling.sys.Poller;
+import dev.kindling.sys.Libc;
 import java.lang.System.Logger.Level;
-import java.util.ArrayList;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.time.Duration;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.ThreadFactory;
+import java.util.function.Function;
 
 /**
  * A device thread: runs a {@link Body} whenever one of its eventfds (queue notifiers, a device's own
  * wake-ups) is signalled, or when the body's timeout passes. {@link #stop()} ends it and joins it,
- * {@link #quiesce()} parks it between two runs. What the body throws is reported once and the thread
- * then idles until stopped, so a device bug neither spins nor dies silently.
+ * {@link #quiesce()} parks it between two runs; a body that serves many requests in one run asks
+ * {@link #yieldAsked()} between two of them, so that a stop or pause waits for one request only.
+ * What the body throws is reported once and the thread then idles until stopped, so a device bug
+ * neither spins nor dies silently. The wait is one epoll set and one read buffer made at start: a
+ * wake-up allocates nothing.
  */
 public final class VirtioWorker {
     private static final System.Logger LOG = System.getLogger(VirtioWorker.class.getName());
-    /** How long stop() and quiesce() wait for a body that does not return. */
-    private static final long JOIN_MILLIS = 10_000;
+    /** How long stop() and quiesce() wait by default for a body that does not return. */
+    public static final Duration DEFAULT_WAIT = Duration.ofSeconds(10);
 
     /** One round of work. */
     @FunctionalInterface
@@ -28,13 +35,22 @@ public final class VirtioWorker {
          * when no eventfd is signalled (a rate limit's refill), or -1 to wait for a signal only.
          */
         int serve();
+
+        /** Runs on the thread as it ends (or in {@code start} if it never ran): frees what only the body used. */
+        default void ended() {}
     }
 
     private final Thread thread;
-    private final Body body;
+    private final long waitNanos;
+    /** Set before the thread starts. */
+    private Body body;
     private final List<EventFd> events;
-    private final List<Fd> fds;
     private final EventFd control = EventFd.nonBlocking();
+    /** Token {@code i + 1} is {@code events.get(i)}; token 0 is {@link #control}. */
+    private final Epoll epoll;
+    /** The thread's buffer for eventfd reads; freed when the thread ends. */
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment counter = arena.allocate(ValueLayout.JAVA_LONG);
     private final FatalHandler onFatal;
 
     // guarded by this
@@ -49,16 +65,15 @@ public final class VirtioWorker {
         void report(String what, Throwable cause);
     }
 
-    private VirtioWorker(String name, ThreadFactory threads, List<EventFd> events, Body body, FatalHandler onFatal) {
-        this.body = body;
+    private VirtioWorker(String name, ThreadFactory threads, List<EventFd> events, Duration wait, FatalHandler onFatal) {
+        this.waitNanos = wait.toNanos();
         this.onFatal = onFatal;
         this.events = List.copyOf(events);
-        List<Fd> all = new ArrayList<>();
-        all.add(control.fd());
-        for (EventFd e : this.events) {
-            all.add(e.fd());
+        this.epoll = Epoll.create(this.events.size() + 1);
+        epoll.add(control.fd(), Epoll.EPOLLIN, 0);
+        for (int i = 0; i < this.events.size(); i++) {
+            epoll.add(this.events.get(i).fd(), Epoll.EPOLLIN, i + 1);
         }
-        this.fds = List.copyOf(all);
         this.thread = threads.newThread(this::run);
         thread.setName(thread.getName() + "-" + name);
     }
@@ -70,15 +85,40 @@ public final class VirtioWorker {
      */
     public static VirtioWorker start(String name, ThreadFactory threads, List<EventFd> events, Body body, FatalHandler onFatal) {
         Objects.requireNonNull(body, "body");
+        return start(name, threads, events, DEFAULT_WAIT, w -> body, onFatal);
+    }
+
+    /**
+     * As {@link #start(String, ThreadFactory, List, Body, FatalHandler)}, with the body made from the
+     * worker (to ask {@link #yieldAsked()}), and {@code wait}: how long {@link #stop()} and
+     * {@link #quiesce()} wait for a run to return before they give up and log it.
+     */
+    public static VirtioWorker start(String name, ThreadFactory threads, List<EventFd> events, Duration wait,
+            Function<VirtioWorker, Body> body, FatalHandler onFatal) {
+        Objects.requireNonNull(body, "body");
         Objects.requireNonNull(onFatal, "onFatal");
-        VirtioWorker w = new VirtioWorker(name, threads, events, body, onFatal);
+        VirtioWorker w = null;
+        boolean started = false;
         try {
+            w = new VirtioWorker(name, threads, events, wait, onFatal);
+            w.body = Objects.requireNonNull(body.apply(w), "body");
             w.thread.start();
+            started = true;
         } catch (RuntimeException | Error e) {
-            w.control.close();
+            if (w != null) {
+                if (w.body != null && !started) {
+                    w.body.ended();
+                }
+                w.release();
+            }
             throw e;
         }
         return w;
+    }
+
+    /** True once a stop or a pause is asked: a body returns before its next request (it runs again after a resume). */
+    public synchronized boolean yieldAsked() {
+        return stopping || paused;
     }
 
     /** Makes the body run again soon (new input for it). Callable from any thread, any number of times. */
@@ -93,12 +133,12 @@ public final class VirtioWorker {
 
     private void run() {
         int timeout = -1;
-        boolean failed = false;
+        boolean idle = false;
         try {
             while (true) {
                 // cleared before the flags are looked at, so a stop() or wake() after this stays
                 // signalled for the poll below
-                control.read();
+                clear(control);
                 synchronized (this) {
                     while (paused && !stopping) {
                         parked = true;
@@ -111,27 +151,49 @@ public final class VirtioWorker {
                     }
                 }
                 for (EventFd e : events) {
-                    e.read();
+                    clear(e);
                 }
-                if (!failed) {
+                if (!idle) {
                     try {
                         timeout = body.serve();
-                    } catch (RuntimeException e) {
-                        failed = true;
+                    } catch (RuntimeException | Error e) {
+                        idle = true;
                         timeout = -1;
+                        for (EventFd ev : events) {
+                            epoll.remove(ev.fd()); // only a stop or a quiesce matters now
+                        }
                         onFatal.report(thread.getName() + " failed and stops serving until the device is reset", e);
                     }
                 }
-                Poller.waitAny(failed ? fds.subList(0, 1) : fds, timeout);
+                epoll.wait(timeout);
             }
         } catch (InterruptedException e) {
             // stop() does not interrupt; someone else did: end like a stop
         } finally {
+            try {
+                body.ended();
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, thread.getName() + ": freeing the body's resources failed", e);
+            }
             synchronized (this) {
                 ended = true;
                 notifyAll();
             }
         }
+    }
+
+    /** Resets a non-blocking eventfd's counter, into the thread's own buffer. */
+    private void clear(EventFd e) {
+        Libc.read(e.fd(), counter, 8);
+    }
+
+    private void release() {
+        if (!arena.scope().isAlive()) {
+            return;
+        }
+        epoll.close();
+        control.close();
+        arena.close();
     }
 
     /**
@@ -144,15 +206,15 @@ public final class VirtioWorker {
             if (!ended) {
                 control.signal();
             }
-            long deadline = System.nanoTime() + JOIN_MILLIS * 1_000_000;
+            long deadline = System.nanoTime() + waitNanos;
             while (!parked && !ended) {
-                long left = (deadline - System.nanoTime()) / 1_000_000;
+                long left = deadline - System.nanoTime();
                 if (left <= 0) {
-                    LOG.log(Level.WARNING, thread.getName() + " did not stop for a pause within " + JOIN_MILLIS + " ms");
+                    LOG.log(Level.WARNING, thread.getName() + " did not stop for a pause within " + waitNanos / 1_000_000 + " ms");
                     return;
                 }
                 try {
-                    wait(left);
+                    wait(left / 1_000_000 + 1);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                     return;
@@ -168,8 +230,12 @@ public final class VirtioWorker {
         }
     }
 
-    /** Ends the thread after its current round and joins it; idempotent. */
-    public void stop() {
+    /**
+     * Ends the thread after its current round and joins it, then frees its epoll set and eventfd;
+     * idempotent. Returns whether the thread has ended: one that did not within the wait (a hung
+     * backend) is left running with what it holds, and logged.
+     */
+    public boolean stop() {
         synchronized (this) {
             stopping = true;
             if (!ended) {
@@ -178,18 +244,18 @@ public final class VirtioWorker {
             notifyAll();
         }
         if (thread == Thread.currentThread()) {
-            return;
+            return false;
         }
         boolean interrupted = false;
-        long deadline = System.nanoTime() + JOIN_MILLIS * 1_000_000;
+        long deadline = System.nanoTime() + waitNanos;
         while (thread.isAlive()) {
-            long left = (deadline - System.nanoTime()) / 1_000_000;
+            long left = deadline - System.nanoTime();
             if (left <= 0) {
-                LOG.log(Level.ERROR, thread.getName() + " did not end within " + JOIN_MILLIS + " ms; left running");
+                LOG.log(Level.ERROR, thread.getName() + " did not end within " + waitNanos / 1_000_000 + " ms; left running");
                 break;
             }
             try {
-                thread.join(left);
+                thread.join(left / 1_000_000 + 1);
             } catch (InterruptedException e) {
                 interrupted = true; // the join must still happen: the caller relies on the thread being gone
             }
@@ -199,8 +265,9 @@ public final class VirtioWorker {
         }
         synchronized (this) {
             if (ended) {
-                control.close();
+                release();
             }
+            return ended;
         }
     }
 }

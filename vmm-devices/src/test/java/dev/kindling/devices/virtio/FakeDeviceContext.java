@@ -8,7 +8,7 @@ import dev.kindling.irq.IrqLine;
 import dev.kindling.memory.GuestMemory;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.memory.MemorySlot;
-import dev.kindling.sys.EventFd;
+import dev.kindling.testing.FakeIoEvent;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
 import java.util.OptionalLong;
@@ -24,54 +24,12 @@ public final class FakeDeviceContext implements DeviceContext, AutoCloseable {
     public static final long RAM_BASE = 0;
     public static final long RAM_SIZE = 16L << 20;
 
-    /** One ioEvent() call. */
-    public static final class Registration implements IoEvent {
-        public final AddressSpace space;
-        public final long address;
-        public final int length;
-        public final OptionalLong datamatch;
-        private final EventFd fd = EventFd.nonBlocking();
-        private volatile boolean closed;
-
-        Registration(AddressSpace space, long address, int length, OptionalLong datamatch) {
-            this.space = space;
-            this.address = address;
-            this.length = length;
-            this.datamatch = datamatch;
-        }
-
-        @Override
-        public AddressSpace space() {
-            return space;
-        }
-
-        @Override
-        public long address() {
-            return address;
-        }
-
-        @Override
-        public EventFd eventFd() {
-            return fd;
-        }
-
-        public boolean closed() {
-            return closed;
-        }
-
-        @Override
-        public void close() {
-            closed = true;
-            fd.close();
-        }
-    }
-
     public record Fatal(String what, Throwable cause) {}
 
     private final GuestMemory memory = new GuestMemory(List.of(MemoryRegion.anonymous(RAM_BASE, RAM_SIZE)));
     private final RecordingIrq irq = new RecordingIrq(5);
     private final RecordingThreads threads = new RecordingThreads("fake-vm-virtio0");
-    private final List<Registration> ioEvents = new CopyOnWriteArrayList<>();
+    private final List<FakeIoEvent> ioEvents = new CopyOnWriteArrayList<>();
     private final List<Fatal> fatals = new CopyOnWriteArrayList<>();
     private volatile boolean ioEventsFail;
 
@@ -111,12 +69,12 @@ public final class FakeDeviceContext implements DeviceContext, AutoCloseable {
         if (ioEventsFail) {
             throw new UnsupportedOperationException("no ioeventfds here");
         }
-        Registration r = new Registration(space, address, length, datamatch);
+        FakeIoEvent r = new FakeIoEvent(space, address, length, datamatch);
         ioEvents.add(r);
         return r;
     }
 
-    public List<Registration> ioEvents() {
+    public List<FakeIoEvent> ioEvents() {
         return List.copyOf(ioEvents);
     }
 

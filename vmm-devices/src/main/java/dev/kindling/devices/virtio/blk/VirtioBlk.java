@@ -4,13 +4,16 @@ import dev.kindling.devices.virtio.VirtioContext;
 import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.VirtioFeatures;
 import dev.kindling.devices.virtio.VirtioIds;
+import dev.kindling.devices.virtio.VirtioWorkers;
 import dev.kindling.devices.virtio.blk.BlkRequest.Limits;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
 
 /**
  * A virtio-blk device (virtio 1.2 section 5.2) backed by a {@link DiskImage}: one request queue
- * served by one I/O thread per device (a {@link BlkWorker}), so a slow disk never stalls a vCPU.
+ * served by one I/O thread per device (a {@link BlkServer}), so a slow disk never stalls a vCPU.
  * Offers read, write, flush, get-id, discard and write-zeroes (the last two not on a read-only
  * disk), up to {@link BlkConfig#SEG_MAX} data segments per request and the disk's logical block
  * size; no SIZE_MAX (nothing here limits one segment's size).
@@ -20,6 +23,8 @@ import java.nio.file.Path;
  */
 public final class VirtioBlk implements VirtioDevice {
     public static final int QUEUE_SIZE = 256;
+    /** How long a stop or pause waits for the request in flight: only a hung backend takes longer. */
+    private static final Duration REQUEST_WAIT = Duration.ofSeconds(60);
 
     private final String name;
     private final DiskImage image;
@@ -28,9 +33,7 @@ public final class VirtioBlk implements VirtioDevice {
     private final BlkConfig config;
     private final byte[] configSpace;
     private final long features;
-    private final Object lock = new Object();
-    private BlkWorker worker;
-    private boolean closed;
+    private final VirtioWorkers workers;
 
     /**
      * A device named {@code name} (threads and logs, e.g. {@code "blk0"}) on {@code image}, which it
@@ -46,6 +49,7 @@ public final class VirtioBlk implements VirtioDevice {
         long f = VirtioFeatures.VERSION_1 | VirtioFeatures.RING_EVENT_IDX | VirtioFeatures.RING_INDIRECT_DESC
                 | bit(BlkAbi.F_SEG_MAX) | bit(BlkAbi.F_BLK_SIZE) | bit(BlkAbi.F_FLUSH);
         this.features = readOnly ? f | bit(BlkAbi.F_RO) : f | bit(BlkAbi.F_DISCARD) | bit(BlkAbi.F_WRITE_ZEROES);
+        this.workers = new VirtioWorkers(name, REQUEST_WAIT);
     }
 
     /** Opens {@code path} as {@link DiskImage#open} does (read-only per {@code options}) and makes the device. */
@@ -116,63 +120,35 @@ public final class VirtioBlk implements VirtioDevice {
 
     @Override
     public void activate(VirtioContext context) {
-        synchronized (lock) {
-            if (closed) {
-                throw new IllegalStateException(name + " is closed");
-            }
-            stopWorker();
-            long negotiated = context.features();
-            Limits limits = Limits.of(config, readOnly, negotiated);
-            boolean writeThrough = (negotiated & bit(BlkAbi.F_FLUSH)) == 0;
-            worker = BlkWorker.start(name, context, image, limits, options.id(), writeThrough);
-        }
+        long negotiated = context.features();
+        Limits limits = Limits.of(config, readOnly, negotiated);
+        boolean writeThrough = (negotiated & bit(BlkAbi.F_FLUSH)) == 0;
+        workers.activate(context, a -> a.start("io", List.of(context.queueNotifier(0)),
+                w -> new BlkServer(name, w, context, image, limits, options.id(), writeThrough)));
     }
 
     @Override
     public void reset() {
-        synchronized (lock) {
-            stopWorker();
-        }
+        workers.reset();
     }
 
     @Override
     public void quiesce() {
-        synchronized (lock) {
-            if (worker != null) {
-                worker.quiesce();
-            }
-        }
+        workers.quiesce();
     }
 
     @Override
     public void resume() {
-        synchronized (lock) {
-            if (worker != null) {
-                worker.resume();
-            }
-        }
-    }
-
-    private void stopWorker() {
-        if (worker != null) {
-            worker.stop();
-            worker = null;
-        }
+        workers.resume();
     }
 
     /** Stops the I/O thread after the request in flight (what was acknowledged is in the image) and closes the image. */
     @Override
     public void close() {
-        synchronized (lock) {
-            if (closed) {
-                return;
-            }
-            closed = true;
-            try {
-                stopWorker();
-            } finally {
-                image.close();
-            }
+        try {
+            workers.close();
+        } finally {
+            image.close(); // idempotent
         }
     }
 

@@ -4,6 +4,7 @@ import dev.kindling.devices.virtio.VirtioContext;
 import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.VirtioIds;
 import dev.kindling.devices.virtio.VirtioWorker;
+import dev.kindling.devices.virtio.VirtioWorkers;
 import dev.kindling.devices.virtio.queue.Descriptor;
 import dev.kindling.devices.virtio.queue.DescriptorChain;
 import dev.kindling.devices.virtio.queue.Virtqueue;
@@ -59,6 +60,7 @@ public final class VirtioConsole implements VirtioDevice {
     private final String name;
     private final InputStream in;
     private final InputBuffer input = new InputBuffer(INPUT_BUFFER);
+    private final VirtioWorkers workers;
 
     /** Read by the transmit thread; null once it failed. Never guarded by this: reset() holds that while joining. */
     private volatile OutputStream out;
@@ -66,7 +68,6 @@ public final class VirtioConsole implements VirtioDevice {
     private volatile Server server;
     // guarded by this
     private Thread reader;
-    private boolean closed;
 
     /**
      * A console whose guest output goes to {@code out} (null: dropped) and whose input comes from
@@ -77,6 +78,7 @@ public final class VirtioConsole implements VirtioDevice {
         this.name = Objects.requireNonNull(name, "name");
         this.in = in;
         this.out = out;
+        this.workers = new VirtioWorkers(name);
     }
 
     /** A console with output only. */
@@ -136,18 +138,12 @@ public final class VirtioConsole implements VirtioDevice {
 
     @Override
     public synchronized void activate(VirtioContext context) {
-        if (closed) {
-            throw new IllegalStateException(name + " is closed");
-        }
-        stopServer();
+        server = null;
         Server s = new Server(context);
-        s.rx = VirtioWorker.start("rx", context.threads(), List.of(context.queueNotifier(RECEIVE_QUEUE)), s::receive, context::reportFatal);
-        try {
-            s.tx = VirtioWorker.start("tx", context.threads(), List.of(context.queueNotifier(TRANSMIT_QUEUE)), s::transmit, context::reportFatal);
-        } catch (RuntimeException | Error e) {
-            s.rx.stop();
-            throw e;
-        }
+        workers.activate(context, a -> {
+            s.rx = a.start("rx", List.of(context.queueNotifier(RECEIVE_QUEUE)), s::receive);
+            a.start("tx", List.of(context.queueNotifier(TRANSMIT_QUEUE)), s::transmit);
+        });
         server = s;
         if (in != null && reader == null) {
             Thread t = context.threads().newThread(this::readInput);
@@ -159,34 +155,28 @@ public final class VirtioConsole implements VirtioDevice {
 
     @Override
     public synchronized void reset() {
-        stopServer();
+        server = null;
+        workers.reset();
     }
 
     @Override
-    public synchronized void quiesce() {
-        if (server != null) {
-            server.rx.quiesce();
-            server.tx.quiesce();
-        }
+    public void quiesce() {
+        workers.quiesce();
     }
 
     @Override
-    public synchronized void resume() {
-        if (server != null) {
-            server.rx.resume();
-            server.tx.resume();
-        }
+    public void resume() {
+        workers.resume();
     }
 
     @Override
     public void close() {
         Thread r;
         synchronized (this) {
-            if (closed) {
+            server = null;
+            if (!workers.close()) {
                 return;
             }
-            closed = true;
-            stopServer();
             r = reader;
         }
         input.close();
@@ -200,14 +190,6 @@ public final class VirtioConsole implements VirtioDevice {
             if (r.isAlive()) {
                 LOG.log(Level.WARNING, name + ": the input stream's read did not end on interrupt; its reader stays until it returns");
             }
-        }
-    }
-
-    private void stopServer() {
-        if (server != null) {
-            server.rx.stop();
-            server.tx.stop();
-            server = null;
         }
     }
 
@@ -254,8 +236,8 @@ public final class VirtioConsole implements VirtioDevice {
         private final Virtqueue txq;
         private final byte[] rxChunk = new byte[CHUNK];
         private final byte[] txChunk = new byte[CHUNK];
+        /** Set before either thread runs. */
         private VirtioWorker rx;
-        private VirtioWorker tx;
         /** Set by either thread: a broken queue stops both until the reset. */
         private volatile boolean broken;
 

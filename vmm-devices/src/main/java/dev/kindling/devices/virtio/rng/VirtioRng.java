@@ -3,7 +3,7 @@ package dev.kindling.devices.virtio.rng;
 import dev.kindling.devices.virtio.VirtioContext;
 import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.VirtioIds;
-import dev.kindling.devices.virtio.VirtioWorker;
+import dev.kindling.devices.virtio.VirtioWorkers;
 import dev.kindling.devices.virtio.queue.Descriptor;
 import dev.kindling.devices.virtio.queue.DescriptorChain;
 import dev.kindling.devices.virtio.queue.Virtqueue;
@@ -52,8 +52,7 @@ public final class VirtioRng implements VirtioDevice {
     private final SecureRandom random;
     private final RateLimit limit;
     private final LongSupplier nanoClock;
-    /** The device thread while activated; touched by the transport's thread only. */
-    private Server server;
+    private final VirtioWorkers workers;
 
     /** Unlimited entropy from a new default {@link SecureRandom}. */
     public VirtioRng(String name) {
@@ -72,6 +71,7 @@ public final class VirtioRng implements VirtioDevice {
         this.random = Objects.requireNonNull(random, "random");
         this.limit = limit;
         this.nanoClock = nanoClock;
+        this.workers = new VirtioWorkers(name);
     }
 
     @Override
@@ -117,42 +117,28 @@ public final class VirtioRng implements VirtioDevice {
     }
 
     @Override
-    public synchronized void activate(VirtioContext context) {
-        stop();
-        Server s = new Server(context);
-        s.worker = VirtioWorker.start("rng", context.threads(), List.of(context.queueNotifier(0)), s::serve, context::reportFatal);
-        server = s;
+    public void activate(VirtioContext context) {
+        workers.activate(context, a -> a.start("rng", List.of(context.queueNotifier(0)), new Server(context)::serve));
     }
 
     @Override
-    public synchronized void reset() {
-        stop();
+    public void reset() {
+        workers.reset();
     }
 
     @Override
-    public synchronized void quiesce() {
-        if (server != null) {
-            server.worker.quiesce();
-        }
+    public void quiesce() {
+        workers.quiesce();
     }
 
     @Override
-    public synchronized void resume() {
-        if (server != null) {
-            server.worker.resume();
-        }
+    public void resume() {
+        workers.resume();
     }
 
     @Override
-    public synchronized void close() {
-        stop();
-    }
-
-    private void stop() {
-        if (server != null) {
-            server.worker.stop();
-            server = null;
-        }
+    public void close() {
+        workers.close();
     }
 
     @Override
@@ -169,7 +155,6 @@ public final class VirtioRng implements VirtioDevice {
         private final byte[] pool = new byte[CHUNK];
         private int poolUsed = CHUNK;
         private final TokenBucket bucket;
-        private VirtioWorker worker;
         private DescriptorChain waiting;
         private boolean broken;
 

@@ -13,7 +13,10 @@ import java.util.Map;
 import java.util.TreeMap;
 import org.junit.jupiter.api.Test;
 
-/** The virtio-blk structures and constants against {@code linux/virtio_blk.h}: gcc prints offsets and values. */
+/**
+ * The virtio-blk structures and constants against {@code linux/virtio_blk.h}, and the ioctls and
+ * file types {@link DiskImage} uses: gcc prints offsets and values.
+ */
 class BlkAbiTest {
     @Test
     void layoutsAndConstantsMatchTheHeader() throws Exception {
@@ -41,9 +44,16 @@ class BlkAbiTest {
         constants.put("VIRTIO_BLK_S_UNSUPP", (long) BlkAbi.S_UNSUPP);
         constants.put("VIRTIO_BLK_ID_BYTES", (long) BlkAbi.ID_BYTES);
         constants.put("VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP", (long) BlkAbi.WRITE_ZEROES_FLAG_UNMAP);
+        // what DiskImage asks of the host
+        constants.put("BLKSSZGET", DiskImage.BLKSSZGET.number());
+        constants.put("BLKROGET", DiskImage.BLKROGET.number());
+        constants.put("S_IFREG", (long) DiskImage.S_IFREG);
+        constants.put("S_IFDIR", (long) DiskImage.S_IFDIR);
 
         StringBuilder c = new StringBuilder("""
+                #include <linux/fs.h>
                 #include <linux/virtio_blk.h>
+                #include <sys/stat.h>
                 #include <stddef.h>
                 #include <stdio.h>
                 int main(void) {

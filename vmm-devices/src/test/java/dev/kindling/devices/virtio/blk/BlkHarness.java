@@ -35,13 +35,18 @@ final class BlkHarness implements VirtioContext, AutoCloseable {
     private final long features;
     private final EventFd notifier = EventFd.nonBlocking();
     private final Semaphore interrupts = new Semaphore(0);
+    private final Semaphore resetSignals = new Semaphore(0);
     final List<String> resets = Collections.synchronizedList(new ArrayList<>());
     final List<String> fatals = Collections.synchronizedList(new ArrayList<>());
 
     /** A queue of {@code size} and every feature {@code device} offers accepted. */
     BlkHarness(VirtioBlk device, int size) {
         this(device.features(), size);
+        this.device = device;
     }
+
+    /** Closed first on close(), as a machine stops its devices before it frees guest memory. */
+    private VirtioBlk device;
 
     BlkHarness(long features, int size) {
         this.features = features;
@@ -131,7 +136,7 @@ final class BlkHarness implements VirtioContext, AutoCloseable {
     @Override
     public void needsReset(String why) {
         resets.add(why);
-        interrupts.release();
+        resetSignals.release();
     }
 
     @Override
@@ -196,9 +201,14 @@ final class BlkHarness implements VirtioContext, AutoCloseable {
         }
     }
 
-    /** True if an interrupt or a reset came within {@code millis}. */
+    /** True if an interrupt came within {@code millis} (or one was left from before). */
     boolean interruptWithin(long millis) throws InterruptedException {
         return interrupts.tryAcquire(millis, TimeUnit.MILLISECONDS);
+    }
+
+    /** True if the device asked for a reset within {@code millis}. */
+    boolean resetWithin(long millis) throws InterruptedException {
+        return resetSignals.tryAcquire(millis, TimeUnit.MILLISECONDS);
     }
 
     /** The status byte: the last byte the device wrote. */
@@ -252,6 +262,9 @@ final class BlkHarness implements VirtioContext, AutoCloseable {
 
     @Override
     public void close() {
+        if (device != null) {
+            device.close();
+        }
         notifier.close();
         driver.close();
     }

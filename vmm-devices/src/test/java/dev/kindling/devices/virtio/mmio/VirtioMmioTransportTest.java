@@ -19,6 +19,7 @@ import dev.kindling.devices.virtio.queue.VirtqueueDriver.Used;
 import dev.kindling.devices.virtio.queue.VirtqueueException;
 import dev.kindling.devices.virtio.rng.VirtioRng;
 import dev.kindling.memory.GuestMemory;
+import dev.kindling.testing.FakeIoEvent;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -153,13 +154,13 @@ class VirtioMmioTransportTest {
         assertThat(device.context.features()).isEqualTo(ALL);
         assertThat(device.context.queues()).allMatch(Virtqueue::ready);
         assertThat(device.context.queues().get(0).eventIdx()).isTrue();
-        List<FakeDeviceContext.Registration> io = ctx.ioEvents();
+        List<FakeIoEvent> io = ctx.ioEvents();
         assertThat(io).hasSize(2);
         for (int i = 0; i < 2; i++) {
-            assertThat(io.get(i).space).isEqualTo(AddressSpace.MMIO);
-            assertThat(io.get(i).address).isEqualTo(BASE + 0x50);
-            assertThat(io.get(i).length).isEqualTo(4);
-            assertThat(io.get(i).datamatch).isEqualTo(OptionalLong.of(i));
+            assertThat(io.get(i).space()).isEqualTo(AddressSpace.MMIO);
+            assertThat(io.get(i).address()).isEqualTo(BASE + 0x50);
+            assertThat(io.get(i).length()).isEqualTo(4);
+            assertThat(io.get(i).datamatch()).isEqualTo(OptionalLong.of(i));
             assertThat(device.context.queueNotifier(i)).isSameAs(io.get(i).eventFd());
         }
 
@@ -243,7 +244,7 @@ class VirtioMmioTransportTest {
         assertThat(workers).noneMatch(Thread::isAlive);
         assertThat(r(STATUS)).isZero();
         assertThat(r(INTERRUPT_STATUS)).isZero();
-        assertThat(ctx.ioEvents()).allMatch(FakeDeviceContext.Registration::closed);
+        assertThat(ctx.ioEvents()).allMatch(FakeIoEvent::closed);
         for (int i = 0; i < queues.size(); i++) {
             Virtqueue q = queues.get(i);
             assertThat(q.ready()).isFalse();
@@ -339,7 +340,7 @@ class VirtioMmioTransportTest {
         assertThat(ctx.fatals()).hasSize(1);
         assertThat(ctx.fatals().get(0).cause()).hasMessage("no backend");
         w(STATUS, 0);
-        assertThat(ctx.ioEvents()).allMatch(FakeDeviceContext.Registration::closed);
+        assertThat(ctx.ioEvents()).allMatch(FakeIoEvent::closed);
     }
 
     @Test
@@ -407,7 +408,7 @@ class VirtioMmioTransportTest {
         t.close();
         assertThat(device.closed).isTrue();
         assertThat(ctx.recordingThreads().alive()).isEmpty();
-        assertThat(ctx.ioEvents()).allMatch(FakeDeviceContext.Registration::closed);
+        assertThat(ctx.ioEvents()).allMatch(FakeIoEvent::closed);
         w(STATUS, ACKNOWLEDGE); // after close: ignored, no exception
         assertThat(t.kernelCmdlineParameter()).isEqualTo("virtio_mmio.device=512@0xd0000000:5");
     }

@@ -405,11 +405,10 @@ public final class VirtqueueDriver implements AutoCloseable {
         int at = 0;
         for (Placed p : writable) {
             int take = Math.min(p.length(), n - at);
-            if (take <= 0) {
-                break;
+            if (take > 0) {
+                System.arraycopy(memory.read(p.address(), take), 0, out, at, take);
+                at += take;
             }
-            System.arraycopy(memory.read(p.address(), take), 0, out, at, take);
-            at += take;
         }
         return out;
     }

@@ -1,6 +1,7 @@
 package dev.kindling.devices.virtio.blk;
 
 import dev.kindling.devices.virtio.VirtioContext;
+import dev.kindling.devices.virtio.VirtioWorker;
 import dev.kindling.devices.virtio.blk.BlkRequest.Discard;
 import dev.kindling.devices.virtio.blk.BlkRequest.Flush;
 import dev.kindling.devices.virtio.blk.BlkRequest.GetId;
@@ -15,8 +16,6 @@ import dev.kindling.devices.virtio.queue.DescriptorChain;
 import dev.kindling.devices.virtio.queue.Virtqueue;
 import dev.kindling.devices.virtio.queue.VirtqueueException;
 import dev.kindling.memory.GuestMemory;
-import dev.kindling.sys.Epoll;
-import dev.kindling.sys.EventFd;
 import dev.kindling.sys.IoVec;
 import dev.kindling.sys.SyscallException;
 import java.lang.System.Logger.Level;
@@ -26,140 +25,63 @@ import java.util.List;
 import java.util.Optional;
 
 /**
- * The I/O thread of one activated {@link VirtioBlk}: waits on the queue's notifier and a control
- * eventfd with epoll, drains the queue with driver notifications off, turns them on again and checks
- * once more before sleeping, and interrupts the driver once per batch. Stop and pause take effect
- * between requests, so a request the used ring acknowledges has completed in the image.
+ * What the I/O thread of one activated {@link VirtioBlk} does each time the queue's notifier wakes
+ * it (a {@link VirtioWorker} body): drains the queue with driver notifications off, turns them on
+ * again and checks once more before sleeping, and interrupts the driver once per batch. A stop or a
+ * pause takes effect between requests, so a request the used ring acknowledges has completed in the
+ * image.
  *
- * <p>A malformed chain or request fails that request; a broken ring or an unexpected failure marks
- * the device DEVICE_NEEDS_RESET and the thread serves nothing more until stopped. A backend I/O error
- * fails the request with IOERR and is reported to the host program once.
+ * <p>A malformed chain or request fails that request; a broken ring marks the device
+ * DEVICE_NEEDS_RESET and the thread serves nothing more until stopped (as the worker does after an
+ * unexpected failure). A backend I/O error fails the request with IOERR and is reported to the host
+ * program once.
  */
-final class BlkWorker {
-    private static final System.Logger LOG = System.getLogger(BlkWorker.class.getName());
-    private static final long NOTIFIER = 0, CONTROL = 1;
-    /** How long stop() and quiesce() wait for a request to complete: only a hung backend takes longer. */
-    private static final long WAIT_NANOS = 60_000_000_000L;
+final class BlkServer implements VirtioWorker.Body {
+    private static final System.Logger LOG = System.getLogger(BlkServer.class.getName());
 
     private final String name;
+    private final VirtioWorker worker;
     private final VirtioContext context;
     private final GuestMemory memory;
     private final Virtqueue queue;
-    private final EventFd notifier;
     private final DiskImage image;
     private final Limits limits;
     private final byte[] id;
     private final boolean writeThrough;
-    private final Epoll epoll;
-    private final EventFd control;
+    /** Freed by {@link #ended()}, on the thread that used it. */
     private final IoVec.Array iov;
     private final MemorySegment[] buffers;
-    private final Thread thread;
-
-    // guarded by this
-    private boolean stopping;
-    private boolean paused;
-    private boolean parked;
-    private boolean ended;
 
     /** Set once the device must be reset: serve nothing more. Thread-confined. */
     private boolean broken;
     private boolean backendErrorReported;
 
-    private BlkWorker(String name, VirtioContext context, DiskImage image, Limits limits, byte[] id, boolean writeThrough,
-            Epoll epoll, EventFd control, IoVec.Array iov) {
+    BlkServer(String name, VirtioWorker worker, VirtioContext context, DiskImage image, Limits limits, byte[] id,
+            boolean writeThrough) {
         this.name = name;
+        this.worker = worker;
         this.context = context;
         this.memory = context.memory();
         this.queue = context.queues().getFirst();
-        this.notifier = context.queueNotifier(0);
         this.image = image;
         this.limits = limits;
         this.id = id;
         this.writeThrough = writeThrough;
-        this.epoll = epoll;
-        this.control = control;
-        this.iov = iov;
+        this.iov = new IoVec.Array(limits.config().segMax());
         this.buffers = new MemorySegment[limits.config().segMax()];
-        this.thread = context.threads().newThread(this::run);
     }
 
-    static BlkWorker start(String name, VirtioContext context, DiskImage image, Limits limits, byte[] id, boolean writeThrough) {
-        Epoll epoll = null;
-        EventFd control = null;
-        IoVec.Array iov = null;
-        try {
-            epoll = Epoll.create(2);
-            control = EventFd.nonBlocking();
-            iov = new IoVec.Array(limits.config().segMax());
-            BlkWorker w = new BlkWorker(name, context, image, limits, id, writeThrough, epoll, control, iov);
-            epoll.add(w.notifier.fd(), Epoll.EPOLLIN, NOTIFIER);
-            epoll.add(control.fd(), Epoll.EPOLLIN, CONTROL);
-            w.thread.start();
-            return w;
-        } catch (RuntimeException | Error e) {
-            closeAll(epoll, control, iov);
-            throw e;
+    @Override
+    public int serve() {
+        if (!broken) {
+            drain();
         }
+        return -1;
     }
 
-    private static void closeAll(AutoCloseable... resources) {
-        for (AutoCloseable r : resources) {
-            if (r != null) {
-                try {
-                    r.close();
-                } catch (Exception e) {
-                    LOG.log(Level.WARNING, "closing " + r + " failed", e);
-                }
-            }
-        }
-    }
-
-    private void run() {
-        try {
-            // Served once at start: chains made available before the driver set DRIVER_OK are not lost.
-            while (idle()) {
-                notifier.read();
-                control.read();
-                if (!broken) {
-                    drain();
-                }
-                // A stop or pause whose signal was read above is seen here, not slept through.
-                if (!interrupted()) {
-                    epoll.wait(-1);
-                }
-            }
-        } catch (RuntimeException | Error e) {
-            fail("the I/O thread failed", e);
-        } finally {
-            synchronized (this) {
-                ended = true;
-                notifyAll();
-            }
-        }
-    }
-
-    /** Between requests: parks while paused; false once stopping. */
-    private synchronized boolean idle() {
-        boolean interrupted = false;
-        while (paused && !stopping) {
-            parked = true;
-            notifyAll();
-            try {
-                wait();
-            } catch (InterruptedException e) {
-                interrupted = true; // only stop() ends the thread
-            }
-        }
-        parked = false;
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-        }
-        return !stopping;
-    }
-
-    private synchronized boolean interrupted() {
-        return stopping || paused;
+    @Override
+    public void ended() {
+        iov.close();
     }
 
     /** Serves chains until the ring is empty with notifications on, or a stop or pause is asked. */
@@ -168,7 +90,7 @@ final class BlkWorker {
             queue.setNotificationsEnabled(memory, false);
             int served = 0;
             // A batch is at most one ring's worth, so the driver hears of completions while it keeps the queue full.
-            while (served < queue.size() && !interrupted()) {
+            while (served < queue.size() && !worker.yieldAsked()) {
                 Optional<DescriptorChain> chain;
                 try {
                     chain = queue.pop(memory);
@@ -196,7 +118,7 @@ final class BlkWorker {
             if (served > 0) {
                 context.signalUsed(0);
             }
-            if (interrupted()) {
+            if (worker.yieldAsked()) {
                 return;
             }
             if (served < queue.size() && !queue.setNotificationsEnabled(memory, true)) {
@@ -320,92 +242,6 @@ final class BlkWorker {
         if (!backendErrorReported) {
             backendErrorReported = true;
             context.reportFatal(name + ": I/O error on " + image.path() + ", the guest sees IOERR: " + what, cause);
-        }
-    }
-
-    private void fail(String what, Throwable cause) {
-        broken = true;
-        LOG.log(Level.ERROR, name + ": " + what, cause);
-        try {
-            context.needsReset(name + ": " + what + ": " + cause);
-            context.reportFatal(name + ": " + what, cause);
-        } catch (RuntimeException e) {
-            LOG.log(Level.ERROR, name + ": could not report the failure", e);
-        }
-    }
-
-    /** Parks the thread after the request in flight; returns once it is parked (or has ended). */
-    void quiesce() {
-        synchronized (this) {
-            paused = true;
-            if (!ended) {
-                control.signal();
-            }
-            long deadline = System.nanoTime() + WAIT_NANOS;
-            boolean interrupted = false;
-            while (!parked && !ended) {
-                long left = deadline - System.nanoTime();
-                if (left <= 0) {
-                    LOG.log(Level.WARNING, name + ": the I/O thread did not pause within " + WAIT_NANOS / 1_000_000_000 + " s");
-                    break;
-                }
-                try {
-                    wait(left / 1_000_000 + 1);
-                } catch (InterruptedException e) {
-                    interrupted = true;
-                }
-            }
-            if (interrupted) {
-                Thread.currentThread().interrupt();
-            }
-        }
-    }
-
-    synchronized void resume() {
-        paused = false;
-        notifyAll();
-        if (!ended) {
-            // drain what came while paused
-            control.signal();
-        }
-    }
-
-    /**
-     * Stops the thread after the request in flight and joins it, then frees its epoll, eventfd and
-     * iovecs. A thread that does not end in time (a hung backend) is left with them, and logged.
-     */
-    void stop() {
-        synchronized (this) {
-            stopping = true;
-            if (!ended) {
-                control.signal();
-            }
-            notifyAll();
-        }
-        long deadline = System.nanoTime() + WAIT_NANOS;
-        boolean interrupted = false;
-        while (thread.isAlive()) {
-            long left = deadline - System.nanoTime();
-            if (left <= 0) {
-                LOG.log(Level.ERROR, name + ": the I/O thread did not end within " + WAIT_NANOS / 1_000_000_000 + " s; left running");
-                break;
-            }
-            try {
-                thread.join(left / 1_000_000 + 1);
-            } catch (InterruptedException e) {
-                interrupted = true; // the caller relies on the thread being gone
-            }
-        }
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-        }
-        if (!thread.isAlive()) {
-            try {
-                epoll.remove(notifier.fd());
-            } catch (RuntimeException e) {
-                // the transport may have closed the notifier already; closing the epoll drops it anyway
-            }
-            closeAll(epoll, control, iov);
         }
     }
 }

@@ -11,6 +11,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import org.junit.jupiter.api.BeforeAll;
@@ -96,6 +97,7 @@ class VirtioHostileGuestTest {
     Map<Integer, Long> report;
     byte[] disk;
     Optional<StopReason> stop;
+    List<?> deviceErrors;
     HostResources before, after;
 
     static byte initial(int sector, int i) {
@@ -125,6 +127,7 @@ class VirtioHostileGuestTest {
                 .device(DeviceSpec.pio(REPORT_PORT, 8, () -> port)).build()) {
             vm.start();
             stop = vm.awaitExit(Duration.ofMinutes(3));
+            deviceErrors = vm.deviceErrors();
         }
         after = HostResources.now();
         report = port.values();
@@ -140,6 +143,7 @@ class VirtioHostileGuestTest {
     void guestRanToItsEndAndTheMachineLeftNothingBehind() {
         assertThat(stop).contains(new StopReason.Reset(StopReason.ResetCause.I8042));
         assertThat(report).containsKey(K_DONE);
+        assertThat(deviceErrors).as("a guest's bad chains are not the host's fatal errors").isEmpty();
         // the first machine in this JVM maps code and arenas that stay: mappings are MicrovmLeakTest's to count
         assertThat(after.fds()).as("open descriptors").isEqualTo(before.fds());
         assertThat(after.threads()).as("threads started since, and still alive").isSubsetOf(before.threads());

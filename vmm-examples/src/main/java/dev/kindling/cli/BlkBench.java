@@ -116,32 +116,15 @@ final class BlkBench {
     }
 
     static List<String> kindling(Workspace.GuestKernel k, Path initramfs, Path image, String cmdline) throws Exception {
+        // its writes are synchronized: the serial port's thread writes, this one reads at the end
         ByteArrayOutputStream console = new ByteArrayOutputStream();
-        OutputStream sink = new OutputStream() {
-            @Override
-            public void write(int b) {
-                synchronized (console) {
-                    console.write(b);
-                }
-            }
-
-            @Override
-            public void write(byte[] b, int off, int len) {
-                synchronized (console) {
-                    console.write(b, off, len);
-                }
-            }
-        };
         Optional<StopReason> why;
         try (Microvm vm = Microvm.builder().name("bench-blk").memoryMib(MEM_MIB).kernel(k.vmlinux()).initrd(initramfs)
-                .cmdline(cmdline).serialOutput(sink).virtioBlk(image, BlkOptions.defaults()).build()) {
+                .cmdline(cmdline).serialOutput(console).virtioBlk(image, BlkOptions.defaults()).build()) {
             vm.start();
             why = vm.awaitExit(LIMIT);
         }
-        String text;
-        synchronized (console) {
-            text = console.toString(StandardCharsets.ISO_8859_1);
-        }
+        String text = console.toString(StandardCharsets.ISO_8859_1);
         if (why.isEmpty() || !why.get().isClean()) {
             throw new IllegalStateException("Kindling: the guest did not end by itself within " + LIMIT + " (" + why + ")"
                     + lastLines(text));

@@ -25,8 +25,8 @@ import java.util.Optional;
  * outside RAM or whose address + length overflows, a {@code next} past the table, a chain longer than
  * its table (which is also how a loop ends), a device-readable buffer after a device-writable one,
  * INDIRECT without RING_INDIRECT_DESC, INDIRECT inside an indirect table, INDIRECT together with
- * NEXT, and an indirect table that is empty, not a multiple of 16 bytes, larger than {@link #MAX_SIZE}
- * entries or not in RAM.
+ * NEXT, and an indirect table that is empty, not a multiple of 16 bytes, longer than the queue
+ * size or not in RAM.
  * </ul>
  * A buffer of length 0 is accepted as empty: it adds no {@link Descriptor} and its address is not
  * looked at (it names no memory). A buffer that crosses from one RAM region into an adjacent one
@@ -299,9 +299,10 @@ public final class Virtqueue {
                 if ((flags & DESC_F_NEXT) != 0) {
                     throw new VirtqueueException.InvalidChain(head, "descriptor " + index + " has both INDIRECT and NEXT");
                 }
-                if (length == 0 || length % DESCRIPTOR_SIZE != 0 || length / DESCRIPTOR_SIZE > MAX_SIZE) {
+                // A driver must not make a chain longer than the queue (virtio 1.2 2.7.5.3.1), indirect or not.
+                if (length == 0 || length % DESCRIPTOR_SIZE != 0 || length / DESCRIPTOR_SIZE > size) {
                     throw new VirtqueueException.InvalidChain(head, "indirect table of " + length
-                            + " bytes is not 1.." + MAX_SIZE + " descriptors of 16 bytes");
+                            + " bytes is not 1.." + size + " descriptors of 16 bytes (the queue size)");
                 }
                 if (!memory.isValid(address, length)) {
                     throw new VirtqueueException.InvalidChain(head, "indirect table [0x" + Long.toHexString(address)

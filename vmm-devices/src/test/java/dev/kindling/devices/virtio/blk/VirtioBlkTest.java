@@ -195,7 +195,9 @@ class VirtioBlkTest {
                 new Hostile("data not whole sectors", read(0, 500), BlkAbi.S_IOERR, 1),
                 new Hostile("past the capacity", read(SECTORS - 1, 1024), BlkAbi.S_IOERR, 1),
                 new Hostile("sector overflows", write(-1L, new byte[512], 512), BlkAbi.S_IOERR, 1),
-                new Hostile("too many segments", tooMany, BlkAbi.S_IOERR, 1),
+                // more than SEG_MAX data buffers plus header and status is longer than the queue: the queue
+                // refuses the chain before the parser sees it (BlkRequestTest covers the parser's limit)
+                new Hostile("too many segments", tooMany, -1, 0),
                 new Hostile("unknown type", simple(99), BlkAbi.S_UNSUPP, 1),
                 new Hostile("discard with the unmap flag", simple(BlkAbi.T_DISCARD, ranges(0, 8, 1)), BlkAbi.S_UNSUPP, 1),
                 new Hostile("discard past the capacity", simple(BlkAbi.T_DISCARD, ranges(SECTORS - 4, 8, 0)), BlkAbi.S_IOERR, 1));

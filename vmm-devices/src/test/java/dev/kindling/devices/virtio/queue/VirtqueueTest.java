@@ -3,6 +3,7 @@ package dev.kindling.devices.virtio.queue;
 import static dev.kindling.devices.virtio.queue.VirtqueueDriver.readable;
 import static dev.kindling.devices.virtio.queue.VirtqueueDriver.writable;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.kindling.devices.virtio.VirtioFeatures;
 import dev.kindling.devices.virtio.queue.VirtqueueDriver.Used;
@@ -233,26 +234,33 @@ class VirtqueueTest {
     }
 
     @Test
-    void indirectTableOfTheLargestSize() throws Exception {
-        try (var driver = VirtqueueDriver.create(2, VirtioFeatures.RING_INDIRECT_DESC)) {
-            int entries = Virtqueue.MAX_SIZE;
-            long data = driver.allocate(entries);
-            ByteBuffer table = ByteBuffer.allocate(16 * entries).order(ByteOrder.LITTLE_ENDIAN);
-            for (int i = 0; i < entries; i++) {
-                boolean last = i == entries - 1;
-                table.putLong(data + i).putInt(1)
-                        .putShort((short) (Virtqueue.DESC_F_WRITE | (last ? 0 : Virtqueue.DESC_F_NEXT)))
-                        .putShort((short) (last ? 0 : i + 1));
-            }
-            long tableAt = driver.allocate(table.capacity());
-            driver.memory().write(tableAt, table.array());
-            driver.rawDescriptor(1, tableAt, table.capacity(), Virtqueue.DESC_F_INDIRECT, 0);
-            driver.publishHead(1);
+    void indirectTableAsLongAsTheQueueButNoLonger() throws Exception {
+        int size = 256;
+        try (var driver = VirtqueueDriver.create(size, VirtioFeatures.RING_INDIRECT_DESC)) {
+            publishIndirect(driver, 1, size);
             DescriptorChain c = driver.queue().pop(driver.memory()).orElseThrow();
             assertThat(c.head()).isEqualTo(1);
-            assertThat(c.writable()).hasSize(entries);
-            assertThat(c.writable().getLast()).isEqualTo(new Descriptor(data + entries - 1, 1, true));
+            assertThat(c.writable()).hasSize(size);
+            publishIndirect(driver, 2, size + 1);
+            assertThatThrownBy(() -> driver.queue().pop(driver.memory()))
+                    .isInstanceOf(VirtqueueException.InvalidChain.class).hasMessageContaining("queue size");
         }
+    }
+
+    /** Writes an indirect table of {@code entries} one-byte writable buffers at head {@code head} and publishes it. */
+    private static void publishIndirect(VirtqueueDriver driver, int head, int entries) {
+        long data = driver.allocate(entries);
+        ByteBuffer table = ByteBuffer.allocate(16 * entries).order(ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < entries; i++) {
+            boolean last = i == entries - 1;
+            table.putLong(data + i).putInt(1)
+                    .putShort((short) (Virtqueue.DESC_F_WRITE | (last ? 0 : Virtqueue.DESC_F_NEXT)))
+                    .putShort((short) (last ? 0 : i + 1));
+        }
+        long tableAt = driver.allocate(table.capacity());
+        driver.memory().write(tableAt, table.array());
+        driver.rawDescriptor(head, tableAt, table.capacity(), Virtqueue.DESC_F_INDIRECT, 0);
+        driver.publishHead(head);
     }
 
     @Test

@@ -13,6 +13,7 @@ import java.lang.foreign.StructLayout;
 import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
+import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.util.concurrent.TimeUnit;
 
@@ -101,7 +102,17 @@ public final class Libc {
         static final MethodHandle FDATASYNC = errnoCall("fdatasync", JAVA_INT, JAVA_INT);
         static final MethodHandle FALLOCATE = errnoCall("fallocate", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG);
         static final MethodHandle FLOCK = errnoCall("flock", JAVA_INT, JAVA_INT, JAVA_INT);
-        static final MethodHandle FSTAT = errnoCall("fstat", JAVA_INT, JAVA_INT, ADDRESS);
+    }
+
+    /**
+     * fstat, in a holder of its own: glibc exports the symbol only from 2.33; before, fstat is an
+     * inline wrapper around {@code __fxstat(_STAT_VER, fd, buf)}, with _STAT_VER 1 on x86-64.
+     */
+    private static final class Stat {
+        private static final int STAT_VER = 1;
+        static final MethodHandle FSTAT = LIBC.find("fstat").isPresent()
+                ? errnoCall("fstat", JAVA_INT, JAVA_INT, ADDRESS)
+                : MethodHandles.insertArguments(errnoCall("__fxstat", JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS), 1, STAT_VER);
     }
 
     private static final class Memory {
@@ -638,7 +649,7 @@ public final class Libc {
     public static void fstat(Fd fd, MemorySegment stat) {
         try {
             MemorySegment state = STATE.get();
-            check((int) Disks.FSTAT.invokeExact(state, fd.value(), stat), state, "fstat(" + fd.what() + ")");
+            check((int) Stat.FSTAT.invokeExact(state, fd.value(), stat), state, "fstat(" + fd.what() + ")");
         } catch (Throwable t) {
             throw rethrow(t);
         }

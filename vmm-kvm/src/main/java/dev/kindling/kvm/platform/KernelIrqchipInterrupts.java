@@ -59,6 +59,13 @@ final class KernelIrqchipInterrupts extends KvmInterrupts {
         if (r == null) {
             r = new Resampler(gsi);
             resamplers.put(gsi, r);
+            // From now on the line is asserted through the resampling irqfd, which KVM lowers at the
+            // guest's EOI: lower what KVM_IRQ_LINE may have raised, else it would stay high for ever.
+            vm.irqLine(gsi, false);
+            Line line = lines.get(gsi);
+            if (line != null && line.high) {
+                r.trigger.signal();
+            }
         }
         Resampler registered = r;
         registered.listeners.add(listener);
@@ -88,8 +95,13 @@ final class KernelIrqchipInterrupts extends KvmInterrupts {
             lines.values().forEach(l -> fds.add(l.irqfd));
             lines.clear();
             resamplers.values().forEach(r -> {
-                fds.add(r.trigger);
-                fds.add(r.resample);
+                if (r.waiter.isAlive()) {
+                    // its thread still reads the eventfd: leave both open rather than let it read a reused number
+                    LOG.log(Level.ERROR, r.waiter.getName() + " is still running; its eventfds stay open");
+                } else {
+                    fds.add(r.trigger);
+                    fds.add(r.resample);
+                }
             });
             resamplers.clear();
         }
@@ -105,6 +117,8 @@ final class KernelIrqchipInterrupts extends KvmInterrupts {
     private final class Line implements IrqLine {
         private final int gsi;
         private final EventFd irqfd;
+        /** The level last set through KVM_IRQ_LINE, so a resampler taking over can assert it. */
+        private volatile boolean high;
 
         Line(int gsi) {
             this.gsi = gsi;
@@ -131,6 +145,7 @@ final class KernelIrqchipInterrupts extends KvmInterrupts {
         public void set(boolean level) {
             Resampler r = resamplers.get(gsi);
             if (r == null) {
+                high = level;
                 vm.irqLine(gsi, level);
             } else if (level) {
                 r.trigger.signal();

@@ -165,7 +165,10 @@ final class MemorySlots {
             return readOnly;
         }
 
-        /** KVM cannot move a slot in place: it is deleted, then added at the new address. */
+        /**
+         * One KVM_SET_USER_MEMORY_REGION on the same slot with a new address (KVM_MR_MOVE): the range is
+         * never without a slot, and if KVM refuses, the slot stays where it was.
+         */
         @Override
         public void move(long newAddress) {
             synchronized (MemorySlots.this) {
@@ -177,20 +180,7 @@ final class MemorySlots {
                 }
                 checkPlacement(newAddress, host.byteSize());
                 checkFree(newAddress, host.byteSize(), this, "device slot " + number + " moved");
-                vm.removeUserMemoryRegion(number);
-                try {
-                    install(newAddress);
-                } catch (RuntimeException e) {
-                    try {
-                        install(guestAddress);
-                    } catch (RuntimeException again) {
-                        e.addSuppressed(again);
-                        closed = true;
-                        devices.remove(this);
-                        used.clear(number);
-                    }
-                    throw e;
-                }
+                install(newAddress);
                 guestAddress = newAddress;
             }
         }
@@ -205,12 +195,10 @@ final class MemorySlots {
                 if (!vmOpen) {
                     return;
                 }
+                // the number is free again only once KVM has let go of the slot
+                vm.removeUserMemoryRegion(number);
                 devices.remove(this);
-                try {
-                    vm.removeUserMemoryRegion(number);
-                } finally {
-                    used.clear(number);
-                }
+                used.clear(number);
             }
         }
 

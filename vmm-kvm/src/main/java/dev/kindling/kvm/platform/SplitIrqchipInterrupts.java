@@ -102,21 +102,25 @@ final class SplitIrqchipInterrupts extends KvmInterrupts implements IoapicLink {
     @Override
     public void pinChanged(int pin, long address, int data, boolean masked) {
         checkPin(pin, "IOAPIC pin");
-        routing.set(pin, masked ? null : new RoutingEntry.Msi(pin, address, data));
+        RoutingEntry.Msi route = masked ? null : new RoutingEntry.Msi(pin, address, data);
         boolean direct = !masked && (data & MSI_DATA_LEVEL) == 0;
         Pin p = pinState[pin];
         long inFlight = 0;
         synchronized (p) {
+            if (!direct && p.active != null) {
+                // KVM stops taking the eventfd before the route goes: an edge in between stays in its
+                // counter for the model instead of meeting a GSI without a route
+                p.active = null; // from here on, edges go to the model
+                vm.unregisterIrqfd(p.fd, pin);
+                inFlight = p.fd.read();
+            }
+            routing.set(pin, route);
             if (direct && p.active == null) {
                 if (p.fd == null) {
                     p.fd = EventFd.nonBlocking();
                 }
                 vm.registerIrqfd(p.fd, pin);
                 p.active = p.fd;
-            } else if (!direct && p.active != null) {
-                p.active = null; // from here on, edges go to the model
-                vm.unregisterIrqfd(p.fd, pin);
-                inFlight = p.fd.read();
             }
         }
         if (inFlight > 0) {

@@ -7,7 +7,9 @@ import java.lang.foreign.MemorySegment;
  * An owned mmap: {@link #segment()} is bounds-checked to the mapped length and lives in a shared
  * arena of its own, whose close unmaps. An access through the segment (or any slice of it) after
  * {@link #close()} throws {@link IllegalStateException} in whatever thread makes it, never touches
- * unmapped memory: FFM's shared-arena close waits out accesses in flight.
+ * unmapped memory: FFM's shared-arena close waits out accesses in flight. Raw addresses handed to
+ * the kernel (an iovec for preadv) are not tracked by the arena: their owners must have stopped before
+ * close, which {@code Machine} ensures by unmapping only after every device thread has ended.
  */
 @SuppressWarnings("restricted") // sizes the address mmap returned and attaches it to the arena that unmaps it
 public final class Mapping implements AutoCloseable {

@@ -243,15 +243,13 @@ public final class KvmPlatform implements Platform {
                 if (closed) {
                     return;
                 }
+                if (vmOpen) {
+                    // if KVM refuses, the registration stays tracked (and its eventfd open) until the VM closes
+                    vm.unregisterIoeventfd(fd, address, length, space, datamatch);
+                }
                 closed = true;
                 ioEvents.remove(this);
-                try {
-                    if (vmOpen) {
-                        vm.unregisterIoeventfd(fd, address, length, space, datamatch);
-                    }
-                } finally {
-                    fd.close();
-                }
+                fd.close();
             }
         }
 

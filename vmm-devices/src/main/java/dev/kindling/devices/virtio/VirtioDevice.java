@@ -14,9 +14,9 @@ public interface VirtioDevice extends AutoCloseable {
     String name();
 
     /**
-     * Every feature bit the device offers, device-specific ones and the generic ones it supports
-     * ({@link VirtioFeatures#VERSION_1}, {@link VirtioFeatures#RING_EVENT_IDX},
-     * {@link VirtioFeatures#RING_INDIRECT_DESC}, ...).
+     * The device-specific feature bits the device offers. The transport adds the generic ones the
+     * queue implements ({@link VirtioFeatures#VERSION_1}, {@link VirtioFeatures#RING_EVENT_IDX},
+     * {@link VirtioFeatures#RING_INDIRECT_DESC}).
      */
     long features();
 

@@ -69,13 +69,24 @@ public final class VirtioWorker {
         this.waitNanos = wait.toNanos();
         this.onFatal = onFatal;
         this.events = List.copyOf(events);
-        this.epoll = Epoll.create(this.events.size() + 1);
-        epoll.add(control.fd(), Epoll.EPOLLIN, 0);
-        for (int i = 0; i < this.events.size(); i++) {
-            epoll.add(this.events.get(i).fd(), Epoll.EPOLLIN, i + 1);
+        Epoll set = null;
+        try {
+            set = Epoll.create(this.events.size() + 1);
+            set.add(control.fd(), Epoll.EPOLLIN, 0);
+            for (int i = 0; i < this.events.size(); i++) {
+                set.add(this.events.get(i).fd(), Epoll.EPOLLIN, i + 1);
+            }
+            this.thread = threads.newThread(this::run);
+            thread.setName(thread.getName() + "-" + name);
+        } catch (RuntimeException | Error e) {
+            if (set != null) {
+                set.close();
+            }
+            control.close();
+            arena.close();
+            throw e;
         }
-        this.thread = threads.newThread(this::run);
-        thread.setName(thread.getName() + "-" + name);
+        this.epoll = set;
     }
 
     /**
@@ -117,6 +128,11 @@ public final class VirtioWorker {
     }
 
     /** True once a stop or a pause is asked: a body returns before its next request (it runs again after a resume). */
+    /** Whether the thread has ended (after a stop, or never started). */
+    public synchronized boolean ended() {
+        return ended;
+    }
+
     public synchronized boolean yieldAsked() {
         return stopping || paused;
     }

@@ -23,6 +23,8 @@ public final class VirtioWorkers {
     private final Duration wait;
     // guarded by this
     private List<VirtioWorker> running = List.of();
+    /** Threads that did not stop in time: they may still use the queues, so no new activation until they end. */
+    private final List<VirtioWorker> stuck = new ArrayList<>();
     private boolean closed;
 
     /** For the device named {@code device}, waiting {@link VirtioWorker#DEFAULT_WAIT} for a thread to stop. */
@@ -79,6 +81,11 @@ public final class VirtioWorkers {
             throw new IllegalStateException(device + " is closed");
         }
         stopAll();
+        stuck.removeIf(VirtioWorker::ended);
+        if (!stuck.isEmpty()) {
+            throw new IllegalStateException(device + ": a thread of the previous activation is still running;"
+                    + " the queues cannot be served again until it ends");
+        }
         Activation a = new Activation(context);
         try {
             start.accept(a);
@@ -120,6 +127,10 @@ public final class VirtioWorkers {
     private void stopAll() {
         List<VirtioWorker> r = running;
         running = List.of();
-        r.forEach(VirtioWorker::stop);
+        for (VirtioWorker w : r) {
+            if (!w.stop()) {
+                stuck.add(w);
+            }
+        }
     }
 }

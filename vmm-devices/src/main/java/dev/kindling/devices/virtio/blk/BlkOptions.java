@@ -9,8 +9,6 @@ import java.nio.charset.StandardCharsets;
  */
 public record BlkOptions(boolean readOnly, String serial) {
     public static final BlkOptions DEFAULTS = new BlkOptions(false, "");
-    /** VIRTIO_BLK_ID_BYTES. */
-    public static final int SERIAL_MAX_BYTES = BlkAbi.ID_BYTES;
 
     /** Writable, no serial. */
     public static BlkOptions defaults() {

@@ -190,6 +190,9 @@ final class BlkServer implements VirtioWorker.Body {
                             return 1;
                         }
                     }
+                    if (writeThrough) {
+                        image.flush();
+                    }
                     return 0;
                 });
                 status = r == 0 ? BlkAbi.S_OK : r == 1 ? BlkAbi.S_UNSUPP : BlkAbi.S_IOERR;
@@ -201,6 +204,9 @@ final class BlkServer implements VirtioWorker.Body {
                         if (range.sectors() != 0) {
                             image.writeZeroes(range.offset(), range.byteLength(), range.unmap());
                         }
+                    }
+                    if (writeThrough) {
+                        image.flush(); // a write like any other: durable before it is acknowledged
                     }
                     return 0;
                 }) == 0 ? BlkAbi.S_OK : BlkAbi.S_IOERR;

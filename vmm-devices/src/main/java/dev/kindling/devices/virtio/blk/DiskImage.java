@@ -43,17 +43,15 @@ public final class DiskImage implements AutoCloseable {
     private final Path path;
     private final Fd fd;
     private final boolean readOnly;
-    private final boolean blockDevice;
     private final long size;
     private final int logicalBlockSize;
     private final Arena arena = Arena.ofShared();
     private MemorySegment zeros;
 
-    private DiskImage(Path path, Fd fd, boolean readOnly, boolean blockDevice, long size, int logicalBlockSize) {
+    private DiskImage(Path path, Fd fd, boolean readOnly, long size, int logicalBlockSize) {
         this.path = path;
         this.fd = fd;
         this.readOnly = readOnly;
-        this.blockDevice = blockDevice;
         this.size = size;
         this.logicalBlockSize = logicalBlockSize;
     }
@@ -137,7 +135,7 @@ public final class DiskImage implements AutoCloseable {
             LOG.log(Level.WARNING, "disk image {0} is {1} bytes, not whole 512-byte sectors: the last {2} bytes are not part of the disk",
                     name, bytes, bytes - rounded);
         }
-        return new DiskImage(path, fd, readOnly, blockDevice, rounded, blockSize);
+        return new DiskImage(path, fd, readOnly, rounded, blockSize);
     }
 
     private static int intIoctl(Fd fd, Ioctl request) {
@@ -154,10 +152,6 @@ public final class DiskImage implements AutoCloseable {
 
     public boolean readOnly() {
         return readOnly;
-    }
-
-    public boolean blockDevice() {
-        return blockDevice;
     }
 
     /** Bytes of the disk: whole sectors. */

@@ -73,10 +73,6 @@ final class InputBuffer {
         return size == 0;
     }
 
-    synchronized int size() {
-        return size;
-    }
-
     /** Drops what is buffered and ends every wait; later input is refused. */
     synchronized void close() {
         closed = true;

@@ -38,8 +38,9 @@ import java.util.Optional;
  * {@link OutputStream} in order, flushes after each batch, and returns the chain. A slow stream slows
  * the device thread only (the guest's driver waits for its chains, as it would for a slow line); a
  * stream that throws is reported once through the context's {@code reportFatal} and gets no more
- * output, which from then on is consumed and dropped. A device reset (the driver's, or the machine's)
- * waits for a write in progress to return, ten seconds at most.
+ * output, which from then on is consumed and dropped. One chain writes at most {@link #MAX_CHAIN}
+ * bytes. A device reset or pause takes effect between two chains: it waits for the chain being
+ * written (one stream write per 4 KiB), ten seconds at most.
  *
  * <p><b>Closing.</b> {@link #close()} stops the device threads, then interrupts the reader and waits
  * up to {@link #READER_JOIN_MILLIS} ms for it. A stream whose {@code read} does not end on an
@@ -56,6 +57,11 @@ public final class VirtioConsole implements VirtioDevice {
     static final int TRANSMIT_QUEUE = 1;
     private static final int QUEUE_SIZE = 256;
     private static final int CHUNK = 4096;
+    /**
+     * The most one transmit chain writes (the rest is dropped): Linux's hvc sends at most a page per
+     * chain, and a guest must not make one chain cost the device thread gigabytes of copying.
+     */
+    static final long MAX_CHAIN = 1 << 20;
 
     private final String name;
     private final InputStream in;
@@ -142,7 +148,7 @@ public final class VirtioConsole implements VirtioDevice {
         Server s = new Server(context);
         workers.activate(context, a -> {
             s.rx = a.start("rx", List.of(context.queueNotifier(RECEIVE_QUEUE)), s::receive);
-            a.start("tx", List.of(context.queueNotifier(TRANSMIT_QUEUE)), s::transmit);
+            a.start("tx", List.of(context.queueNotifier(TRANSMIT_QUEUE)), w -> () -> s.transmit(w));
         });
         server = s;
         if (in != null && reader == null) {
@@ -302,8 +308,11 @@ public final class VirtioConsole implements VirtioDevice {
             return done;
         }
 
-        /** Writes every available transmit chain to the stream, in order. */
-        int transmit() {
+        /**
+         * Writes every available transmit chain to the stream, in order, until a stop or pause asks
+         * the worker to yield between two chains. A chain's output is capped at {@link #MAX_CHAIN}.
+         */
+        int transmit(VirtioWorker worker) {
             if (broken || !txq.ready()) {
                 return -1;
             }
@@ -311,6 +320,13 @@ public final class VirtioConsole implements VirtioDevice {
             OutputStream stream = out;
             try {
                 while (true) {
+                    if (worker.yieldAsked()) {
+                        if (used) {
+                            stream = flush(stream);
+                            context.signalUsed(TRANSMIT_QUEUE);
+                        }
+                        return 0;
+                    }
                     Optional<DescriptorChain> next;
                     try {
                         next = txq.pop(memory);
@@ -331,8 +347,11 @@ public final class VirtioConsole implements VirtioDevice {
                         return -1;
                     }
                     DescriptorChain chain = next.get();
+                    long left = MAX_CHAIN;
                     for (Descriptor d : chain.readable()) {
-                        stream = write(stream, memory.slice(d.address(), Integer.toUnsignedLong(d.length())));
+                        long n = Math.min(Integer.toUnsignedLong(d.length()), left);
+                        stream = write(stream, memory.slice(d.address(), n));
+                        left -= n;
                     }
                     txq.addUsed(memory, chain.head(), 0);
                     used = true;

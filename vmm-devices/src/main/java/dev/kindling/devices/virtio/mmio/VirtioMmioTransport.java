@@ -175,14 +175,6 @@ public final class VirtioMmioTransport implements Device {
         return device;
     }
 
-    /**
-     * The kernel command-line parameter that makes Linux's virtio_mmio driver probe this transport:
-     * {@code virtio_mmio.device=512@0xd0000000:5}.
-     */
-    public String kernelCmdlineParameter() {
-        return "virtio_mmio.device=" + LENGTH + "@0x" + Long.toHexString(base) + ":" + context.irq().gsi();
-    }
-
     /** The status register as the driver reads it. */
     public int status() {
         lock.lock();
@@ -381,7 +373,15 @@ public final class VirtioMmioTransport implements Device {
             }
             q.setFeatures(driverFeatures);
         }
-        Activation a = new Activation(driverFeatures, notifiers());
+        List<Notifier> notifiers;
+        try {
+            notifiers = notifiers();
+        } catch (RuntimeException e) {
+            context.reportFatal(name() + ": no queue notifiers for " + device.name(), e);
+            raiseNeedsReset("no queue notifiers: " + e);
+            return;
+        }
+        Activation a = new Activation(driverFeatures, notifiers);
         active = a;
         try {
             device.activate(a);
@@ -391,17 +391,25 @@ public final class VirtioMmioTransport implements Device {
         }
     }
 
-    /** One notifier per queue: an ioeventfd where the platform has them, else a plain eventfd. */
+    /**
+     * One notifier per queue: an ioeventfd where the platform has them, else a plain eventfd. If one
+     * cannot be had at all (no descriptors left), those made are closed again.
+     */
     private List<Notifier> notifiers() {
         List<Notifier> list = new ArrayList<>(queues.size());
-        for (int i = 0; i < queues.size(); i++) {
-            IoEvent io = null;
-            try {
-                io = context.ioEvent(AddressSpace.MMIO, base + QUEUE_NOTIFY, 4, OptionalLong.of(i));
-            } catch (RuntimeException e) {
-                LOG.log(Level.DEBUG, () -> name() + ": no ioeventfd for queue notifications, they exit to the VMM: " + e);
+        try {
+            for (int i = 0; i < queues.size(); i++) {
+                IoEvent io = null;
+                try {
+                    io = context.ioEvent(AddressSpace.MMIO, base + QUEUE_NOTIFY, 4, OptionalLong.of(i));
+                } catch (RuntimeException e) {
+                    LOG.log(Level.DEBUG, () -> name() + ": no ioeventfd for queue notifications, they exit to the VMM: " + e);
+                }
+                list.add(io != null ? new Notifier(io, io.eventFd()) : new Notifier(null, EventFd.nonBlocking()));
             }
-            list.add(io != null ? new Notifier(io, io.eventFd()) : new Notifier(null, EventFd.nonBlocking()));
+        } catch (RuntimeException e) {
+            list.forEach(Notifier::close);
+            throw e;
         }
         return list;
     }

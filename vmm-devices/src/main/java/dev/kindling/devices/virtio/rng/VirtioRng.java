@@ -3,6 +3,7 @@ package dev.kindling.devices.virtio.rng;
 import dev.kindling.devices.virtio.VirtioContext;
 import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.VirtioIds;
+import dev.kindling.devices.virtio.VirtioWorker;
 import dev.kindling.devices.virtio.VirtioWorkers;
 import dev.kindling.devices.virtio.queue.Descriptor;
 import dev.kindling.devices.virtio.queue.DescriptorChain;
@@ -118,7 +119,8 @@ public final class VirtioRng implements VirtioDevice {
 
     @Override
     public void activate(VirtioContext context) {
-        workers.activate(context, a -> a.start("rng", List.of(context.queueNotifier(0)), new Server(context)::serve));
+        Server server = new Server(context);
+        workers.activate(context, a -> a.start("rng", List.of(context.queueNotifier(0)), w -> () -> server.serve(w)));
     }
 
     @Override
@@ -165,13 +167,16 @@ public final class VirtioRng implements VirtioDevice {
             this.bucket = limit == null ? null : new TokenBucket(limit, nanoClock);
         }
 
-        int serve() {
+        int serve(VirtioWorker worker) {
             if (broken || !queue.ready()) {
                 return -1;
             }
             boolean used = false;
             try {
                 while (true) {
+                    if (worker.yieldAsked()) {
+                        return 0; // a stop or a pause between two requests; served again after a resume
+                    }
                     if (waiting == null) {
                         Optional<DescriptorChain> next;
                         try {

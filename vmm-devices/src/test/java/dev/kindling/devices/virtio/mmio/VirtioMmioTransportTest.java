@@ -410,7 +410,6 @@ class VirtioMmioTransportTest {
         assertThat(ctx.recordingThreads().alive()).isEmpty();
         assertThat(ctx.ioEvents()).allMatch(FakeIoEvent::closed);
         w(STATUS, ACKNOWLEDGE); // after close: ignored, no exception
-        assertThat(t.kernelCmdlineParameter()).isEqualTo("virtio_mmio.device=512@0xd0000000:5");
     }
 
     @Test

@@ -5,13 +5,13 @@ import java.util.ArrayList;
 import java.util.List;
 
 /** An IrqLine that records what devices do to it: "1"/"0" for set(true/false), "P" for pulse(). */
-final class RecordingLine implements IrqLine {
+public final class RecordingLine implements IrqLine {
     private final int gsi;
     private final List<String> events = new ArrayList<>();
     private boolean level;
     private int pulses;
 
-    RecordingLine(int gsi) {
+    public RecordingLine(int gsi) {
         this.gsi = gsi;
     }
 
@@ -34,24 +34,24 @@ final class RecordingLine implements IrqLine {
         notifyAll();
     }
 
-    synchronized boolean level() {
+    public synchronized boolean level() {
         return level;
     }
 
-    synchronized int pulses() {
+    public synchronized int pulses() {
         return pulses;
     }
 
-    synchronized List<String> events() {
+    public synchronized List<String> events() {
         return List.copyOf(events);
     }
 
-    synchronized void clear() {
+    public synchronized void clear() {
         events.clear();
     }
 
     /** Waits until the line is at {@code want}; false on timeout. */
-    synchronized boolean awaitLevel(boolean want, long millis) throws InterruptedException {
+    public synchronized boolean awaitLevel(boolean want, long millis) throws InterruptedException {
         long end = System.nanoTime() + millis * 1_000_000;
         while (level != want) {
             long left = end - System.nanoTime();
@@ -64,7 +64,7 @@ final class RecordingLine implements IrqLine {
     }
 
     /** Waits until at least {@code n} pulses happened; false on timeout. */
-    synchronized boolean awaitPulses(int n, long millis) throws InterruptedException {
+    public synchronized boolean awaitPulses(int n, long millis) throws InterruptedException {
         long end = System.nanoTime() + millis * 1_000_000;
         while (pulses < n) {
             long left = end - System.nanoTime();

@@ -2,6 +2,7 @@ package dev.kindling.devices.virtio;
 
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.device.DeviceContext;
+import dev.kindling.devices.legacy.RecordingLine;
 import dev.kindling.device.IoEvent;
 import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
@@ -27,7 +28,7 @@ public final class FakeDeviceContext implements DeviceContext, AutoCloseable {
     public record Fatal(String what, Throwable cause) {}
 
     private final GuestMemory memory = new GuestMemory(List.of(MemoryRegion.anonymous(RAM_BASE, RAM_SIZE)));
-    private final RecordingIrq irq = new RecordingIrq(5);
+    private final RecordingLine irq = new RecordingLine(5);
     private final RecordingThreads threads = new RecordingThreads("fake-vm-virtio0");
     private final List<FakeIoEvent> ioEvents = new CopyOnWriteArrayList<>();
     private final List<Fatal> fatals = new CopyOnWriteArrayList<>();
@@ -50,7 +51,7 @@ public final class FakeDeviceContext implements DeviceContext, AutoCloseable {
         return irq;
     }
 
-    public RecordingIrq recordingIrq() {
+    public RecordingLine recordingIrq() {
         return irq;
     }
 

@@ -45,6 +45,7 @@ class VirtioMmioTransportTest {
     void tearDown() {
         t.close();
         assertThat(ctx.recordingThreads().alive()).isEmpty();
+        assertThat(ctx.recordingIrq().events()).as("virtio-mmio only pulses its line").allMatch("P"::equals);
         ctx.close();
     }
 
@@ -443,6 +444,7 @@ class VirtioMmioTransportTest {
             assertThat(rng.read(INTERRUPT_STATUS, 4)).isEqualTo(INT_VRING);
         } finally {
             assertThat(rngCtx.recordingThreads().alive()).isEmpty();
+            assertThat(rngCtx.recordingIrq().events()).as("virtio-mmio only pulses its line").allMatch("P"::equals);
             rngCtx.close();
         }
     }

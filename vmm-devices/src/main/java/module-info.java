@@ -9,8 +9,10 @@ module dev.kindling.devices {
     exports dev.kindling.devices.virtio.blk;
     exports dev.kindling.devices.virtio.console;
     exports dev.kindling.devices.virtio.mmio;
+    exports dev.kindling.devices.virtio.net;
     exports dev.kindling.devices.virtio.queue;
     exports dev.kindling.devices.virtio.rng;
+    exports dev.kindling.devices.virtio.vsock;
     exports dev.kindling.microvm;
 
     opens dev.kindling.microvm to com.fasterxml.jackson.databind;

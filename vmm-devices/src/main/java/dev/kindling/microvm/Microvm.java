@@ -4,6 +4,7 @@ import dev.kindling.boot.DirectBoot;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.BusRange;
 import dev.kindling.devices.legacy.Serial16550;
+import dev.kindling.devices.virtio.vsock.Vsock;
 import dev.kindling.machine.DeviceError;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
@@ -43,9 +44,11 @@ public final class Microvm implements AutoCloseable {
     private final String cmdline;
     private final DirectBoot.Protocol bootProtocol;
     private final CompletableFuture<StopReason> exit = new CompletableFuture<>();
+    private final Vsock vsock;
 
     Microvm(Machine machine, Console console, Serial16550 serial, List<IoMapEntry> kvmOwned, String cmdline,
-            DirectBoot.Protocol bootProtocol) {
+            DirectBoot.Protocol bootProtocol, Vsock vsock) {
+        this.vsock = vsock;
         this.machine = machine;
         this.console = console;
         this.kvmOwned = List.copyOf(kvmOwned);
@@ -124,6 +127,19 @@ public final class Microvm implements AutoCloseable {
     /** The guest's serial console: its output, and input to it. */
     public Console console() {
         return console;
+    }
+
+    /**
+     * The host side of the guest's vsock device: {@link Vsock#connect(int)} to the guest's ports,
+     * {@link Vsock#listen(int)} for its connections.
+     *
+     * @throws IllegalStateException if the microVM has none ({@link MicrovmBuilder#vsock(long)} adds it)
+     */
+    public Vsock vsock() {
+        if (vsock == null) {
+            throw new IllegalStateException("this microVM has no vsock device: add one with MicrovmBuilder.vsock(cid)");
+        }
+        return vsock;
     }
 
     /** The kernel command line the guest got (with the automatic entries). */

@@ -26,6 +26,13 @@ import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.devices.virtio.blk.VirtioBlk;
 import dev.kindling.devices.virtio.console.VirtioConsole;
 import dev.kindling.devices.virtio.mmio.VirtioMmioTransport;
+import dev.kindling.devices.virtio.net.MacAddress;
+import dev.kindling.devices.virtio.net.NetBackend;
+import dev.kindling.devices.virtio.net.NetworkInterface;
+import dev.kindling.devices.virtio.net.PasstBackend;
+import dev.kindling.devices.virtio.net.TapBackend;
+import dev.kindling.devices.virtio.net.VirtioNet;
+import dev.kindling.devices.virtio.vsock.Vsock;
 import dev.kindling.devices.virtio.rng.VirtioRng;
 import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
@@ -43,7 +50,9 @@ import dev.kindling.sys.SyscallException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.security.SecureRandom;
 import java.time.Clock;
@@ -72,7 +81,7 @@ import java.util.function.IntFunction;
  * }</pre>
  *
  * <p>Virtio devices ({@link #virtioBlk}, {@link #rootDevice}, {@link #virtioConsole}, {@link #virtioRng},
- * {@link #virtioMmioTransport}) each take the next of microvm's eight virtio-mmio transports, in the
+ * {@link #vsock}, {@link #virtioNet}, {@link #virtioMmioTransport}) each take the next of microvm's eight virtio-mmio transports, in the
  * order they are added.
  *
  * <p>Toggles, with microvm's meaning: {@code pic}, {@code pit} (AUTO: on), {@code rtc} (AUTO: off,
@@ -136,6 +145,19 @@ public final class MicrovmBuilder {
     private record Rng(VirtioRng.RateLimit limit) implements Virtio {
         public String field() {
             return "virtioRng";
+        }
+    }
+
+    /** The vsock device: the guest's CID, and the Unix socket of Firecracker's protocol (null: none). */
+    private record VsockDevice(long guestCid, Path udsPath) implements Virtio {
+        public String field() {
+            return "vsock";
+        }
+    }
+
+    private record Net(NetworkInterface iface) implements Virtio {
+        public String field() {
+            return "virtioNet";
         }
     }
 
@@ -340,6 +362,34 @@ public final class MicrovmBuilder {
         return this;
     }
 
+    /**
+     * Adds a virtio-vsock device for guest CID {@code guestCid} (3 and up): {@link Microvm#vsock()}
+     * connects to the guest's ports and listens for its connections. One per microVM.
+     */
+    public MicrovmBuilder vsock(long guestCid) {
+        virtioTransports.add(new VsockDevice(guestCid, null));
+        return this;
+    }
+
+    /**
+     * As {@link #vsock(long)}, also speaking Firecracker's host Unix-socket protocol on {@code udsPath}
+     * (which must not exist yet): host clients send {@code CONNECT <port>\n} there, and the guest's
+     * connections to port P reach a listener at {@code <udsPath>_P}. See {@link Vsock}.
+     */
+    public MicrovmBuilder vsock(long guestCid, Path udsPath) {
+        virtioTransports.add(new VsockDevice(guestCid, Objects.requireNonNull(udsPath, "udsPath")));
+        return this;
+    }
+
+    /**
+     * Adds a virtio-net interface ({@code eth0}, {@code eth1}, ... in the guest, in the order added)
+     * on the backend {@code iface} names, opened at build time and closed with the microVM.
+     */
+    public MicrovmBuilder virtioNet(NetworkInterface iface) {
+        virtioTransports.add(new Net(Objects.requireNonNull(iface, "iface")));
+        return this;
+    }
+
     /** Adds a virtio entropy device ({@code /dev/hwrng} in the guest), fed from {@link SecureRandom}. */
     public MicrovmBuilder virtioRng() {
         virtioTransports.add(new Rng(null));
@@ -452,7 +502,16 @@ public final class MicrovmBuilder {
         List<Drive> drives = new ArrayList<>();
         Drive root = null;
         ConsolePort machineConsole = null;
+        VsockDevice vsock = null;
+        Set<String> ifaceIds = new HashSet<>();
         for (Virtio v : virtioTransports) {
+            if (v instanceof VsockDevice vs) {
+                checkVsock(vs, vsock);
+                vsock = vs;
+            }
+            if (v instanceof Net n && !ifaceIds.add(n.iface().id())) {
+                throw new ConfigException("virtioNet", "network interface id '" + n.iface().id() + "' is given twice");
+            }
             if (v instanceof ConsolePort c && c.machineConsole()) {
                 if (machineConsole != null) {
                     throw new ConfigException("virtioConsole", "virtioConsole() given twice: one virtio console port"
@@ -480,6 +539,32 @@ public final class MicrovmBuilder {
             drives.add(d);
         }
         return drives;
+    }
+
+    private static void checkVsock(VsockDevice v, VsockDevice earlier) {
+        if (earlier != null) {
+            throw new ConfigException("vsock", "vsock given twice: a microVM has one vsock device");
+        }
+        if (v.guestCid() < 3 || v.guestCid() >= 0xFFFF_FFFFL) {
+            throw new ConfigException("vsock", "guest CID " + v.guestCid()
+                    + " is reserved (0-2 are the hypervisor's, the local and the host's) or too large: use 3 to 4294967294");
+        }
+        Path uds = v.udsPath();
+        if (uds == null) {
+            return;
+        }
+        if (Files.exists(uds, LinkOption.NOFOLLOW_LINKS)) {
+            throw new ConfigException("vsock", "vsock uds_path " + uds + " already exists; remove it, or choose another path");
+        }
+        Path parent = uds.toAbsolutePath().getParent();
+        if (parent == null || !Files.isDirectory(parent)) {
+            throw new ConfigException("vsock", "vsock uds_path " + uds + ": directory " + parent + " does not exist");
+        }
+        // sun_path holds 108 bytes with its NUL; <uds_path>_<port> adds up to 11
+        if (uds.toString().getBytes(StandardCharsets.UTF_8).length + 11 > 107) {
+            throw new ConfigException("vsock", "vsock uds_path " + uds + " is too long for a Unix socket with a _<port> suffix"
+                    + " (at most 96 bytes)");
+        }
     }
 
     private static void checkImage(Drive d) {
@@ -865,12 +950,13 @@ public final class MicrovmBuilder {
         attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
 
         InterruptService interrupts = platform.interrupts();
+        Vsock vsock = null;
         // without the serial port, the virtio console that is the machine's console takes its input
         boolean consoleInput = serial == null
                 && virtioTransports.stream().anyMatch(v -> v instanceof ConsolePort c && c.machineConsole());
         PollingInputStream polled = consoleInput && serialInputFd != null ? new PollingInputStream(serialInputFd) : null;
         try {
-            int blks = 0, consoles = 0, rngs = 0;
+            int blks = 0, consoles = 0, rngs = 0, nets = 0;
             for (int i = 0; i < virtioTransports.size(); i++) {
                 DeviceContext context = machine.deviceContext("virtio-mmio" + i,
                         isaLine.apply(MicrovmLayout.VIRTIO_IRQ_BASE + i), interrupts);
@@ -889,6 +975,13 @@ public final class MicrovmBuilder {
                     case ConsolePort port -> transport(context, base,
                             new VirtioConsole("console" + consoles++, port.in(), port.out()));
                     case Rng rng -> transport(context, base, new VirtioRng("rng" + rngs++, new SecureRandom(), rng.limit()));
+                    case VsockDevice v -> {
+                        Vsock host = openVsock(v);
+                        machine.own(host);
+                        vsock = host;
+                        yield transport(context, base, host.device());
+                    }
+                    case Net n -> transport(context, base, openNet(n.iface(), "net" + nets++));
                 };
                 machine.attachMmio(base, MicrovmLayout.VIRTIO_MMIO_SIZE, d);
             }
@@ -912,7 +1005,7 @@ public final class MicrovmBuilder {
         }
         machine.vcpus().getFirst().setBootState(boot.bsp());
         List<IoMapEntry> kvmOwned = plan.fixedWindows().stream().filter(e -> e.owner() == IoMapEntry.Owner.KVM).toList();
-        return new Microvm(machine, console, serial, kvmOwned, plan.cmd().toString(), boot.protocol());
+        return new Microvm(machine, console, serial, kvmOwned, plan.cmd().toString(), boot.protocol(), vsock);
     }
 
     /** A virtio-mmio transport at {@code base} serving {@code device}, which it closes; closes it if it cannot be made. */
@@ -921,6 +1014,35 @@ public final class MicrovmBuilder {
             return new VirtioMmioTransport(device, context, base);
         } catch (RuntimeException e) {
             device.close();
+            throw e;
+        }
+    }
+
+    private Vsock openVsock(VsockDevice v) {
+        try {
+            return Vsock.create("vsock0", v.guestCid(), v.udsPath());
+        } catch (IOException | RuntimeException e) {
+            throw new ConfigException("vsock", "vsock: " + e.getMessage(), e);
+        }
+    }
+
+    /** Opens the interface's backend (a tap, passt, a switch port) and its device; a failure names the interface. */
+    private static VirtioNet openNet(NetworkInterface iface, String name) {
+        NetBackend backend;
+        try {
+            backend = switch (iface.backend()) {
+                case NetworkInterface.Backend.Tap t -> TapBackend.open(t.hostDevName());
+                case NetworkInterface.Backend.Passt p -> PasstBackend.open(p.options());
+                case NetworkInterface.Backend.Switch sw -> sw.netSwitch().connect();
+                case NetworkInterface.Backend.Custom c -> Objects.requireNonNull(c.factory().get(), "the backend factory returned null");
+            };
+        } catch (IOException | RuntimeException e) {
+            throw new ConfigException("virtioNet", "network interface '" + iface.id() + "': " + e.getMessage(), e);
+        }
+        try {
+            return new VirtioNet(name, iface.mac().orElseGet(MacAddress::random), backend);
+        } catch (RuntimeException e) {
+            backend.close();
             throw e;
         }
     }

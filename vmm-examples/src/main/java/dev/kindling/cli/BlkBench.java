@@ -1,5 +1,6 @@
 package dev.kindling.cli;
 
+import dev.kindling.boot.Initramfs;
 import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.machine.StopReason;
 import dev.kindling.microvm.Microvm;
@@ -263,28 +264,7 @@ final class BlkBench {
      */
     static void writeInitramfs(Path cpio, byte[] init) throws IOException {
         try (OutputStream out = new BufferedOutputStream(Files.newOutputStream(cpio))) {
-            int ino = 1;
-            cpioEntry(out, ino++, "dev", 0040755, 0, new byte[0]);
-            cpioEntry(out, ino++, "dev/console", 0020600, (5 << 8) | 1, new byte[0]);
-            cpioEntry(out, ino++, "init", 0100755, 0, init);
-            cpioEntry(out, 0, "TRAILER!!!", 0, 0, new byte[0]);
+            Initramfs.builder().directory("dev").charDevice("dev/console", 5, 1).file("init", init, 0755).writeTo(out);
         }
-    }
-
-    /** One newc entry: the 110-byte ASCII header, the name with its NUL, the data, each padded to 4 bytes. */
-    private static void cpioEntry(OutputStream out, int ino, String name, int mode, int rdev, byte[] data) throws IOException {
-        byte[] n = (name + "\0").getBytes(StandardCharsets.US_ASCII);
-        int nlink = (mode & 0170000) == 0040000 ? 2 : 1;
-        String header = String.format("070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
-                ino, mode, 0, 0, mode == 0 ? 1 : nlink, 0, data.length, 0, 0, rdev >> 8, rdev & 0xff, n.length, 0);
-        out.write(header.getBytes(StandardCharsets.US_ASCII));
-        out.write(n);
-        out.write(new byte[pad(header.length() + n.length)]);
-        out.write(data);
-        out.write(new byte[pad(data.length)]);
-    }
-
-    private static int pad(int length) {
-        return (4 - length % 4) % 4;
     }
 }

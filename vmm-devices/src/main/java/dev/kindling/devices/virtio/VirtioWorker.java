@@ -2,6 +2,7 @@ package dev.kindling.devices.virtio;
 
 import dev.kindling.sys.Epoll;
 import dev.kindling.sys.EventFd;
+import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
 import java.lang.System.Logger.Level;
 import java.lang.foreign.Arena;
@@ -45,6 +46,8 @@ public final class VirtioWorker {
     /** Set before the thread starts. */
     private Body body;
     private final List<EventFd> events;
+    /** Level-triggered: the body must consume (or stop watching) what made them readable. */
+    private final List<Fd> watched;
     private final EventFd control = EventFd.nonBlocking();
     /** Token {@code i + 1} is {@code events.get(i)}; token 0 is {@link #control}. */
     private final Epoll epoll;
@@ -65,16 +68,21 @@ public final class VirtioWorker {
         void report(String what, Throwable cause);
     }
 
-    private VirtioWorker(String name, ThreadFactory threads, List<EventFd> events, Duration wait, FatalHandler onFatal) {
+    private VirtioWorker(String name, ThreadFactory threads, List<EventFd> events, List<Fd> watched, Duration wait,
+            FatalHandler onFatal) {
         this.waitNanos = wait.toNanos();
         this.onFatal = onFatal;
         this.events = List.copyOf(events);
+        this.watched = List.copyOf(watched);
         Epoll set = null;
         try {
-            set = Epoll.create(this.events.size() + 1);
+            set = Epoll.create(this.events.size() + this.watched.size() + 1);
             set.add(control.fd(), Epoll.EPOLLIN, 0);
             for (int i = 0; i < this.events.size(); i++) {
                 set.add(this.events.get(i).fd(), Epoll.EPOLLIN, i + 1);
+            }
+            for (int i = 0; i < this.watched.size(); i++) {
+                set.add(this.watched.get(i), Epoll.EPOLLIN, this.events.size() + i + 1);
             }
             this.thread = threads.newThread(this::run);
             thread.setName(thread.getName() + "-" + name);
@@ -106,12 +114,23 @@ public final class VirtioWorker {
      */
     public static VirtioWorker start(String name, ThreadFactory threads, List<EventFd> events, Duration wait,
             Function<VirtioWorker, Body> body, FatalHandler onFatal) {
+        return start(name, threads, events, List.of(), wait, body, onFatal);
+    }
+
+    /**
+     * As {@link #start(String, ThreadFactory, List, Duration, Function, FatalHandler)}, also running
+     * the body while any of {@code watched} is readable (a backend's socket or tap, a device's own
+     * epoll set of connections). Those are not read: the body consumes what made them readable, or the
+     * thread spins.
+     */
+    public static VirtioWorker start(String name, ThreadFactory threads, List<EventFd> events, List<Fd> watched,
+            Duration wait, Function<VirtioWorker, Body> body, FatalHandler onFatal) {
         Objects.requireNonNull(body, "body");
         Objects.requireNonNull(onFatal, "onFatal");
         VirtioWorker w = null;
         boolean started = false;
         try {
-            w = new VirtioWorker(name, threads, events, wait, onFatal);
+            w = new VirtioWorker(name, threads, events, watched, wait, onFatal);
             w.body = Objects.requireNonNull(body.apply(w), "body");
             w.thread.start();
             started = true;
@@ -177,6 +196,9 @@ public final class VirtioWorker {
                         timeout = -1;
                         for (EventFd ev : events) {
                             epoll.remove(ev.fd()); // only a stop or a quiesce matters now
+                        }
+                        for (Fd fd : watched) {
+                            epoll.remove(fd);
                         }
                         onFatal.report(thread.getName() + " failed and stops serving until the device is reset", e);
                     }

@@ -1,6 +1,7 @@
 package dev.kindling.devices.virtio;
 
 import dev.kindling.sys.EventFd;
+import dev.kindling.sys.Fd;
 import java.lang.System.Logger.Level;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -55,7 +56,13 @@ public final class VirtioWorkers {
 
         /** As {@link #start(String, List, VirtioWorker.Body)}, with a body that asks its worker {@link VirtioWorker#yieldAsked()}. */
         public VirtioWorker start(String name, List<EventFd> events, Function<VirtioWorker, VirtioWorker.Body> body) {
-            VirtioWorker w = VirtioWorker.start(name, context.threads(), events, wait, body, this::failed);
+            return start(name, events, List.of(), body);
+        }
+
+        /** As {@link #start(String, List, Function)}, also woken while one of {@code watched} is readable (not read). */
+        public VirtioWorker start(String name, List<EventFd> events, List<Fd> watched,
+                Function<VirtioWorker, VirtioWorker.Body> body) {
+            VirtioWorker w = VirtioWorker.start(name, context.threads(), events, watched, wait, body, this::failed);
             started.add(w);
             return w;
         }

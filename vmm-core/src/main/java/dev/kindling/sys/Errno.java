@@ -24,6 +24,10 @@ public final class Errno {
     public static final int E2BIG = 7;
     public static final int EMFILE = 24;
     public static final int EOPNOTSUPP = 95;
+    public static final int ECONNRESET = 104;
+    public static final int ENOTCONN = 107;
+    public static final int ECONNREFUSED = 111;
+    public static final int EINPROGRESS = 115;
 
     private static final String[] NAMES = new String[134];
 

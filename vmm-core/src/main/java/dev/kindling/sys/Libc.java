@@ -38,6 +38,9 @@ public final class Libc {
     public static final short POLLIN = 1, POLLOUT = 4, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
     public static final int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0x80000;
     public static final int SOL_SOCKET = 1, SCM_RIGHTS = 1, MSG_CMSG_CLOEXEC = 0x40000000;
+    public static final int MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
+    public static final int SHUT_RD = 0, SHUT_WR = 1, SHUT_RDWR = 2;
+    private static final int F_GETFL = 3, F_SETFL = 4;
     public static final int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
     public static final int SIG_BLOCK = 0, SIG_UNBLOCK = 1, SIG_SETMASK = 2;
 
@@ -126,6 +129,12 @@ public final class Libc {
         static final MethodHandle SOCKETPAIR = errnoCall("socketpair", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
         static final MethodHandle SENDMSG = errnoCall("sendmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
         static final MethodHandle RECVMSG = errnoCall("recvmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
+        static final MethodHandle SEND = errnoCall("send", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT);
+        static final MethodHandle RECV = errnoCall("recv", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT);
+        static final MethodHandle SHUTDOWN = errnoCall("shutdown", JAVA_INT, JAVA_INT, JAVA_INT);
+        // fcntl(fd, cmd, ...): the argument is variadic
+        static final MethodHandle FCNTL = LINKER.downcallHandle(find("fcntl"),
+                FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), CAPTURE_ERRNO, Linker.Option.firstVariadicArg(2));
     }
 
     /** Sockets with an address: servers and clients of a path. */
@@ -798,6 +807,76 @@ public final class Libc {
                 r = (int) Addressed.CONNECT.invokeExact(state, fd.value(), addr, length);
             } while (interrupted(r, state));
             check(r, state, "connect(" + what + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * send of the first {@code count} bytes of {@code buf} (MSG_NOSIGNAL is always added: a peer gone
+     * is EPIPE, never SIGPIPE). Returns bytes sent, or minus the errno for EAGAIN, EPIPE and
+     * ECONNRESET, which a relay handles; other errors throw.
+     */
+    public static long send(Fd fd, MemorySegment buf, long count, int flags) {
+        try {
+            MemorySegment state = STATE.get();
+            long r;
+            do {
+                r = (long) Sockets.SEND.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), flags | MSG_NOSIGNAL);
+            } while (interrupted(r, state));
+            return relayResult(r, state, "send(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** recv into {@code buf}: bytes read, 0 at end of stream, or minus the errno for EAGAIN and ECONNRESET. */
+    public static long recv(Fd fd, MemorySegment buf, long count, int flags) {
+        try {
+            MemorySegment state = STATE.get();
+            long r;
+            do {
+                r = (long) Sockets.RECV.invokeExact(state, fd.value(), buf, Math.min(count, buf.byteSize()), flags);
+            } while (interrupted(r, state));
+            return relayResult(r, state, "recv(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    private static long relayResult(long r, MemorySegment state, String what) {
+        if (r < 0) {
+            int e = errno(state);
+            if (e == Errno.EAGAIN || e == Errno.EPIPE || e == Errno.ECONNRESET) {
+                return -e;
+            }
+        }
+        return check(r, state, what);
+    }
+
+    /** shutdown(how: SHUT_RD, SHUT_WR, SHUT_RDWR); a socket no longer connected (ENOTCONN) is not an error. */
+    public static void shutdown(Fd fd, int how) {
+        try {
+            MemorySegment state = STATE.get();
+            int r = (int) Sockets.SHUTDOWN.invokeExact(state, fd.value(), how);
+            if (r < 0 && errno(state) == Errno.ENOTCONN) {
+                return;
+            }
+            check(r, state, "shutdown(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Sets or clears O_NONBLOCK. */
+    public static void setNonBlocking(Fd fd, boolean on) {
+        try {
+            MemorySegment state = STATE.get();
+            int flags = check((int) Sockets.FCNTL.invokeExact(state, fd.value(), F_GETFL, 0), state, "fcntl(" + fd.what() + ", F_GETFL)");
+            int wanted = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+            if (wanted != flags) {
+                check((int) Sockets.FCNTL.invokeExact(state, fd.value(), F_SETFL, wanted), state, "fcntl(" + fd.what() + ", F_SETFL)");
+            }
         } catch (Throwable t) {
             throw rethrow(t);
         }

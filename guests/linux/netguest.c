@@ -8,7 +8,8 @@
  * exits (0 when all succeeded): the peer inside a test's network namespace.
  *
  * Words:
- *   ng.if=NAME,ADDR/PREFIX    bring NAME up with that IPv4 address (repeatable)
+ *   ng.if=IF,ADDR/PREFIX   bring IF (a name, or the interface with that MAC
+ *                          address, aa:bb:cc:dd:ee:ff) up with that IPv4 address (repeatable)
  *   ng.job=MODE,ADDR:PORT,BYTES[,LABEL]   (repeatable, run in order)
  *     echo   connect, send BYTES of the pattern, read the echo back and compare
  *     send   connect, send BYTES, shut down writing, read the peer's sum line
@@ -16,12 +17,14 @@
  *     sink   listen, accept one connection, read to end, answer with the sum line
  *   ng.wait=SECONDS   how long a job may take, connecting included (default 600)
  * Clients retry a refused or unreachable connect until the job's time is up:
- * the peer may still be starting.
+ * the peer may still be starting. Each job runs in a child process, so one
+ * that fails does not keep the others from running.
  *
  * Output, one line each:
  *   NETGUEST-OK <label> <mode> <bytes> <sum> <ns>   (ns: first byte to last)
  *   NETGUEST-ERROR <label> <what>: <errno text>
- *   NETGUEST-DONE
+ *   NETGUEST-LISTENING <label>   (on the host only: the server is ready)
+ *   NETGUEST-DONE <failed jobs>
  * The sum is 64-bit FNV-1a over the bytes, in hex. The pattern's byte i is
  * ((i ^ (i >> 8) ^ (i >> 16)) * 13 + 7) mod 256. The sum line is
  * "NGSUM <bytes> <sum>\n".
@@ -42,6 +45,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,7 +55,8 @@
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define FNV_PRIME 0x100000001b3ull
 
-static int is_init;
+/* PID 1 reboots at the end instead of exiting; in_guest is also true in its children. */
+static int is_init, in_guest;
 
 struct job {
     char mode[8];
@@ -156,17 +161,46 @@ static void link_up(int s, const char *name)
         fail(name, "SIOCSIFFLAGS");
 }
 
-/* "eth0,10.0.2.15/24": address, netmask, up. */
+/* The name of the interface whose hardware address is mac; fails if there is none. */
+static void name_by_mac(int s, const char *mac, char *name)
+{
+    unsigned int m[6];
+    errno = EINVAL;
+    if (sscanf(mac, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6)
+        fail(mac, "ng.if");
+    struct if_nameindex *all = if_nameindex();
+    if (!all)
+        fail(mac, "if_nameindex");
+    for (struct if_nameindex *i = all; i->if_index != 0; i++) {
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof(ifr));
+        snprintf(ifr.ifr_name, IFNAMSIZ, "%s", i->if_name);
+        if (ioctl(s, SIOCGIFHWADDR, &ifr) != 0)
+            continue;
+        int same = 1;
+        for (int b = 0; b < 6; b++)
+            same &= (uint8_t)ifr.ifr_hwaddr.sa_data[b] == m[b];
+        if (same) {
+            snprintf(name, IFNAMSIZ, "%s", i->if_name);
+            if_freenameindex(all);
+            return;
+        }
+    }
+    errno = ENODEV;
+    fail(mac, "no interface with that MAC address");
+}
+
+/* "eth0,10.0.2.15/24" or "52:54:00:12:34:56,10.0.2.15/24": address, netmask, up. */
 static void configure(const char *spec)
 {
-    char name[IFNAMSIZ], ip[32];
+    char name[IFNAMSIZ], ip[32], id[32];
     const char *comma = strchr(spec, ','), *slash = strchr(spec, '/');
     errno = EINVAL;
-    if (!comma || !slash || slash < comma || (size_t)(comma - spec) >= sizeof(name)
+    if (!comma || !slash || slash < comma || (size_t)(comma - spec) >= sizeof(id)
             || (size_t)(slash - comma - 1) >= sizeof(ip))
         fail(spec, "ng.if");
-    memcpy(name, spec, (size_t)(comma - spec));
-    name[comma - spec] = 0;
+    memcpy(id, spec, (size_t)(comma - spec));
+    id[comma - spec] = 0;
     memcpy(ip, comma + 1, (size_t)(slash - comma - 1));
     ip[slash - comma - 1] = 0;
     long prefix = strtol(slash + 1, NULL, 10);
@@ -175,7 +209,13 @@ static void configure(const char *spec)
         fail(spec, "ng.if");
     int s = socket(AF_INET, SOCK_DGRAM, 0);
     if (s < 0)
-        fail(name, "socket");
+        fail(id, "socket");
+    if (strchr(id, ':'))
+        name_by_mac(s, id, name);
+    else if (strlen(id) < IFNAMSIZ)
+        snprintf(name, IFNAMSIZ, "%s", id);
+    else
+        fail(spec, "ng.if");
     set_ifaddr(s, name, SIOCSIFADDR, a.s_addr, "SIOCSIFADDR");
     set_ifaddr(s, name, SIOCSIFNETMASK, htonl(0xffffffffu << (32 - prefix)), "SIOCSIFNETMASK");
     link_up(s, name);
@@ -217,7 +257,7 @@ static int accept_until(struct job *j, long long deadline)
         fail(j->label, "bind");
     if (listen(ls, 1) != 0)
         fail(j->label, "listen");
-    if (!is_init) {
+    if (!in_guest) {
         /* a host peer says when it listens, so the test need not poll for it */
         char line[96];
         snprintf(line, sizeof(line), "NETGUEST-LISTENING %s\n", j->label);
@@ -421,7 +461,7 @@ int main(int argc, char **argv)
     static uint8_t tx[CHUNK], rx[CHUNK];
     char *words[MAX_WORDS];
     int nwords = 0;
-    is_init = getpid() == 1;
+    is_init = in_guest = getpid() == 1;
     if (is_init) {
         if (mount("proc", "/proc", "proc", 0, NULL) != 0 && errno != EBUSY)
             fail("init", "mount /proc");
@@ -463,9 +503,24 @@ int main(int argc, char **argv)
                 fail(words[i], "ng.wait");
         }
     }
-    for (int i = 0; i < njobs; i++)
-        run(&jobs[i], seconds, tx, rx);
-    out("NETGUEST-DONE\n");
-    finish(1);
+    int failed = 0;
+    for (int i = 0; i < njobs; i++) {
+        pid_t child = fork();
+        if (child < 0)
+            fail(jobs[i].label, "fork");
+        if (child == 0) {
+            is_init = 0;
+            run(&jobs[i], seconds, tx, rx);
+            _exit(0);
+        }
+        int status;
+        if (waitpid(child, &status, 0) != child)
+            fail(jobs[i].label, "waitpid");
+        failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    char line[48];
+    snprintf(line, sizeof(line), "NETGUEST-DONE %d\n", failed);
+    out(line);
+    finish(failed == 0);
     return 0;
 }

@@ -2,6 +2,7 @@ package dev.kindling.devices.virtio.net;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED;
 
 import dev.kindling.devices.virtio.VirtioContext;
 import dev.kindling.devices.virtio.VirtioDevice;
@@ -109,8 +110,8 @@ public final class VirtioNet implements VirtioDevice {
         this.workers = new VirtioWorkers(name);
         MemorySegment c = MemorySegment.ofArray(new byte[(int) NetAbi.CONFIG.byteSize()]);
         MemorySegment.copy(mac.bytes(), 0, c, JAVA_BYTE, NetAbi.CONFIG_MAC, 6);
-        c.set(JAVA_SHORT, NetAbi.CONFIG_STATUS, (short) NetAbi.S_LINK_UP);
-        c.set(JAVA_SHORT, NetAbi.CONFIG_MAX_VIRTQUEUE_PAIRS, (short) 1);
+        c.set(JAVA_SHORT_UNALIGNED, NetAbi.CONFIG_STATUS, (short) NetAbi.S_LINK_UP);
+        c.set(JAVA_SHORT_UNALIGNED, NetAbi.CONFIG_MAX_VIRTQUEUE_PAIRS, (short) 1);
         this.config = c.toArray(JAVA_BYTE);
     }
 

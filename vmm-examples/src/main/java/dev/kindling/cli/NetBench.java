@@ -260,9 +260,12 @@ final class NetBench {
         return c;
     }
 
+    /**
+     * Starts passt with its socket in {@code socketDir}, a directory of its own at the top of the
+     * temporary directory: as root passt runs as nobody, who must reach it.
+     */
     private static Helper startPasst(Setup s, Path socketDir) throws IOException, InterruptedException {
         boolean root = HostTool.runningAsRoot();
-        Files.createDirectory(socketDir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
         if (root) {
             UserPrincipal nobody = socketDir.getFileSystem().getUserPrincipalLookupService().lookupPrincipalByName("nobody");
             Files.setOwner(socketDir, nobody);
@@ -281,6 +284,11 @@ final class NetBench {
             Thread.sleep(20);
         }
         return h;
+    }
+
+    private static Path passtDirectory() throws IOException {
+        return Files.createTempDirectory("kindling-bench-passt-",
+                PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
     }
 
     private static Helper startSink(Setup s, String backend, int[] loopbackPorts) throws IOException {
@@ -304,7 +312,7 @@ final class NetBench {
     static List<String> kindling(Setup s, Workspace.GuestKernel k, Path initramfs, String tap) throws Exception {
         int[] ports = freeLoopbackPorts();
         String cmdline = guestCmdline(k.cmdline(), s.bytes(), ports);
-        Path socketDir = s.dir().resolve("passt-kindling");
+        Path socketDir = passtDirectory();
         try (Helper passt = startPasst(s, socketDir);
                 Microvm vm = Microvm.builder().name("bench-net").memoryMib(MEM_MIB).kernel(k.vmlinux()).initrd(initramfs)
                         .cmdline(cmdline)
@@ -354,7 +362,7 @@ final class NetBench {
     static List<String> qemu(Setup s, Path qemu, Workspace.GuestKernel k, Path initramfs, String tap) throws Exception {
         int[] ports = freeLoopbackPorts();
         String cmdline = guestCmdline(k.cmdline(), s.bytes(), ports);
-        Path socketDir = s.dir().resolve("passt-qemu");
+        Path socketDir = passtDirectory();
         try (Helper passt = startPasst(s, socketDir);
                 Helper vm = new Helper("QEMU", qemuCommand(s, qemu, k, initramfs, cmdline, tap, socketDir.resolve("passt.sock")),
                         s.dir().resolve("qemu.log"))) {

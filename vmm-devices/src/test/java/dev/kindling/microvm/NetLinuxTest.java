@@ -42,15 +42,19 @@ import org.junit.jupiter.api.io.TempDir;
  * back, and compares; both sides' checksums must match the pattern's. The guests' traffic goes only
  * into the namespace, to the loopback (through passt, which offers no DNS server) or to each other.
  */
-@Timeout(value = 45, unit = TimeUnit.MINUTES)
+@Timeout(value = 50, unit = TimeUnit.MINUTES)
 class NetLinuxTest {
     /** A boot takes 1-5 minutes here, more when the host is loaded; the exchanges follow the boot. */
-    private static final Duration RUN = Duration.ofMinutes(30);
+    private static final Duration RUN = Duration.ofMinutes(35);
     private static final Duration TOOL = Duration.ofMinutes(1);
     /** Guest kernel code is emulated here (TCP at a few KiB/s): enough for many segments and windows. */
     private static final int BYTES = 128 * 1024;
-    /** How long a guest job (connecting included) or the namespace's server may take, in seconds. */
-    private static final int JOB_SECONDS = 1500;
+    /**
+     * How long a guest job may take, connecting included, in seconds: VM A's three jobs run one after
+     * the other, and all of them must fit in {@link #RUN} with the boot, so that a failed exchange is
+     * reported by the guest rather than by a timeout here.
+     */
+    private static final int JOB_SECONDS = 480;
     private static final int SWITCH_PORT = 5000, TAP_PORT = 5001;
     private static final MacAddress MAC_TAP = MacAddress.parse("52:54:00:6b:00:01");
     private static final MacAddress MAC_PASST = MacAddress.parse("52:54:00:6b:00:02");
@@ -188,17 +192,17 @@ class NetLinuxTest {
                 peer = Thread.ofPlatform().name("net-test-namespace-peer").daemon().start(() -> {
                     try {
                         served.complete(BoundedProcess.run(RUN, "ip", "netns", "exec", ns, program.toString(),
-                                "ng.wait=" + JOB_SECONDS, "ng.job=serve,10.0.1.1:" + TAP_PORT + "," + BYTES + ",host"));
+                                "ng.wait=" + 3 * JOB_SECONDS, "ng.job=serve,10.0.1.1:" + TAP_PORT + "," + BYTES + ",host"));
                     } catch (IOException | InterruptedException | RuntimeException e) {
                         served.completeExceptionally(e);
                     }
                 });
                 a.start();
                 b.start();
-                StopReason whyB = b.awaitExit(RUN).orElseThrow(
-                        () -> new AssertionError("VM B did not end within " + RUN + "; console:\n" + b.console().text()));
-                StopReason whyA = a.awaitExit(RUN).orElseThrow(
-                        () -> new AssertionError("VM A did not end within " + RUN + "; console:\n" + a.console().text()));
+                StopReason whyB = b.awaitExit(RUN).orElseThrow(() -> new AssertionError("VM B did not end within " + RUN
+                        + "; console:\n" + b.console().text() + "\nVM A's console:\n" + a.console().text()));
+                StopReason whyA = a.awaitExit(RUN).orElseThrow(() -> new AssertionError("VM A did not end within " + RUN
+                        + "; console:\n" + a.console().text() + "\nVM B's console:\n" + b.console().text()));
                 String consoleA = a.console().text(), consoleB = b.console().text();
                 String both = "\nVM A:\n" + consoleA + "\nVM B:\n" + consoleB;
                 assertThat(whyA).as("VM A's exit" + both).isEqualTo(new StopReason.Reset(StopReason.ResetCause.I8042));

@@ -44,7 +44,7 @@ final class NetBench {
     static final int ROUNDS = 2;
     static final Duration LIMIT = Duration.ofMinutes(30);
     /** How long a guest's or receiver's job may take, connecting included, in seconds. */
-    static final int JOB_SECONDS = 1200;
+    static final int JOB_SECONDS = 300;
     static final int QEMU_GUEST_EXIT = StartupBench.QEMU_GUEST_EXIT;
     static final String[] ROWS = {"tap-tcp-kib-s", "passt-tcp-kib-s"};
     static final String[] BACKENDS = {"tap", "passt"};

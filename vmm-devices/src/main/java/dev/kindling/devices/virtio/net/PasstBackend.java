@@ -131,7 +131,7 @@ public final class PasstBackend implements NetBackend {
                     .redirectInput(ProcessBuilder.Redirect.from(Path.of("/dev/null").toFile()));
             process = pb.start();
             drain = drain(process, log);
-            Fd fd = awaitSocket(process, sock, log);
+            Fd fd = awaitSocket(process, drain, sock, log);
             return connected("passt " + process.pid(), fd, process, drain, log, dir);
         } catch (IOException | RuntimeException | Error e) {
             stop(process, drain);
@@ -188,7 +188,7 @@ public final class PasstBackend implements NetBackend {
         }
     }
 
-    private static Fd awaitSocket(Process process, Path sock, StringBuilder log) throws IOException {
+    private static Fd awaitSocket(Process process, Thread drain, Path sock, StringBuilder log) throws IOException {
         long deadline = System.nanoTime() + START_WAIT.toNanos();
         SyscallException last = null;
         while (System.nanoTime() < deadline) {
@@ -200,6 +200,11 @@ public final class PasstBackend implements NetBackend {
                 }
             }
             if (!process.isAlive()) {
+                try {
+                    drain.join(STOP_WAIT.toMillis()); // its last words
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
                 throw new IOException("passt exited with status " + process.exitValue() + " before it listened on "
                         + sock + ": " + tail(log, process));
             }

@@ -309,8 +309,9 @@ public final class PasstBackend implements NetBackend {
             if (rxSkip == 0 && available >= LENGTH) {
                 long length = Integer.toUnsignedLong(rx.get(JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), rxStart));
                 if (length > MAX_FRAME || length > into.byteSize()) {
-                    LOG.log(Level.DEBUG, "{0}: dropping a frame of {1} bytes (room for {2})", what, length,
-                            Math.min(MAX_FRAME, into.byteSize()));
+                    // beyond any MTU is a stream gone wrong rather than a big frame: worth a warning
+                    LOG.log(length > MAX_FRAME ? Level.WARNING : Level.DEBUG, "{0}: skipping a frame of {1} bytes (room for {2})",
+                            what, length, Math.min(MAX_FRAME, into.byteSize()));
                     rxStart += LENGTH;
                     rxSkip = length;
                     continue;

@@ -1,17 +1,50 @@
 package dev.kindling.devices.virtio.net;
 
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+
+import dev.kindling.sys.EventFd;
+import dev.kindling.sys.Fd;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
 /**
  * An in-process Ethernet switch: the VMs of one JVM whose interfaces are ports of it reach each other
  * with no host set-up. It learns which port each source MAC is behind and floods broadcast,
  * multicast and unknown destinations; each port queues a bounded number of frames and drops beyond
  * that, as a switch does.
+ *
+ * <p>A port's {@link NetBackend#send} returns true once the switch took the frame, even if a full
+ * egress queue then dropped it (as a real switch's port would: the sender's NIC never learns of it;
+ * {@link Port#dropped()} counts such drops at the receiving port). It returns false only for a frame
+ * no switch forwards: shorter than an Ethernet header, longer than {@link #MAX_FRAME}, or sent on a
+ * closed port. Ports carry no vnet header.
  */
 public final class NetSwitch implements AutoCloseable {
+    /** Frames a port queues for its guest before it drops. */
+    public static final int QUEUE_FRAMES = 256;
+    /** Bytes a port queues for its guest before it drops. */
+    public static final long QUEUE_BYTES = 1 << 20;
+    /** The largest frame forwarded: a 64 KiB IP packet after an Ethernet header with a VLAN tag. */
+    public static final int MAX_FRAME = 65535 + 18;
+    private static final int ETHER_HEADER = 14;
+
     private final String name;
+    private final List<Port> ports = new CopyOnWriteArrayList<>();
+    /** Source MAC (48 bits) to the port it was last seen on. */
+    private final Map<Long, Port> learned = new ConcurrentHashMap<>();
+    private final Object lifecycle = new Object();
+    private final AtomicInteger portNumbers = new AtomicInteger();
+    private boolean closed;
 
     public NetSwitch(String name) {
-        this.name = name;
-        throw new UnsupportedOperationException("not yet");
+        this.name = Objects.requireNonNull(name, "name");
     }
 
     public String name() {
@@ -20,12 +53,178 @@ public final class NetSwitch implements AutoCloseable {
 
     /** A new port: the backend of one interface. Closing it leaves the switch. */
     public NetBackend connect() {
-        throw new UnsupportedOperationException("not yet");
+        synchronized (lifecycle) {
+            if (closed) {
+                throw new IllegalStateException("switch " + name + " is closed");
+            }
+            Port port = new Port(portNumbers.getAndIncrement());
+            ports.add(port);
+            return port;
+        }
+    }
+
+    /** The ports connected now. */
+    public int portCount() {
+        return ports.size();
     }
 
     /** Disconnects every port (their guests see no more frames). */
     @Override
     public void close() {
-        throw new UnsupportedOperationException("not yet");
+        synchronized (lifecycle) {
+            closed = true;
+        }
+        for (Port p : ports) {
+            p.close();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "NetSwitch[" + name + ", " + ports.size() + " ports]";
+    }
+
+    private void forward(Port from, byte[] frame) {
+        long src = mac(frame, 6);
+        if ((frame[6] & 1) == 0) {
+            learned.put(src, from);
+        }
+        if ((frame[0] & 1) == 0) {
+            Port to = learned.get(mac(frame, 0));
+            if (to != null && to.isOpen()) {
+                if (to != from) {
+                    to.enqueue(frame);
+                }
+                return;
+            }
+        }
+        for (Port p : ports) {
+            if (p != from) {
+                p.enqueue(frame);
+            }
+        }
+    }
+
+    private static long mac(byte[] frame, int offset) {
+        long v = 0;
+        for (int i = 0; i < 6; i++) {
+            v = v << 8 | (frame[offset + i] & 0xFF);
+        }
+        return v;
+    }
+
+    private void leave(Port port) {
+        ports.remove(port);
+        learned.values().removeIf(p -> p == port);
+    }
+
+    /** One port of the switch: frames for its guest wait in a bounded queue. */
+    public final class Port implements NetBackend {
+        private final int index;
+        private final EventFd signal = EventFd.nonBlocking();
+        private final ArrayDeque<byte[]> queue = new ArrayDeque<>();
+        private final AtomicLong dropped = new AtomicLong();
+        private long queuedBytes;
+        private boolean open = true;
+
+        private Port(int index) {
+            this.index = index;
+        }
+
+        /** Readable while frames wait for the guest. */
+        @Override
+        public Fd readable() {
+            return signal.fd();
+        }
+
+        @Override
+        public boolean vnetHeader() {
+            return false;
+        }
+
+        @Override
+        public int receive(MemorySegment into) {
+            while (true) {
+                byte[] frame;
+                synchronized (this) {
+                    if (!open) {
+                        return 0;
+                    }
+                    frame = queue.poll();
+                    if (frame == null) {
+                        return 0;
+                    }
+                    queuedBytes -= frame.length;
+                    if (queue.isEmpty()) {
+                        signal.read();
+                    }
+                }
+                if (frame.length <= into.byteSize()) {
+                    MemorySegment.copy(frame, 0, into, JAVA_BYTE, 0, frame.length);
+                    return frame.length;
+                }
+                dropped.incrementAndGet();
+            }
+        }
+
+        @Override
+        public boolean send(MemorySegment frame) {
+            long length = frame.byteSize();
+            if (length < ETHER_HEADER || length > MAX_FRAME || !isOpen()) {
+                return false;
+            }
+            forward(this, frame.toArray(JAVA_BYTE));
+            return true;
+        }
+
+        /** Frames dropped at this port: its queue was full, or the guest's buffer too small. */
+        public long dropped() {
+            return dropped.get();
+        }
+
+        /** Frames waiting for the guest. */
+        public synchronized int queued() {
+            return queue.size();
+        }
+
+        synchronized boolean isOpen() {
+            return open;
+        }
+
+        private void enqueue(byte[] frame) {
+            synchronized (this) {
+                if (!open) {
+                    return;
+                }
+                if (queue.size() < QUEUE_FRAMES && queuedBytes + frame.length <= QUEUE_BYTES) {
+                    if (queue.isEmpty()) {
+                        signal.signal();
+                    }
+                    queue.add(frame);
+                    queuedBytes += frame.length;
+                    return;
+                }
+            }
+            dropped.incrementAndGet();
+        }
+
+        @Override
+        public void close() {
+            synchronized (this) {
+                if (!open) {
+                    return;
+                }
+                open = false;
+                queue.clear();
+                queuedBytes = 0;
+                signal.close();
+            }
+            leave(this);
+        }
+
+        @Override
+        public String toString() {
+            return "NetSwitch.Port[" + name + "#" + index + "]";
+        }
     }
 }

@@ -1,29 +1,114 @@
 package dev.kindling.devices.virtio.net;
 
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+
+import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
+import dev.kindling.sys.Libc;
+import dev.kindling.sys.SyscallException;
 import java.io.IOException;
+import java.lang.System.Logger.Level;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
 
 /**
  * A tap device ({@code /dev/net/tun}, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), non-blocking: the usual
- * root set-up, as Firecracker's {@code host_dev_name}.
+ * root set-up, as Firecracker's {@code host_dev_name}. Frames carry the 12-byte vnet header both
+ * ways; the tap hands the guest checksum-offloaded and TSO frames only once it accepted them
+ * ({@link #setGuestOffloads}).
  */
 public final class TapBackend implements NetBackend {
-    private TapBackend() {}
+    private static final System.Logger LOG = System.getLogger(TapBackend.class.getName());
+    /** The largest frame a tap hands over: vnet header and a 64 KiB GSO packet with its Ethernet header. */
+    static final int MAX_READ = VirtioNet.VNET_HEADER_SIZE + 65535 + 18;
+    /** The guest's offload feature bits ({@link VirtioNet}'s GUEST_*), by the TUN_F_* flag each allows. */
+    static final long GUEST_CSUM = 1L << 1, GUEST_TSO4 = 1L << 7, GUEST_TSO6 = 1L << 8, GUEST_ECN = 1L << 9;
+
+    private final String name;
+    private final Fd tap;
+    private final Readiness readiness;
+    private final Arena arena = Arena.ofShared();
+    /** Where a frame goes when the device's buffer might be too small for it: a short read would lose it. */
+    private final MemorySegment scratch = arena.allocate(MAX_READ);
+    private volatile boolean failed;
+    private boolean closed;
+
+    private TapBackend(String name, Fd tap, Readiness readiness) {
+        this.name = name;
+        this.tap = tap;
+        this.readiness = readiness;
+    }
 
     /** Attaches to tap {@code name}, creating it if it does not exist (as root can). */
     public static TapBackend open(String name) throws IOException {
-        throw new UnsupportedOperationException("not yet");
+        byte[] bytes = name.getBytes(StandardCharsets.UTF_8);
+        if (bytes.length == 0 || bytes.length >= Tun.IFNAMSIZ || name.contains("/") || name.contains("\0")) {
+            throw new IllegalArgumentException("tap name '" + name + "' must be 1 to " + (Tun.IFNAMSIZ - 1)
+                    + " bytes, without '/'");
+        }
+        Fd fd;
+        try {
+            fd = Fd.adopt(Libc.open(Tun.DEVICE, Libc.O_RDWR | Libc.O_NONBLOCK), "tap " + name);
+        } catch (SyscallException e) {
+            throw new IOException("tap " + name + ": cannot open " + Tun.DEVICE + ": " + Errno.name(e.errno())
+                    + (e.errno() == Errno.ENOENT ? " (no tun driver: modprobe tun)" : ""), e);
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment ifr = a.allocate(Tun.IFREQ);
+            MemorySegment.copy(bytes, 0, ifr, JAVA_BYTE, 0, bytes.length);
+            ifr.set(JAVA_SHORT, Tun.IFR_FLAGS,
+                    (short) (Tun.IFF_TAP | Tun.IFF_NO_PI | Tun.IFF_VNET_HDR));
+            Libc.ioctl(fd, Tun.TUNSETIFF, ifr);
+            Libc.ioctl(fd, Tun.TUNSETVNETHDRSZ, a.allocateFrom(JAVA_INT, VirtioNet.VNET_HEADER_SIZE));
+            Libc.ioctl(fd, Tun.TUNSETOFFLOAD, 0);
+            return new TapBackend(name, fd, new Readiness(fd));
+        } catch (SyscallException e) {
+            fd.close();
+            throw new IOException("tap " + name + ": " + e.getMessage() + explain(e.errno()), e);
+        } catch (RuntimeException | Error e) {
+            fd.close();
+            throw e;
+        }
+    }
+
+    private static String explain(int errno) {
+        return switch (errno) {
+            case Errno.EPERM -> ": not permitted (needs root or CAP_NET_ADMIN, or a tap made for this user)";
+            case Errno.EBUSY -> ": the tap is attached elsewhere (another process or VM has it open)";
+            case Errno.EINVAL -> ": a device of that name exists and is not a tap with these flags";
+            default -> "";
+        };
+    }
+
+    /** The TUN_F_* flags that {@code guestFeatures} allow the tap to hand the guest. */
+    static int offloadFlags(long guestFeatures) {
+        if ((guestFeatures & GUEST_CSUM) == 0) {
+            return 0; // segmentation offloads need checksum offload
+        }
+        int flags = Tun.TUN_F_CSUM;
+        if ((guestFeatures & GUEST_TSO4) != 0) {
+            flags |= Tun.TUN_F_TSO4;
+        }
+        if ((guestFeatures & GUEST_TSO6) != 0) {
+            flags |= Tun.TUN_F_TSO6;
+        }
+        if ((guestFeatures & GUEST_ECN) != 0 && (flags & (Tun.TUN_F_TSO4 | Tun.TUN_F_TSO6)) != 0) {
+            flags |= Tun.TUN_F_TSO_ECN;
+        }
+        return flags;
     }
 
     /** The interface name the kernel gave (as asked). */
     public String name() {
-        throw new UnsupportedOperationException("not yet");
+        return name;
     }
 
     @Override
     public Fd readable() {
-        throw new UnsupportedOperationException("not yet");
+        return readiness.fd();
     }
 
     @Override
@@ -32,17 +117,85 @@ public final class TapBackend implements NetBackend {
     }
 
     @Override
+    public void setGuestOffloads(long guestFeatures) {
+        int flags = offloadFlags(guestFeatures);
+        try {
+            Libc.ioctl(tap, Tun.TUNSETOFFLOAD, flags);
+        } catch (SyscallException e) {
+            // The guest then just gets no offloaded frames: safe, only slower.
+            LOG.log(Level.WARNING, "tap {0}: TUNSETOFFLOAD 0x{1} refused: {2}", name, Integer.toHexString(flags),
+                    e.getMessage());
+        }
+    }
+
+    @Override
     public int receive(MemorySegment into) {
-        throw new UnsupportedOperationException("not yet");
+        if (failed) {
+            return 0;
+        }
+        boolean direct = into.byteSize() >= MAX_READ;
+        MemorySegment buf = direct ? into : scratch;
+        for (int tries = 0; tries < 64; tries++) {
+            long n;
+            try {
+                n = Libc.read(tap, buf, MAX_READ);
+            } catch (SyscallException e) {
+                fail(e);
+                return 0;
+            }
+            if (n <= 0) {
+                return 0;
+            }
+            if (direct) {
+                return (int) n;
+            }
+            if (n <= into.byteSize()) {
+                MemorySegment.copy(scratch, 0, into, 0, n);
+                return (int) n;
+            }
+            // too long for the guest's buffer: dropped, as the contract says; try the next
+        }
+        return 0;
     }
 
     @Override
     public boolean send(MemorySegment frame) {
-        throw new UnsupportedOperationException("not yet");
+        if (failed) {
+            return false;
+        }
+        try {
+            long n = Libc.write(tap, frame, frame.byteSize());
+            return n == frame.byteSize();
+        } catch (SyscallException e) {
+            // EIO and EINVAL are a frame the tap refused (link down, bad vnet header): dropped.
+            if (e.errno() != Errno.EIO && e.errno() != Errno.EINVAL) {
+                fail(e);
+            }
+            return false;
+        }
+    }
+
+    private void fail(SyscallException e) {
+        failed = true;
+        if (readiness.stop()) {
+            LOG.log(Level.WARNING, "tap {0} failed, no more frames: {1}", name, e.getMessage());
+        }
     }
 
     @Override
-    public void close() {
-        throw new UnsupportedOperationException("not yet");
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        readiness.stop();
+        readiness.close();
+        tap.close();
+        arena.close();
+    }
+
+    @Override
+    public String toString() {
+        return "TapBackend[" + name + "]";
     }
 }

@@ -1,0 +1,147 @@
+package dev.kindling.devices.virtio.net;
+
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.kindling.sys.Poller;
+import dev.kindling.testing.HostResources;
+import dev.kindling.testing.Require;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.function.Predicate;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A tap opened in the test's namespace and moved into one the test creates, whose kernel answers
+ * the frames the test sends through the backend: an ARP request and an ICMP echo request.
+ */
+class TapBackendTest {
+    private static final long OUR_MAC = 0x02_4B_44_00_00_01L;
+    private static final int VNET = VirtioNet.VNET_HEADER_SIZE;
+
+    private static void requireTun() {
+        Require.that(Files.exists(Path.of(Tun.DEVICE)), Tun.DEVICE + " is missing: no tun driver");
+    }
+
+    private static byte[] withHeader(byte[] frame) {
+        return Frames.concat(new byte[VNET], frame);
+    }
+
+    private static boolean send(NetBackend b, byte[] frame) {
+        try (Arena a = Arena.ofConfined()) {
+            return b.send(a.allocateFrom(JAVA_BYTE, frame));
+        }
+    }
+
+    /** The first frame (with its vnet header) that {@code wanted} accepts, within 10 s; others are skipped. */
+    private static byte[] await(NetBackend b, Predicate<byte[]> wanted) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(TapBackend.MAX_READ);
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            for (int i = 0; i < 1000 && System.nanoTime() < deadline; i++) {
+                if (!Poller.waitReadable(b.readable(), 100)) {
+                    continue;
+                }
+                int n = b.receive(buf);
+                if (n > 0) {
+                    byte[] f = buf.asSlice(0, n).toArray(JAVA_BYTE);
+                    if (wanted.test(f)) {
+                        return f;
+                    }
+                }
+            }
+            throw new AssertionError("no wanted frame from " + b + " in 10 s");
+        }
+    }
+
+    @Test
+    void exchangesFramesWithTheKernelOfANamespace() throws Exception {
+        requireTun();
+        String tap = NetNamespace.uniqueName("kdtap");
+        int ours = Frames.ipv4("10.213.7.1"), theirs = Frames.ipv4("10.213.7.2");
+        try (NetNamespace ns = NetNamespace.create()) {
+            HostResources before = HostResources.now(); // after the first process the JVM started
+            try (TapBackend backend = TapBackend.open(tap)) {
+                assertThat(backend.name()).isEqualTo(tap);
+                assertThat(backend.vnetHeader()).isTrue();
+                assertThat(Poller.waitReadable(backend.readable(), 0)).as("nothing to read yet").isFalse();
+                ns.adopt(tap);
+                ns.ip("addr", "add", "10.213.7.2/24", "dev", tap);
+                ns.ip("link", "set", tap, "up");
+
+                assertThat(send(backend, withHeader(Frames.arpRequest(OUR_MAC, ours, theirs)))).isTrue();
+                byte[] reply = await(backend, f -> Frames.arpReplyFor(f, VNET, theirs) >= 0);
+                assertThat(Arrays.copyOf(reply, VNET)).as("vnet header of a plain frame").containsOnly(0);
+                assertThat(Frames.mac(reply, VNET)).as("reply addressed to us, after the header").isEqualTo(OUR_MAC);
+                long theirMac = Frames.arpReplyFor(reply, VNET, theirs);
+                assertThat(ns.ip("link", "show", tap)).containsIgnoringCase(macText(theirMac));
+
+                byte[] data = "kindling tap echo".getBytes(StandardCharsets.US_ASCII);
+                byte[] ping = Frames.ipv4Frame(theirMac, OUR_MAC, 1, ours, theirs, Frames.icmpEcho(0x4b44, 1, data));
+                assertThat(send(backend, withHeader(ping))).isTrue();
+                byte[] pong = await(backend, f -> f.length >= VNET + 34 + 8 && Frames.u16(f, VNET + 12) == Frames.ETHER_IPV4
+                        && f[VNET + 23] == 1 && f[VNET + 34] == 0 && Frames.u32(f, VNET + 26) == theirs);
+                assertThat(Frames.u16(pong, VNET + 38)).as("echo id").isEqualTo(0x4b44);
+                byte[] echoed = Arrays.copyOfRange(pong, VNET + 42, VNET + 42 + data.length);
+                assertThat(new String(echoed, StandardCharsets.US_ASCII)).isEqualTo("kindling tap echo");
+
+                // offloads the guest accepts are set on the tap; the exchange still works after
+                backend.setGuestOffloads(TapBackend.GUEST_CSUM | TapBackend.GUEST_TSO4 | TapBackend.GUEST_TSO6);
+                assertThat(send(backend, withHeader(ping))).isTrue();
+                await(backend, f -> f.length >= VNET + 42 && Frames.u16(f, VNET + 12) == Frames.ETHER_IPV4
+                        && f[VNET + 23] == 1 && f[VNET + 34] == 0);
+            }
+            assertThat(ns.ipResult("link", "show", tap).succeeded()).as("tap gone once closed").isFalse();
+            HostResources.now().assertNothingLeftSince(before);
+        }
+    }
+
+    private static String macText(long mac) {
+        StringBuilder s = new StringBuilder();
+        for (int i = 5; i >= 0; i--) {
+            s.append(String.format("%02x", (mac >>> (i * 8)) & 0xFF)).append(i > 0 ? ":" : "");
+        }
+        return s.toString();
+    }
+
+    @Test
+    void aTapAttachedElsewhereIsBusy() throws Exception {
+        requireTun();
+        String tap = NetNamespace.uniqueName("kdtap");
+        try (TapBackend first = TapBackend.open(tap)) {
+            assertThatThrownBy(() -> TapBackend.open(tap)).isInstanceOf(IOException.class)
+                    .hasMessageContaining(tap).hasMessageContaining("EBUSY").hasMessageContaining("attached elsewhere");
+            assertThat(first.name()).isEqualTo(tap);
+        } catch (IOException e) {
+            if (e.getMessage().contains("EPERM")) {
+                Require.unavailable("cannot create a tap: " + e.getMessage());
+            }
+            throw e;
+        }
+    }
+
+    @Test
+    void rejectsBadNames() {
+        assertThatThrownBy(() -> TapBackend.open("")).isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> TapBackend.open("a-name-far-too-long")).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("a-name-far-too-long");
+        assertThatThrownBy(() -> TapBackend.open("a/b")).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void offloadsFollowTheGuestsFeatures() {
+        assertThat(TapBackend.offloadFlags(0)).isZero();
+        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_TSO4)).as("TSO needs checksum offload").isZero();
+        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_CSUM)).isEqualTo(Tun.TUN_F_CSUM);
+        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_CSUM | TapBackend.GUEST_TSO4 | TapBackend.GUEST_TSO6
+                | TapBackend.GUEST_ECN)).isEqualTo(Tun.TUN_F_CSUM | Tun.TUN_F_TSO4 | Tun.TUN_F_TSO6 | Tun.TUN_F_TSO_ECN);
+        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_CSUM | TapBackend.GUEST_ECN)).as("ECN only with TSO")
+                .isEqualTo(Tun.TUN_F_CSUM);
+    }
+}

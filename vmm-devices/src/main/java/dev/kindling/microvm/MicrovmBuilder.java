@@ -409,7 +409,10 @@ public final class MicrovmBuilder {
         return this;
     }
 
-    /** Applies a Firecracker-style JSON configuration file. */
+    /**
+     * Applies a Firecracker-style JSON configuration file ({@link JsonConfig}); one whose interfaces
+     * name in-process switches needs {@link JsonConfig#applyTo(MicrovmBuilder, Function)}.
+     */
     public MicrovmBuilder config(Path json) {
         JsonConfig.read(json).applyTo(this);
         return this;
@@ -426,7 +429,9 @@ public final class MicrovmBuilder {
      * two devices want one IRQ or overlapping addresses, the virtio devices fit the eight transports,
      * disk images are files or block devices that can be read (and written, unless read-only), no
      * writable image backs two disks, there is one root device and one machine console port at most,
-     * and the command line is valid.
+     * one vsock device with a guest CID of 3 and up whose socket path is free, in a directory and short
+     * enough, network interfaces with ids, MACs (unicast) and taps of their own, and the command line
+     * is valid.
      *
      * @throws ConfigException naming the first setting at fault
      */

@@ -208,6 +208,12 @@ class RunCommandArgsTest {
                     .isEqualTo(NetworkInterface.onSwitch("eth2", lan).withMac(MacAddress.parse("06:00:00:00:00:09")));
             configure(switches, "--kernel", k, "--net", "switch=lan", "--net", "switch=lan", "--net", "switch=dmz").validate();
             assertThat(switches.get("dmz").name()).isEqualTo("dmz");
+
+            // a JSON file's switches are the run's too
+            Path json = Files.writeString(tmp.resolve("vm.json"), """
+                    {"boot-source": {"kernel_image_path": "%s"},
+                     "network-interfaces": [{"iface_id": "eth0", "switch": "lan"}]}""".formatted(k));
+            configure(switches, "--config", json.toString(), "--net", "switch=lan").validate();
         }
     }
 

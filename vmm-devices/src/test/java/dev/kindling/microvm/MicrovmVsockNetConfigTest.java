@@ -7,6 +7,7 @@ import static org.assertj.core.api.Assertions.catchThrowableOfType;
 import dev.kindling.devices.virtio.net.MacAddress;
 import dev.kindling.devices.virtio.net.NetBackend;
 import dev.kindling.devices.virtio.net.NetworkInterface;
+import dev.kindling.devices.virtio.net.PasstOptions;
 import dev.kindling.kvm.testing.TestGuests;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
@@ -188,6 +189,33 @@ class MicrovmVsockNetConfigTest {
         assertThatThrownBy(() -> valid().virtioNet(NetworkInterface.custom("eth0", () -> null)).build())
                 .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("virtioNet"))
                 .hasMessage("network interface 'eth0': the backend factory returned null");
+        HostResources.now().assertNothingLeftSince(before);
+    }
+
+    @Test
+    void aPasstThatIsNotThereNamesTheInterface() {
+        TestGuests.assumeKvm();
+        Path none = tmp.resolve("no-passt.sock");
+        assertThatThrownBy(() -> valid().virtioNet(NetworkInterface.passt("wan", PasstOptions.connectTo(none))).build())
+                .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("virtioNet"))
+                .hasMessageStartingWith("network interface 'wan': ").hasMessageContaining(none.toString());
+    }
+
+    @Test
+    void aFailureAfterTheVsockDeviceRemovesItsSocket() {
+        TestGuests.assumeKvm();
+        Path uds = tmp.resolve("v.sock");
+        MicrovmBuilder b = valid().vsock(3, uds).virtioNet(NetworkInterface.custom("eth0", () -> {
+            throw new IllegalStateException("no backend");
+        }));
+        assertThatThrownBy(b::build).isInstanceOf(ConfigException.class);
+        HostResources before = HostResources.now();
+        for (int i = 0; i < 5; i++) {
+            assertThatThrownBy(b::build)
+                    .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("virtioNet"))
+                    .hasMessage("network interface 'eth0': no backend");
+            assertThat(uds).as("the failed build's vsock socket").doesNotExist();
+        }
         HostResources.now().assertNothingLeftSince(before);
     }
 

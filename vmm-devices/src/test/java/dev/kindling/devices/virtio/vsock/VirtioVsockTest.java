@@ -1,32 +1,25 @@
 package dev.kindling.devices.virtio.vsock;
 
 import static dev.kindling.devices.virtio.vsock.VsockGuest.op;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_CREDIT_REQUEST;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_CREDIT_UPDATE;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_REQUEST;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RESPONSE;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RST;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RW;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_SHUTDOWN;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_RCV;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_SEND;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kindling.devices.virtio.VirtioIds;
 import dev.kindling.devices.virtio.vsock.VsockGuest.Packet;
-import dev.kindling.sys.Fd;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.zip.CRC32;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 class VirtioVsockTest extends VsockTestBase {
@@ -176,5 +169,46 @@ class VirtioVsockTest extends VsockTestBase {
         assertThat(hostWrote.get(30, TimeUnit.SECONDS)).isTrue();
         assertThat(s.crc.getValue()).isEqualTo(downCrc.getValue());
         assertThat(s.overruns).isZero();
+    }
+
+    @Test
+    void manyHostConnectsAtOnceFromManyThreadsEachGetTheirOwnPort() throws Exception {
+        start(false);
+        int threads = 8;
+        int each = 8;
+        List<Outcome> outcomes = new CopyOnWriteArrayList<>();
+        List<Thread> dialers = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            int base = 7000 + t * each;
+            Thread d = new Thread(() -> {
+                for (int i = 0; i < each; i++) {
+                    HostEnd end = new HostEnd();
+                    synchronized (closing) {
+                        closing.add(end);
+                    }
+                    Outcome o = new Outcome();
+                    outcomes.add(o);
+                    vsock.connect(base + i, end.device, o);
+                }
+            });
+            dialers.add(d);
+            d.start();
+        }
+        Set<Integer> guestPorts = new HashSet<>();
+        for (int i = 0; i < threads * each; i++) {
+            Packet req = guest.await(k -> k.op() == OP_REQUEST, "REQUEST " + i);
+            assertThat(guestPorts.add(req.dstPort())).isTrue();
+            guest.send(OP_RESPONSE, req.dstPort(), req.srcPort(), 0, 256 * 1024, 0, new byte[0]);
+        }
+        for (Thread d : dialers) {
+            d.join(10_000);
+        }
+        Set<Integer> hostPorts = new HashSet<>();
+        for (Outcome o : outcomes) {
+            hostPorts.add(o.port.get(10, TimeUnit.SECONDS));
+        }
+        assertThat(hostPorts).hasSize(threads * each);
+        assertThat(hostPorts).allMatch(p -> p >= VirtioVsock.FIRST_HOST_PORT);
+        assertThat(vsock.connections()).isEqualTo(threads * each);
     }
 }

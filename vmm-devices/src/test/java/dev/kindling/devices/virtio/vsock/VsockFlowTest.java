@@ -7,15 +7,16 @@ import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_REQUEST;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RESPONSE;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RST;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RW;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_SHUTDOWN;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_RCV;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_SEND;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kindling.devices.virtio.vsock.VsockGuest.Packet;
 import dev.kindling.sys.Errno;
+import dev.kindling.sys.Libc;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.Optional;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
@@ -49,7 +50,7 @@ class VsockFlowTest extends VsockTestBase {
                 s.onPacket(update.get());
                 continue;
             }
-            s.guest.send(OP_RW, 5000, 1234, 0, BUF, s.fwdCnt, java.util.Arrays.copyOf(chunk, (int) n));
+            s.guest.send(OP_RW, 5000, 1234, 0, BUF, s.fwdCnt, Arrays.copyOf(chunk, (int) n));
             s.txCnt += (int) n;
             sent += n;
         }
@@ -82,7 +83,7 @@ class VsockFlowTest extends VsockTestBase {
         listen(1234);
         GuestStream s = guestConnect(5000, 1234);
         HostEnd h = accepted(1234, 0);
-        dev.kindling.sys.Libc.setNonBlocking(h.fd, true);
+        Libc.setNonBlocking(h.fd, true);
         s.reading = false;
         byte[] chunk = new byte[16 * 1024];
         new Random(5).nextBytes(chunk);

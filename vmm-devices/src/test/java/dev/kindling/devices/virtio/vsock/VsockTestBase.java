@@ -1,31 +1,18 @@
 package dev.kindling.devices.virtio.vsock;
 
 import static dev.kindling.devices.virtio.vsock.VsockGuest.op;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_CREDIT_REQUEST;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_CREDIT_UPDATE;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_REQUEST;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RESPONSE;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RST;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RW;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_SHUTDOWN;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_RCV;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_SEND;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.kindling.devices.virtio.VirtioIds;
 import dev.kindling.devices.virtio.vsock.VsockGuest.Packet;
-import dev.kindling.sys.Fd;
 import java.nio.charset.StandardCharsets;
-import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
-import java.util.zip.CRC32;
 import org.junit.jupiter.api.AfterEach;
 
 /** Set-up shared by the vsock device tests: a guest driver, a host side that accepts on listened ports. */

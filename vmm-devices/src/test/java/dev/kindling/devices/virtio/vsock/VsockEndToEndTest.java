@@ -377,4 +377,43 @@ class VsockEndToEndTest {
         s.until(() -> s.peerShutdown != 0 || s.reset, "the host's close seen");
         assertThat(s.overruns).as("the device kept within the guest's credit").isZero();
     }
+
+    @Test
+    void aHostServerThatWouldBlockGivesTheGuestARstNotAStall() throws Exception {
+        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            server.bind(UnixDomainSocketAddress.of(Path.of(uds + "_5300")), 1);
+            int responses = 0, resets = 0;
+            for (int i = 0; i < 10; i++) {
+                int guestPort = 7000 + i;
+                guest.send(OP_REQUEST, guestPort, 5300, 0, BUF, 0, new byte[0]);
+                Packet r = guest.await(k -> k.dstPort() == guestPort && (k.op() == OP_RESPONSE || k.op() == OP_RST), "an answer");
+                if (r.op() == OP_RST) {
+                    resets++;
+                } else {
+                    responses++;
+                }
+            }
+            assertThat(responses).as("within the server's backlog").isPositive();
+            assertThat(resets).as("beyond the backlog, where a blocking connect would wait").isPositive();
+        }
+        CompletableFuture<VsockConnection> c = async(() -> vsock.connect(63));
+        accept(63);
+        await(c).close();
+    }
+
+    @Test
+    void aGuestClosingAbruptlyIsEndOfStreamThenAWriteError() throws Exception {
+        CompletableFuture<VsockConnection> c = async(() -> vsock.connect(64));
+        GuestStream s = accept(64);
+        VsockConnection conn = await(c);
+        s.write(bytes("last"));
+        guest.send(OP_RST, 64, s.hostPort, 0, 0, 0, new byte[0]);
+        assertThat(conn.inputStream().readNBytes(8)).as("what came before the RST, then end of stream").isEqualTo(bytes("last"));
+        assertThatThrownBy(() -> {
+            for (int i = 0; i < 1000; i++) {
+                conn.outputStream().write(new byte[4096]);
+            }
+        }).isInstanceOf(IOException.class);
+        conn.close();
+    }
 }

@@ -95,7 +95,7 @@ final class UnixSocketServer implements AutoCloseable {
         this.listening = l;
         this.stop = s;
         this.epoll = e;
-        this.thread = Thread.ofPlatform().daemon().name(name + "-vsock-uds").unstarted(this::run);
+        this.thread = Thread.ofPlatform().daemon().name(name + "-uds").unstarted(this::run);
         thread.start();
     }
 

@@ -30,7 +30,10 @@ import java.util.concurrent.TimeoutException;
  * <p><b>The Unix-socket protocol</b> (Firecracker's {@code docs/vsock.md}): the VM listens on
  * {@code udsPath}; a client connects and sends {@code CONNECT <port>\n} (the keyword in any case, at
  * most 32 bytes before the newline) and gets {@code OK <host_port>\n}, then the bytes of a stream
- * connection to guest port {@code port}; a malformed line or a refusal closes the socket.
+ * connection to guest port {@code port}; a malformed line or a refusal closes the socket. A client
+ * has a few seconds to send its line; the clients' handshakes run on one daemon thread of the
+ * vsock's own, {@code <name>-uds}. A guest connection to a port with no listener connects to
+ * {@code <udsPath>_<port>} without waiting: nobody there, or a server whose backlog is full, is a RST.
  */
 public final class Vsock implements AutoCloseable {
     private static final Logger LOG = System.getLogger(Vsock.class.getName());
@@ -106,6 +109,9 @@ public final class Vsock implements AutoCloseable {
                 return attempt(port, Math.min(deadline, System.nanoTime() + ANSWER_TIMEOUT.toNanos()));
             } catch (ConnectException e) {
                 refusal = e;
+            } catch (SocketTimeoutException e) {
+                throw new SocketTimeoutException("vsock guest port " + Integer.toUnsignedString(port) + " did not answer within "
+                        + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start) + " ms (" + attempts + " attempts)");
             }
             long left = deadline - System.nanoTime();
             if (left <= 0) {

@@ -73,7 +73,7 @@ final class Frames {
 
     /** An IPv4 packet in an Ethernet frame, header checksum filled in; the payload's own checksum is the caller's. */
     static byte[] ipv4Frame(long dstMac, long srcMac, int protocol, int src, int dst, byte[] payload) {
-        ByteBuffer b = ByteBuffer.allocate(Math.max(60, 14 + 20 + payload.length));
+        ByteBuffer b = ByteBuffer.allocate(14 + 20 + payload.length); // unpadded, as a guest sends it
         putMac(b, dstMac);
         putMac(b, srcMac);
         b.putShort((short) ETHER_IPV4);

@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.function.BooleanSupplier;
+import java.util.function.Supplier;
 
 /** A virtio-net device on a {@link QueueBackend}, with a mock driver for its two queues. */
 final class NetHarness implements AutoCloseable {
@@ -76,11 +77,16 @@ final class NetHarness implements AutoCloseable {
     }
 
     static void await(String what, BooleanSupplier condition) throws InterruptedException {
+        await(what, condition, () -> "");
+    }
+
+    /** Waits for {@code condition}; a failure says {@code what} and what {@code state} tells then. */
+    static void await(String what, BooleanSupplier condition, Supplier<String> state) throws InterruptedException {
         long end = System.nanoTime() + WAIT_MS * 1_000_000;
         while (!condition.getAsBoolean() && System.nanoTime() < end) {
             Thread.sleep(1);
         }
-        assertThat(condition.getAsBoolean()).as(what).isTrue();
+        assertThat(condition.getAsBoolean()).as(() -> what + ": " + state.get()).isTrue();
     }
 
     /** A {@code struct virtio_net_hdr_v1}. */

@@ -23,9 +23,12 @@ import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -94,8 +97,13 @@ class PasstBackendTest {
         requirePasst();
         int guest = Frames.ipv4("10.213.9.15"), gateway = Frames.ipv4("10.213.9.2");
         PasstOptions options = PasstOptions.defaults().withAddress("10.213.9.15", 24, "10.213.9.2").withDns(false);
-        // warm up what the JVM opens once (process reaper, pipes) before counting
+        // warm up what the JVM opens once (process reaper, a socket it closes others through) before counting
         PasstBackend.open(options).close();
+        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
+                Socket c = new Socket(InetAddress.getLoopbackAddress(), s.getLocalPort());
+                Socket a = s.accept()) {
+            assertThat(a.isConnected() && c.isConnected()).isTrue();
+        }
         HostResources before = HostResources.now();
         try (ServerSocket server = new ServerSocket()) {
             server.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
@@ -127,6 +135,8 @@ class PasstBackendTest {
         requirePasst();
         try (NetNamespace ns = NetNamespace.create()) {
             Path dir = Files.createDirectory(temp.resolve("passt"));
+            // passt, as nobody, must reach its socket's directory
+            Files.setPosixFilePermissions(temp, PosixFilePermissions.fromString("rwx--x--x"));
             if (isRoot()) {
                 Files.setOwner(dir, dir.getFileSystem().getUserPrincipalLookupService().lookupPrincipalByName("nobody"));
             }
@@ -138,7 +148,7 @@ class PasstBackendTest {
             try {
                 long deadline = System.nanoTime() + 10_000_000_000L;
                 while (!Files.exists(sock) && passt.isAlive() && System.nanoTime() < deadline) {
-                    passt.waitFor(10, java.util.concurrent.TimeUnit.MILLISECONDS);
+                    passt.waitFor(10, TimeUnit.MILLISECONDS);
                 }
                 assertThat(Files.exists(sock)).as("passt listening; it said: %s", Files.readString(temp.resolve("passt.log")))
                         .isTrue();
@@ -149,7 +159,7 @@ class PasstBackendTest {
                 }
             } finally {
                 passt.destroyForcibly();
-                passt.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
+                passt.waitFor(10, TimeUnit.SECONDS);
             }
         }
     }
@@ -210,7 +220,7 @@ class PasstBackendTest {
     }
 
     private static byte[] slice(byte[] b, int from, int to) {
-        return java.util.Arrays.copyOfRange(b, from, to);
+        return Arrays.copyOfRange(b, from, to);
     }
 
     @Test

@@ -37,6 +37,9 @@ final class QueueBackend implements NetBackend {
 
     /** Queues a frame for the guest (with its vnet header when {@link #vnetHeader()}). */
     void inject(byte[] frame) {
+        if (frame.length == 0) {
+            throw new IllegalArgumentException("an empty frame: receive's 0 means none");
+        }
         inbound.add(frame.clone());
         ready.signal();
     }

@@ -165,6 +165,21 @@ class VsockMalformedTest extends VsockTestBase {
     }
 
     @Test
+    void rxChainsOfTheWrongShapeAreReturnedEmptyAndTheNextServes() {
+        vsock = new VirtioVsock("vsock0", VsockGuest.CID, host);
+        guest = new VsockGuest(false, false);
+        vsock.activate(guest.context);
+        listen(1234);
+        long at = guest.spareArea();
+        guest.postRxChain(new long[][] {{at, 64, 0}, {at + 64, 4096, Virtqueue.DESC_F_WRITE}}); // a readable part
+        guest.postRxChain(new long[][] {{at + 8192, 20, Virtqueue.DESC_F_WRITE}}); // shorter than a header
+        guest.postAllRx();
+        guestConnect(5000, 1234);
+        assertThat(guest.rawRxUsed).containsEntry(128, 0).containsEntry(130, 0);
+        assertThat(guest.context.resets()).isEmpty();
+    }
+
+    @Test
     void brokenRingsNeedAResetAndCloseEveryConnection() {
         start(false);
         listen(1234);

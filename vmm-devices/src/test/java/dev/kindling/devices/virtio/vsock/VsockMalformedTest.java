@@ -155,6 +155,18 @@ class VsockMalformedTest extends VsockTestBase {
     }
 
     @Test
+    void aRequestForAnotherCidIsRefusedFromThatCid() {
+        start(false);
+        listen(1234);
+        guest.sendRaw(CID, 5, 5000, 1234, 0, TYPE_STREAM, OP_REQUEST, 0, BUF, 0, new byte[0]);
+        Packet rst = guest.await(op(OP_RST, 5000), "RST");
+        assertThat(rst.srcCid()).isEqualTo(5);
+        assertThat(rst.srcPort()).isEqualTo(1234);
+        assertThat(vsock.connections()).isZero();
+        goesOn();
+    }
+
+    @Test
     void aRstForNoConnectionIsDropped() {
         isDropped(g -> g.send(OP_RST, 5000, 1234, 0, BUF, 0, new byte[0]));
     }

@@ -779,9 +779,11 @@ public final class VirtioVsock implements VirtioDevice {
             if (len == 0) {
                 return;
             }
-            long held = Integer.toUnsignedLong(c.rxCnt - c.fwdCnt);
-            if (held + len > BUF_ALLOC) {
-                malformed(c, c.local, c.peer, OP_RW, "guest sent " + len + " bytes with " + (BUF_ALLOC - held) + " of credit");
+            // the credit the guest was given counts from the fwd_cnt last sent to it, never more than
+            // the buffer has free
+            long given = BUF_ALLOC - Integer.toUnsignedLong(c.rxCnt - c.lastFwdCntSent);
+            if (len > given) {
+                malformed(c, c.local, c.peer, OP_RW, "guest sent " + len + " bytes with " + given + " of credit");
                 return;
             }
             c.rxCnt += (int) len;

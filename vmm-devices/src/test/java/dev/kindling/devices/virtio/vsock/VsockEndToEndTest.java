@@ -475,4 +475,20 @@ class VsockEndToEndTest {
         assertThat(s.overruns).isZero();
         conn.close();
     }
+
+    @Test
+    void aClientGoneWhileTheGuestAcknowledgesIsABrokenPipeTheGuestSees() throws Exception {
+        Packet req;
+        try (SocketChannel client = dial()) {
+            send(client, "CONNECT 80\n");
+            req = guest.await(op(OP_REQUEST, 80), "REQUEST");
+        }
+        // answered once its client is gone: the OK meets a broken pipe
+        guest.send(OP_RESPONSE, 80, req.srcPort(), 0, BUF, 0, new byte[0]);
+        Packet end = guest.await(k -> k.dstPort() == 80 && (k.op() == OP_RST || k.op() == OP_SHUTDOWN), "RST or SHUTDOWN");
+        assertThat(end.srcPort()).isEqualTo(req.srcPort());
+        CompletableFuture<VsockConnection> c = async(() -> vsock.connect(82));
+        accept(82);
+        await(c).close();
+    }
 }

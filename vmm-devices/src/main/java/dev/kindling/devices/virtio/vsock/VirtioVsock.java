@@ -340,8 +340,8 @@ public final class VirtioVsock implements VirtioDevice {
         return ((long) local << 32) | Integer.toUnsignedLong(peer);
     }
 
-    /** A RST for a packet with no connection (or one just dropped). */
-    private record Reply(int local, int peer) {}
+    /** A RST for a packet with no connection (or one just dropped), from the CID the packet was for. */
+    private record Reply(long fromCid, int local, int peer) {}
 
     /** One activation: the queues, the connections and the epoll set of their sockets. */
     private final class Server implements VirtioWorker.Body {
@@ -779,9 +779,11 @@ public final class VirtioVsock implements VirtioDevice {
             if (len == 0) {
                 return;
             }
-            long held = Integer.toUnsignedLong(c.rxCnt - c.fwdCnt);
-            if (held + len > BUF_ALLOC) {
-                malformed(c, c.local, c.peer, OP_RW, "guest sent " + len + " bytes with " + (BUF_ALLOC - held) + " of credit");
+            // the credit the guest was given counts from the fwd_cnt last sent to it, never more than
+            // the buffer has free
+            long given = BUF_ALLOC - Integer.toUnsignedLong(c.rxCnt - c.lastFwdCntSent);
+            if (len > given) {
+                malformed(c, c.local, c.peer, OP_RW, "guest sent " + len + " bytes with " + given + " of credit");
                 return;
             }
             c.rxCnt += (int) len;
@@ -1012,7 +1014,7 @@ public final class VirtioVsock implements VirtioDevice {
                 }
                 Reply r = replies.poll();
                 if (r != null) {
-                    writeHeader(chain, r.local(), r.peer(), OP_RST, 0, 0, 0);
+                    writeHeader(chain, r.fromCid(), r.local(), r.peer(), OP_RST, 0, 0, 0);
                     continue;
                 }
                 Conn c = control.peek();
@@ -1030,7 +1032,7 @@ public final class VirtioVsock implements VirtioDevice {
                     case P_SHUTDOWN -> OP_SHUTDOWN;
                     default -> OP_CREDIT_UPDATE;
                 };
-                writeHeader(chain, c.local, c.peer, op, bit == P_SHUTDOWN ? c.shutdownFlags : 0, c.fwdCnt, 0);
+                writeHeader(chain, HOST_CID, c.local, c.peer, op, bit == P_SHUTDOWN ? c.shutdownFlags : 0, c.fwdCnt, 0);
                 c.lastFwdCntSent = c.fwdCnt;
                 if (c.pending == 0) {
                     control.poll();
@@ -1114,14 +1116,15 @@ public final class VirtioVsock implements VirtioDevice {
             if (total == 0) {
                 return last;
             }
-            writeHeader(chain, c.local, c.peer, OP_RW, 0, c.fwdCnt, (int) total);
+            writeHeader(chain, HOST_CID, c.local, c.peer, OP_RW, 0, c.fwdCnt, (int) total);
             c.lastFwdCntSent = c.fwdCnt;
             return total;
         }
 
         /** Writes a packet header into the chain's first bytes and returns the chain as used. */
-        private void writeHeader(DescriptorChain chain, int local, int peer, int op, int flags, int fwdCnt, int len) {
-            VsockHeader.write(out, HOST_CID, guestCid, local, peer, len, TYPE_STREAM, op, flags, BUF_ALLOC, fwdCnt);
+        private void writeHeader(DescriptorChain chain, long fromCid, int local, int peer, int op, int flags, int fwdCnt,
+                int len) {
+            VsockHeader.write(out, fromCid, guestCid, local, peer, len, TYPE_STREAM, op, flags, BUF_ALLOC, fwdCnt);
             scatter(out, chain.writable());
             rxq.addUsed(memory, chain.head(), SIZE + len);
             usedRx = true;
@@ -1135,9 +1138,14 @@ public final class VirtioVsock implements VirtioDevice {
             }
         }
 
+        /** A RST for the tx packet being served, which has no connection: from where it was sent to. */
         private void reply(int local, int peer) {
+            reply(VsockHeader.dstCid(in), local, peer);
+        }
+
+        private void reply(long fromCid, int local, int peer) {
             if (replies.size() < MAX_REPLIES) {
-                replies.add(new Reply(local, peer));
+                replies.add(new Reply(fromCid, local, peer));
             } else {
                 LOG.log(Level.DEBUG, () -> name + ": too many RSTs waiting for rx buffers; one dropped");
             }
@@ -1151,7 +1159,7 @@ public final class VirtioVsock implements VirtioDevice {
                 return;
             }
             drop(c, "reset");
-            reply(c.local, c.peer);
+            reply(HOST_CID, c.local, c.peer);
         }
 
         /** Closes the socket and forgets the connection; a host-initiated one not yet accepted is refused. */
@@ -1209,7 +1217,7 @@ public final class VirtioVsock implements VirtioDevice {
                 if (left <= 0) {
                     if (c.state == State.CONNECTING) {
                         drop(c, "the guest did not answer within " + connectNanos / 1_000_000 + " ms");
-                        reply(c.local, c.peer);
+                        reply(HOST_CID, c.local, c.peer);
                     } else {
                         reset(c);
                     }

@@ -12,8 +12,10 @@ import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.function.Predicate;
 
@@ -65,15 +67,21 @@ final class VsockGuest implements AutoCloseable {
     private final ArrayDeque<Integer> unposted = new ArrayDeque<>();
 
     VsockGuest(boolean splitRx) {
+        this(splitRx, true);
+    }
+
+    /** Without {@code postRx}, no rx buffers until {@link #postAllRx()}. */
+    VsockGuest(boolean splitRx, boolean postRx) {
         this.splitRx = splitRx;
         this.memory = new GuestMemory(List.of(MemoryRegion.anonymous(BASE, 8L << 20)));
         this.rx = VirtqueueDriver.on(memory, BASE, 1 << 20, VirtioVsock.QUEUE_SIZE, FEATURES);
         this.tx = rx.sibling(VirtioVsock.QUEUE_SIZE);
         this.ev = rx.sibling(VirtioVsock.QUEUE_SIZE);
         this.context = new FakeVirtioContext(FEATURES, List.of(rx, tx, ev));
-        this.rxBuffers = splitRx ? VirtioVsock.QUEUE_SIZE / 2 : VirtioVsock.QUEUE_SIZE;
-        for (int i = 0; i < rxBuffers; i++) {
-            postRx(i);
+        // half the ring in either layout: descriptors 128 and up are for tests' own chains
+        this.rxBuffers = VirtioVsock.QUEUE_SIZE / 2;
+        if (postRx) {
+            postAllRx();
         }
         for (int s = 0; s < TX_SLOTS; s++) {
             freeTx.add(s);
@@ -83,6 +91,30 @@ final class VsockGuest implements AutoCloseable {
             ev.publishHead(i);
         }
     }
+
+    void postAllRx() {
+        for (int i = 0; i < rxBuffers; i++) {
+            postRx(i);
+        }
+        context.kick(VirtioVsock.RX);
+    }
+
+    /** Posts an rx chain of raw descriptors from index 128 on (address, length, flags; chained in order). */
+    void postRxChain(long[][] descriptors) {
+        int first = VirtioVsock.QUEUE_SIZE / 2 + rawRx;
+        for (int i = 0; i < descriptors.length; i++) {
+            boolean last = i == descriptors.length - 1;
+            rx.rawDescriptor(first + i, descriptors[i][0], (int) descriptors[i][1],
+                    (int) descriptors[i][2] | (last ? 0 : Virtqueue.DESC_F_NEXT), last ? 0 : first + i + 1);
+        }
+        rawRx += descriptors.length;
+        rx.publishHead(first);
+        context.kick(VirtioVsock.RX);
+    }
+
+    /** Used entries of chains from {@link #postRxChain}: head to used length. */
+    final Map<Integer, Integer> rawRxUsed = new HashMap<>();
+    private int rawRx;
 
     private long rxAddress(int i) {
         return RX_AREA + (long) i * (RX_BUF + 64);
@@ -112,6 +144,10 @@ final class VsockGuest implements AutoCloseable {
     void pump() {
         boolean reposted = false;
         for (Used u : rx.usedAll()) {
+            if (u.id() >= VirtioVsock.QUEUE_SIZE / 2) {
+                rawRxUsed.put(u.id(), u.length());
+                continue;
+            }
             int i = splitRx ? u.id() / 2 : u.id();
             long at = rxAddress(i);
             if (u.length() >= VsockHeader.SIZE) {

@@ -155,6 +155,18 @@ class VsockMalformedTest extends VsockTestBase {
     }
 
     @Test
+    void aRequestForAnotherCidIsRefusedFromThatCid() {
+        start(false);
+        listen(1234);
+        guest.sendRaw(CID, 5, 5000, 1234, 0, TYPE_STREAM, OP_REQUEST, 0, BUF, 0, new byte[0]);
+        Packet rst = guest.await(op(OP_RST, 5000), "RST");
+        assertThat(rst.srcCid()).isEqualTo(5);
+        assertThat(rst.srcPort()).isEqualTo(1234);
+        assertThat(vsock.connections()).isZero();
+        goesOn();
+    }
+
+    @Test
     void aRstForNoConnectionIsDropped() {
         isDropped(g -> g.send(OP_RST, 5000, 1234, 0, BUF, 0, new byte[0]));
     }
@@ -162,6 +174,21 @@ class VsockMalformedTest extends VsockTestBase {
     @Test
     void aChainShorterThanAHeaderIsDropped() {
         isDropped(g -> g.sendChain(new long[][] {{g.spareArea(), 20, 0}}));
+    }
+
+    @Test
+    void rxChainsOfTheWrongShapeAreReturnedEmptyAndTheNextServes() {
+        vsock = new VirtioVsock("vsock0", VsockGuest.CID, host);
+        guest = new VsockGuest(false, false);
+        vsock.activate(guest.context);
+        listen(1234);
+        long at = guest.spareArea();
+        guest.postRxChain(new long[][] {{at, 64, 0}, {at + 64, 4096, Virtqueue.DESC_F_WRITE}}); // a readable part
+        guest.postRxChain(new long[][] {{at + 8192, 20, Virtqueue.DESC_F_WRITE}}); // shorter than a header
+        guest.postAllRx();
+        guestConnect(5000, 1234);
+        assertThat(guest.rawRxUsed).containsEntry(128, 0).containsEntry(130, 0);
+        assertThat(guest.context.resets()).isEmpty();
     }
 
     @Test

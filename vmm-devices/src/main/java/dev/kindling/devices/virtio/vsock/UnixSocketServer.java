@@ -131,7 +131,13 @@ final class UnixSocketServer implements AutoCloseable {
                     } else {
                         Client c = clients.get(token);
                         if (c != null) {
-                            readLine(token, c);
+                            try {
+                                readLine(token, c);
+                            } catch (RuntimeException e) {
+                                // one client's socket failing in a way a client cannot cause alone
+                                LOG.log(Level.WARNING, name + ": reading a vsock client's CONNECT line failed", e);
+                                drop(token, c, "failed: " + e.getMessage());
+                            }
                         }
                     }
                 }
@@ -173,8 +179,9 @@ final class UnixSocketServer implements AutoCloseable {
             try {
                 epoll.add(client, Epoll.EPOLLIN, token);
             } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, name + ": cannot watch a vsock client on " + path, e);
                 client.close();
-                throw e;
+                continue;
             }
             clients.put(token, new Client(client, System.nanoTime() + handshakeNanos));
         }
@@ -272,8 +279,11 @@ final class UnixSocketServer implements AutoCloseable {
     private void drop(long token, Client c, String why) {
         LOG.log(Level.DEBUG, () -> name + ": closing a vsock client on " + path + ": it " + why);
         clients.remove(token);
-        epoll.remove(c.fd);
-        c.fd.close();
+        try {
+            epoll.remove(c.fd);
+        } finally {
+            c.fd.close();
+        }
     }
 
     /** Stops the thread, closes the clients still handshaking and the socket, and removes the path. */

@@ -36,6 +36,7 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
+import java.util.zip.CRC32;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -415,5 +416,79 @@ class VsockEndToEndTest {
             }
         }).isInstanceOf(IOException.class);
         conn.close();
+    }
+
+    @Test
+    void sixtyFourConnectionsAtOnce() throws Exception {
+        CompletableFuture<List<VsockConnection>> opened = async(() -> {
+            List<VsockConnection> all = new ArrayList<>();
+            for (int i = 0; i < 64; i++) {
+                all.add(vsock.connect(3000 + i));
+            }
+            return all;
+        });
+        List<GuestStream> streams = new ArrayList<>();
+        for (int i = 0; i < 64; i++) {
+            streams.add(accept(3000 + i));
+        }
+        List<VsockConnection> conns = await(opened);
+        assertThat(vsock.device().connections()).isEqualTo(64);
+        for (int i = 0; i < 64; i++) {
+            conns.get(i).outputStream().write(bytes("conn " + (3000 + i)));
+        }
+        for (int i = 0; i < 64; i++) {
+            GuestStream s = streams.get(i);
+            String want = "conn " + (3000 + i);
+            s.until(() -> s.received == want.length(), want);
+            assertThat(s.kept.toString(StandardCharsets.UTF_8)).isEqualTo(want);
+            s.write(bytes("back " + i));
+        }
+        for (int i = 0; i < 64; i++) {
+            assertThat(conns.get(i).inputStream().readNBytes(("back " + i).length())).isEqualTo(bytes("back " + i));
+            conns.get(i).close();
+        }
+    }
+
+    @Test
+    void megabytesEachWayWithMatchingChecksums() throws Exception {
+        int size = 8 << 20;
+        byte[] up = new byte[size];
+        byte[] down = new byte[size];
+        new Random(11).nextBytes(up);
+        new Random(12).nextBytes(down);
+        CompletableFuture<VsockConnection> c = async(() -> vsock.connect(70));
+        GuestStream s = accept(70);
+        s.keep = false;
+        VsockConnection conn = await(c);
+        CompletableFuture<Long> writer = async(() -> {
+            conn.outputStream().write(down);
+            return (long) down.length;
+        });
+        CompletableFuture<byte[]> reader = async(() -> conn.inputStream().readNBytes(size));
+        s.write(up);
+        s.until(() -> s.received == size, "all of the host's bytes");
+        CRC32 want = new CRC32();
+        want.update(down);
+        assertThat(s.crc.getValue()).isEqualTo(want.getValue());
+        assertThat(await(writer)).isEqualTo(size);
+        assertThat(await(reader)).isEqualTo(up);
+        assertThat(s.overruns).isZero();
+        conn.close();
+    }
+
+    @Test
+    void aClientGoneWhileTheGuestAcknowledgesIsABrokenPipeTheGuestSees() throws Exception {
+        Packet req;
+        try (SocketChannel client = dial()) {
+            send(client, "CONNECT 80\n");
+            req = guest.await(op(OP_REQUEST, 80), "REQUEST");
+        }
+        // answered once its client is gone: the OK meets a broken pipe
+        guest.send(OP_RESPONSE, 80, req.srcPort(), 0, BUF, 0, new byte[0]);
+        Packet end = guest.await(k -> k.dstPort() == 80 && (k.op() == OP_RST || k.op() == OP_SHUTDOWN), "RST or SHUTDOWN");
+        assertThat(end.srcPort()).isEqualTo(req.srcPort());
+        CompletableFuture<VsockConnection> c = async(() -> vsock.connect(82));
+        accept(82);
+        await(c).close();
     }
 }

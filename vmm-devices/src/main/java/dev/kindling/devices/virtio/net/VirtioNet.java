@@ -78,7 +78,7 @@ public final class VirtioNet implements VirtioDevice {
      * backend bug): the device then stops watching it for {@link #SPURIOUS_BACKOFF_MILLIS} rather
      * than spin on a level-triggered fd.
      */
-    static final int SPURIOUS_LIMIT = 64;
+    static final int SPURIOUS_LIMIT = 16;
     static final int SPURIOUS_BACKOFF_MILLIS = 20;
 
     private static final ValueLayout.OfShort BE16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);

@@ -250,7 +250,11 @@ public final class VirtioNet implements VirtioDevice {
         private VirtioWorker worker;
         /** Bytes (header included) of the frame in {@link #rxStage} that waits for buffers; 0 if none. */
         private int held;
-        /** Receive chains taken from the queue that no frame has used yet, and their writable bytes. */
+        /**
+         * Receive chains taken from the queue that no frame has used yet, and their writable bytes:
+         * with MRG_RXBUF a frame is written only once its buffers suffice. A snapshot of a quiesced
+         * device would have to give these back to the ring (they are lost on a reset, as the ring is).
+         */
         private final ArrayDeque<DescriptorChain> rxChains = new ArrayDeque<>();
         private long rxCapacity;
         private boolean txUsed;

@@ -25,8 +25,10 @@ public final class ConfigException extends MicrovmException {
      * {@code "initrd"}, {@code "cmdline"}, {@code "memoryMib"}, {@code "vcpus"}, {@code "pic"},
      * {@code "irq"} (two devices want one interrupt, or one the IOAPIC lacks), {@code "device"} (a
      * device's window or factory), {@code "virtioMmioTransport"}, {@code "virtioBlk"},
-     * {@code "rootDevice"}, {@code "virtioConsole"}, {@code "virtioRng"}, {@code "drives"} (a disk of
-     * a JSON file), {@code "config"} (the rest of a JSON file), or the name given to
+     * {@code "rootDevice"}, {@code "virtioConsole"}, {@code "virtioRng"}, {@code "vsock"} (the
+     * builder's or a JSON file's), {@code "virtioNet"}, {@code "drives"} (a disk of a JSON file),
+     * {@code "network-interfaces"} (an interface of a JSON file), {@code "config"} (the rest of a JSON
+     * file), or the name given to
      * {@link OnOffAuto#parse}.
      */
     public String field() {

@@ -155,9 +155,10 @@ public final class MicrovmBuilder {
         }
     }
 
-    private record Net(NetworkInterface iface) implements Virtio {
-        public String field() {
-            return "virtioNet";
+    /** A virtio-net interface; {@code field} is the setting that added it ({@code "virtioNet"}, {@code "network-interfaces"}). */
+    private record Net(String field, NetworkInterface iface) implements Virtio {
+        String label() {
+            return "network interface '" + iface.id() + "'";
         }
     }
 
@@ -386,7 +387,13 @@ public final class MicrovmBuilder {
      * on the backend {@code iface} names, opened at build time and closed with the microVM.
      */
     public MicrovmBuilder virtioNet(NetworkInterface iface) {
-        virtioTransports.add(new Net(Objects.requireNonNull(iface, "iface")));
+        virtioTransports.add(new Net("virtioNet", Objects.requireNonNull(iface, "iface")));
+        return this;
+    }
+
+    /** An interface from the JSON {@code network-interfaces} section: errors name that field and the interface id. */
+    MicrovmBuilder jsonNet(NetworkInterface iface) {
+        virtioTransports.add(new Net("network-interfaces", Objects.requireNonNull(iface, "iface")));
         return this;
     }
 
@@ -402,7 +409,10 @@ public final class MicrovmBuilder {
         return this;
     }
 
-    /** Applies a Firecracker-style JSON configuration file. */
+    /**
+     * Applies a Firecracker-style JSON configuration file ({@link JsonConfig}); one whose interfaces
+     * name in-process switches needs {@link JsonConfig#applyTo(MicrovmBuilder, Function)}.
+     */
     public MicrovmBuilder config(Path json) {
         JsonConfig.read(json).applyTo(this);
         return this;
@@ -419,7 +429,9 @@ public final class MicrovmBuilder {
      * two devices want one IRQ or overlapping addresses, the virtio devices fit the eight transports,
      * disk images are files or block devices that can be read (and written, unless read-only), no
      * writable image backs two disks, there is one root device and one machine console port at most,
-     * and the command line is valid.
+     * one vsock device with a guest CID of 3 and up whose socket path is free, in a directory and short
+     * enough, network interfaces with ids, MACs (unicast) and taps of their own, and the command line
+     * is valid.
      *
      * @throws ConfigException naming the first setting at fault
      */
@@ -503,14 +515,15 @@ public final class MicrovmBuilder {
         Drive root = null;
         ConsolePort machineConsole = null;
         VsockDevice vsock = null;
-        Set<String> ifaceIds = new HashSet<>();
+        List<Net> nets = new ArrayList<>();
         for (Virtio v : virtioTransports) {
             if (v instanceof VsockDevice vs) {
                 checkVsock(vs, vsock);
                 vsock = vs;
             }
-            if (v instanceof Net n && !ifaceIds.add(n.iface().id())) {
-                throw new ConfigException("virtioNet", "network interface id '" + n.iface().id() + "' is given twice");
+            if (v instanceof Net n) {
+                checkNet(n, nets);
+                nets.add(n);
             }
             if (v instanceof ConsolePort c && c.machineConsole()) {
                 if (machineConsole != null) {
@@ -564,6 +577,38 @@ public final class MicrovmBuilder {
         if (uds.toString().getBytes(StandardCharsets.UTF_8).length + 11 > 107) {
             throw new ConfigException("vsock", "vsock uds_path " + uds + " is too long for a Unix socket with a _<port> suffix"
                     + " (at most 96 bytes)");
+        }
+    }
+
+    /** The tap's name is one Linux takes, the MAC is unicast, and no id, MAC or tap is an earlier interface's. */
+    private static void checkNet(Net n, List<Net> earlier) {
+        NetworkInterface iface = n.iface();
+        String tap = iface.backend() instanceof NetworkInterface.Backend.Tap t ? t.hostDevName() : null;
+        if (tap != null) {
+            // the kernel's dev_valid_name(): IFNAMSIZ is 16 with the NUL
+            if (tap.isEmpty() || tap.getBytes(StandardCharsets.UTF_8).length > 15 || tap.equals(".") || tap.equals("..")
+                    || tap.chars().anyMatch(c -> c == '/' || c == ':' || Character.isWhitespace(c))) {
+                throw new ConfigException(n.field(), n.label() + ": '" + tap + "' is not a tap device name"
+                        + " (1 to 15 bytes, no '/', ':' or white space)");
+            }
+        }
+        MacAddress mac = iface.mac().orElse(null);
+        if (mac != null && mac.isMulticast()) {
+            throw new ConfigException(n.field(), n.label() + ": guest MAC " + mac
+                    + " is a multicast address; an interface needs a unicast one (first octet even)");
+        }
+        for (Net other : earlier) {
+            if (other.iface().id().equals(iface.id())) {
+                throw new ConfigException(n.field(), "network interface id '" + iface.id() + "' is given twice");
+            }
+            if (mac != null && other.iface().mac().equals(iface.mac())) {
+                throw new ConfigException(n.field(), n.label() + ": guest MAC " + mac + " is " + other.label()
+                        + "'s already");
+            }
+            if (tap != null && other.iface().backend().equals(iface.backend())) {
+                throw new ConfigException(n.field(), n.label() + ": tap " + tap + " is " + other.label()
+                        + "'s already; each interface needs a tap of its own");
+            }
         }
     }
 
@@ -981,7 +1026,7 @@ public final class MicrovmBuilder {
                         vsock = host;
                         yield transport(context, base, host.device());
                     }
-                    case Net n -> transport(context, base, openNet(n.iface(), "net" + nets++));
+                    case Net n -> transport(context, base, openNet(n, "net" + nets++));
                 };
                 machine.attachMmio(base, MicrovmLayout.VIRTIO_MMIO_SIZE, d);
             }
@@ -1027,7 +1072,8 @@ public final class MicrovmBuilder {
     }
 
     /** Opens the interface's backend (a tap, passt, a switch port) and its device; a failure names the interface. */
-    private static VirtioNet openNet(NetworkInterface iface, String name) {
+    private static VirtioNet openNet(Net n, String name) {
+        NetworkInterface iface = n.iface();
         NetBackend backend;
         try {
             backend = switch (iface.backend()) {
@@ -1037,7 +1083,7 @@ public final class MicrovmBuilder {
                 case NetworkInterface.Backend.Custom c -> Objects.requireNonNull(c.factory().get(), "the backend factory returned null");
             };
         } catch (IOException | RuntimeException e) {
-            throw new ConfigException("virtioNet", "network interface '" + iface.id() + "': " + e.getMessage(), e);
+            throw new ConfigException(n.field(), n.label() + ": " + (e.getMessage() != null ? e.getMessage() : e), e);
         }
         try {
             return new VirtioNet(name, iface.mac().orElseGet(MacAddress::random), backend);

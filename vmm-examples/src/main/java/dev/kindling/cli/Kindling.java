@@ -18,7 +18,13 @@ public final class Kindling {
                    kindling run --kernel PATH [--initrd PATH] [--cmdline STR] [--mem MIB] [--vcpus N]
                                 [--pic on|off|auto] [--pit on|off|auto] [--rtc on|off|auto] [--isa-serial on|off]
                                 [--irqchip split|kernel] [--disk PATH[,ro][,root]]... [--virtio-console] [--rng]
-                                [--config FILE.json] [--timeout SECONDS] [--print-io-map]
+                                [--net tap=TAP[,mac=MAC] | passt[,socket=PATH][,mac=MAC] | switch=NAME[,mac=MAC]]...
+                                [--vsock CID[,PATH]] [--config FILE.json] [--timeout SECONDS] [--print-io-map]
+                                --net    a virtio-net interface (eth0, eth1, ... in the order given) on the tap TAP, on passt
+                                         (started by kindling, or the one listening on socket=PATH) or on in-process switch NAME
+                                --vsock  virtio-vsock for guest CID (3 to 4294967294); with PATH, Firecracker's Unix-socket
+                                         protocol: a host client connects to PATH, sends "CONNECT <port>\\n" and gets
+                                         "OK <host_port>\\n", then the stream; the guest's connections to port P reach PATH_P
                    kindling bench exits [--iterations N] [--runs N]
                    kindling bench boot [--runs N]
                    kindling bench startup [--runs N]

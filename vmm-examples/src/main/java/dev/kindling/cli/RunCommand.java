@@ -1,35 +1,45 @@
 package dev.kindling.cli;
 
 import dev.kindling.devices.virtio.blk.BlkOptions;
+import dev.kindling.devices.virtio.net.MacAddress;
+import dev.kindling.devices.virtio.net.NetSwitch;
+import dev.kindling.devices.virtio.net.NetworkInterface;
+import dev.kindling.devices.virtio.net.PasstOptions;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.machine.StopReason;
 import dev.kindling.microvm.IoMapEntry;
+import dev.kindling.microvm.JsonConfig;
 import dev.kindling.microvm.Microvm;
 import dev.kindling.microvm.MicrovmBuilder;
 import dev.kindling.microvm.MicrovmException;
 import dev.kindling.microvm.OnOffAuto;
 import java.io.InputStream;
 import java.io.PrintStream;
+import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.function.Function;
 
 /**
  * {@code kindling run}: boots a kernel (Linux or any PVH ELF) with the serial port on stdin/stdout
  * (on a terminal: raw mode and Ctrl-A escapes, see {@link HostConsole}); with {@code --virtio-console}
- * a virtio console port shares them, and has them alone with {@code --isa-serial off}. Exit status 0 when the guest
+ * a virtio console port shares them, and has them alone with {@code --isa-serial off}. {@code --net} adds
+ * virtio-net interfaces (the switches they name live as long as the command), {@code --vsock} a vsock
+ * device, with Firecracker's Unix-socket protocol on its PATH. Exit status 0 when the guest
  * resets or powers off, or the user ends it with Ctrl-A x; 1 with a one-line reason when it fails or
  * cannot be built; 2 on {@code --timeout}.
  */
 final class RunCommand {
     static final Set<String> OPTIONS = Set.of("kernel", "initrd", "cmdline", "mem", "vcpus", "pic", "pit", "rtc",
-            "isa-serial", "irqchip", "config", "timeout", "disk");
+            "isa-serial", "irqchip", "config", "timeout", "disk", "vsock", "net");
     static final Set<String> FLAGS = Set.of("print-io-map", "virtio-console", "rng");
     /** How long a stopped guest's last output may take to reach stdout. */
     private static final Duration LAST_OUTPUT = Duration.ofSeconds(5);
@@ -57,11 +67,110 @@ final class RunCommand {
         }
     }
 
-    /** Applies the options to a builder: the JSON configuration first, then flags override it. */
-    static MicrovmBuilder configure(Args a) {
+    /** {@code --vsock CID[,PATH]}: the guest's CID, and the Unix socket of Firecracker's protocol. */
+    record Vsock(long guestCid, Optional<Path> udsPath) {
+        private static final String FORM = "CID[,PATH] (CID 3 to 4294967294)";
+
+        static Vsock parse(String spec) {
+            String[] parts = spec.split(",", 2);
+            long cid;
+            try {
+                cid = Long.parseLong(parts[0]);
+            } catch (NumberFormatException e) {
+                throw new UsageException("--vsock " + spec + ": the guest CID '" + parts[0] + "' is not a number; "
+                        + "--vsock takes " + FORM);
+            }
+            if (cid < 3 || cid > 0xFFFF_FFFEL) {
+                throw new UsageException("--vsock " + spec + ": guest CID " + cid
+                        + " is reserved or too large (0-2 are the hypervisor's, the local and the host's); --vsock takes " + FORM);
+            }
+            if (parts.length == 1) {
+                return new Vsock(cid, Optional.empty());
+            }
+            if (parts[1].isEmpty()) {
+                throw new UsageException("--vsock " + spec + ": the socket path is empty; --vsock takes " + FORM);
+            }
+            try {
+                return new Vsock(cid, Optional.of(Path.of(parts[1])));
+            } catch (InvalidPathException e) {
+                throw new UsageException("--vsock " + spec + ": not a path: " + e.getMessage());
+            }
+        }
+    }
+
+    private static final String NET_FORM = "tap=TAP, passt[,socket=PATH] or switch=NAME, each with [,mac=MAC]";
+
+    /**
+     * {@code --net tap=TAP[,mac=MAC]}, {@code --net passt[,socket=PATH][,mac=MAC]} or
+     * {@code --net switch=NAME[,mac=MAC]}: an interface named {@code id} on that backend;
+     * {@code switches} gives the switch of each name.
+     */
+    static NetworkInterface parseNet(String spec, String id, Function<String, NetSwitch> switches) {
+        String[] parts = spec.split(",", -1);
+        String kind = parts[0];
+        String value = null;
+        int eq = kind.indexOf('=');
+        if (eq >= 0) {
+            value = kind.substring(eq + 1);
+            kind = kind.substring(0, eq);
+        }
+        String socket = null;
+        MacAddress mac = null;
+        for (int i = 1; i < parts.length; i++) {
+            String option = parts[i];
+            if (option.startsWith("mac=") && mac == null) {
+                try {
+                    mac = MacAddress.parse(option.substring(4));
+                } catch (IllegalArgumentException e) {
+                    throw new UsageException("--net " + spec + ": " + e.getMessage());
+                }
+            } else if (option.startsWith("socket=") && socket == null && kind.equals("passt")) {
+                socket = option.substring(7);
+                if (socket.isEmpty()) {
+                    throw new UsageException("--net " + spec + ": socket= needs the path of passt's socket");
+                }
+            } else {
+                throw new UsageException("--net " + spec + ": unexpected '" + option + "'; --net takes " + NET_FORM);
+            }
+        }
+        NetworkInterface iface = switch (kind) {
+            case "tap" -> NetworkInterface.tap(id, named(spec, "tap", value));
+            case "switch" -> NetworkInterface.onSwitch(id, switches.apply(named(spec, "switch", value)));
+            case "passt" -> {
+                if (value != null) {
+                    throw new UsageException("--net " + spec + ": passt takes no value (passt,socket=PATH connects to a"
+                            + " running one)");
+                }
+                try {
+                    yield NetworkInterface.passt(id, socket == null ? PasstOptions.defaults()
+                            : PasstOptions.connectTo(Path.of(socket)));
+                } catch (InvalidPathException e) {
+                    throw new UsageException("--net " + spec + ": not a path: " + e.getMessage());
+                }
+            }
+            default -> throw new UsageException("--net " + spec + ": unknown backend '" + kind + "'; --net takes " + NET_FORM);
+        };
+        return mac == null ? iface : iface.withMac(mac);
+    }
+
+    private static String named(String spec, String kind, String value) {
+        if (value == null || value.isEmpty()) {
+            throw new UsageException("--net " + spec + ": " + kind + "= needs a name; --net takes " + NET_FORM);
+        }
+        return value;
+    }
+
+    /**
+     * Applies the options to a builder: the JSON configuration first, then flags override it. The
+     * switches that {@code --net switch=NAME} (or the JSON) names come from {@code switches}.
+     */
+    static MicrovmBuilder configure(Args a, Switches switches) {
         MicrovmBuilder b = Microvm.builder();
+        int jsonInterfaces = 0;
         if (a.has("config")) {
-            b.config(Path.of(a.get("config")));
+            JsonConfig json = JsonConfig.read(Path.of(a.get("config")));
+            json.applyTo(b, switches::get);
+            jsonInterfaces = json.networkInterfaces().size();
         }
         if (a.has("kernel")) {
             b.kernel(Path.of(a.get("kernel")));
@@ -118,6 +227,22 @@ final class RunCommand {
         if (a.has("rng")) {
             b.virtioRng();
         }
+        // the guest numbers its interfaces in this order, after the JSON file's
+        List<String> nets = a.all("net");
+        for (int i = 0; i < nets.size(); i++) {
+            b.virtioNet(parseNet(nets.get(i), "eth" + (jsonInterfaces + i), switches::get));
+        }
+        if (a.all("vsock").size() > 1) {
+            throw new UsageException("--vsock given twice: a microVM has one vsock device");
+        }
+        if (a.has("vsock")) {
+            Vsock v = Vsock.parse(a.get("vsock"));
+            if (v.udsPath().isPresent()) {
+                b.vsock(v.guestCid(), v.udsPath().get());
+            } else {
+                b.vsock(v.guestCid());
+            }
+        }
         return b;
     }
 
@@ -127,7 +252,14 @@ final class RunCommand {
             throw new UsageException("run needs --kernel PATH or --config FILE");
         }
         int timeout = a.intValue("timeout", 0);
-        MicrovmBuilder b = configure(a).serialOutput(out);
+        // the switches outlive the VM, whose ports on them it closes first
+        try (Switches switches = new Switches()) {
+            return run(configure(a, switches).serialOutput(out), a, timeout, in, out, err);
+        }
+    }
+
+    private static int run(MicrovmBuilder b, Args a, int timeout, InputStream in, PrintStream out, PrintStream err)
+            throws InterruptedException {
         try (HostConsole console = HostConsole.open(in, err)) {
             Microvm vm;
             try {

@@ -87,4 +87,21 @@ class KindlingCliTest {
         assertThat(bad.status()).isEqualTo(1);
         assertThat(bad.err()).isEqualTo("kindling: " + json + ": unknown field 'boot-source.colour'" + System.lineSeparator());
     }
+
+    @Test
+    void runWithVsockAndSwitchedInterfacesPrintsNothingExtraAndLeavesNoSocket() throws Exception {
+        TestGuests.assumeKvm();
+        Path uds = tmp.resolve("v.sock");
+        Outcome o = kindling("run", "--kernel", TestGuests.elf("hello").toString(), "--mem", "16", "--vsock", "3," + uds,
+                "--net", "switch=lan", "--net", "switch=lan,mac=06:00:00:00:00:02", "--timeout", "60");
+        assertThat(o.status()).as(o.err()).isZero();
+        assertThat(o.err()).isEmpty();
+        assertThat(uds).as("the vsock socket is removed with the VM").doesNotExist();
+
+        Files.writeString(uds, "");
+        Outcome taken = kindling("run", "--kernel", TestGuests.elf("hello").toString(), "--vsock", "3," + uds);
+        assertThat(taken.status()).isEqualTo(1);
+        assertThat(taken.err()).isEqualTo("kindling: vsock uds_path " + uds + " already exists; remove it, or choose"
+                + " another path" + System.lineSeparator());
+    }
 }

@@ -3,12 +3,22 @@ package dev.kindling.cli;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kindling.devices.virtio.net.MacAddress;
+import dev.kindling.devices.virtio.net.NetSwitch;
+import dev.kindling.devices.virtio.net.NetworkInterface;
+import dev.kindling.devices.virtio.net.PasstOptions;
 import dev.kindling.microvm.ConfigException;
 import dev.kindling.microvm.MicrovmBuilder;
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.List;
+import java.util.Optional;
+import java.util.function.Function;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -18,7 +28,13 @@ class RunCommandArgsTest {
     Path tmp;
 
     private static MicrovmBuilder configure(String... argv) {
-        return RunCommand.configure(new Args(List.of(argv), RunCommand.OPTIONS, RunCommand.FLAGS));
+        try (Switches switches = new Switches()) {
+            return configure(switches, argv);
+        }
+    }
+
+    private static MicrovmBuilder configure(Switches switches, String... argv) {
+        return RunCommand.configure(new Args(List.of(argv), RunCommand.OPTIONS, RunCommand.FLAGS), switches);
     }
 
     private Path kernel() throws Exception {
@@ -73,5 +89,147 @@ class RunCommandArgsTest {
     @Test
     void flagsTakeNoValue() {
         assertThatThrownBy(() -> configure("--rng=yes")).isInstanceOf(UsageException.class).hasMessage("unknown option --rng");
+    }
+
+    private static final Function<String, NetSwitch> NO_SWITCHES = name -> {
+        throw new AssertionError("no switch expected, asked for " + name);
+    };
+
+    @Test
+    void vsockTakesACidAndOptionallyASocketPath() {
+        assertThat(RunCommand.Vsock.parse("3")).isEqualTo(new RunCommand.Vsock(3, Optional.empty()));
+        assertThat(RunCommand.Vsock.parse("4294967294,/tmp/v.sock"))
+                .isEqualTo(new RunCommand.Vsock(4294967294L, Optional.of(Path.of("/tmp/v.sock"))));
+        // a path may hold commas: only the first one separates
+        assertThat(RunCommand.Vsock.parse("5,/tmp/a,b")).isEqualTo(new RunCommand.Vsock(5, Optional.of(Path.of("/tmp/a,b"))));
+        assertThatThrownBy(() -> RunCommand.Vsock.parse("three")).isInstanceOf(UsageException.class)
+                .hasMessage("--vsock three: the guest CID 'three' is not a number; --vsock takes CID[,PATH] (CID 3 to 4294967294)");
+        assertThatThrownBy(() -> RunCommand.Vsock.parse(",/tmp/v.sock")).isInstanceOf(UsageException.class)
+                .hasMessageContaining("is not a number");
+        for (String cid : new String[] {"2", "0", "-3", "4294967295"}) {
+            assertThatThrownBy(() -> RunCommand.Vsock.parse(cid + ",/v")).isInstanceOf(UsageException.class)
+                    .hasMessage("--vsock " + cid + ",/v: guest CID " + cid + " is reserved or too large (0-2 are the"
+                            + " hypervisor's, the local and the host's); --vsock takes CID[,PATH] (CID 3 to 4294967294)");
+        }
+        assertThatThrownBy(() -> RunCommand.Vsock.parse("3,")).isInstanceOf(UsageException.class)
+                .hasMessage("--vsock 3,: the socket path is empty; --vsock takes CID[,PATH] (CID 3 to 4294967294)");
+        assertThatThrownBy(() -> configure("--vsock")).isInstanceOf(UsageException.class).hasMessage("--vsock needs a value");
+    }
+
+    @Test
+    void vsockIsCheckedByValidate() throws Exception {
+        String k = kernel().toString();
+        configure("--kernel", k, "--vsock", "3").validate();
+        configure("--kernel", k, "--vsock", "3," + tmp.resolve("v.sock")).validate();
+        assertThatThrownBy(() -> configure("--kernel", k, "--vsock", "3", "--vsock", "4")).isInstanceOf(UsageException.class)
+                .hasMessage("--vsock given twice: a microVM has one vsock device");
+        Path taken = Files.write(tmp.resolve("taken.sock"), new byte[0]);
+        assertThatThrownBy(() -> configure("--kernel", k, "--vsock", "3," + taken).validate())
+                .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("vsock"))
+                .hasMessageContaining("already exists");
+        assertThatThrownBy(() -> configure("--kernel", k, "--vsock", "3," + tmp.resolve("none/v.sock")).validate())
+                .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("vsock"))
+                .hasMessageContaining("does not exist");
+    }
+
+    @Test
+    void netTakesABackendAndAMac() {
+        MacAddress mac = MacAddress.parse("06:00:ac:10:00:02");
+        assertThat(RunCommand.parseNet("tap=tap0", "eth0", NO_SWITCHES)).isEqualTo(NetworkInterface.tap("eth0", "tap0"));
+        assertThat(RunCommand.parseNet("tap=tap0,mac=06:00:AC:10:00:02", "eth1", NO_SWITCHES))
+                .isEqualTo(NetworkInterface.tap("eth1", "tap0").withMac(mac));
+        assertThat(RunCommand.parseNet("passt", "eth0", NO_SWITCHES)).isEqualTo(NetworkInterface.passt("eth0"));
+        assertThat(RunCommand.parseNet("passt,mac=06:00:ac:10:00:02,socket=/run/p.sock", "eth0", NO_SWITCHES))
+                .isEqualTo(NetworkInterface.passt("eth0", PasstOptions.connectTo(Path.of("/run/p.sock"))).withMac(mac));
+
+        String form = "; --net takes tap=TAP, passt[,socket=PATH] or switch=NAME, each with [,mac=MAC]";
+        assertThatThrownBy(() -> RunCommand.parseNet("tap", "eth0", NO_SWITCHES)).isInstanceOf(UsageException.class)
+                .hasMessage("--net tap: tap= needs a name" + form);
+        assertThatThrownBy(() -> RunCommand.parseNet("tap=", "eth0", NO_SWITCHES)).isInstanceOf(UsageException.class)
+                .hasMessage("--net tap=: tap= needs a name" + form);
+        assertThatThrownBy(() -> RunCommand.parseNet("switch=,mac=06:00:00:00:00:01", "eth0", NO_SWITCHES))
+                .isInstanceOf(UsageException.class).hasMessage("--net switch=,mac=06:00:00:00:00:01: switch= needs a name" + form);
+        assertThatThrownBy(() -> RunCommand.parseNet("vde=/tmp/s", "eth0", NO_SWITCHES)).isInstanceOf(UsageException.class)
+                .hasMessage("--net vde=/tmp/s: unknown backend 'vde'" + form);
+        assertThatThrownBy(() -> RunCommand.parseNet("", "eth0", NO_SWITCHES)).isInstanceOf(UsageException.class)
+                .hasMessage("--net : unknown backend ''" + form);
+        assertThatThrownBy(() -> RunCommand.parseNet("passt=/run/p.sock", "eth0", NO_SWITCHES))
+                .isInstanceOf(UsageException.class)
+                .hasMessage("--net passt=/run/p.sock: passt takes no value (passt,socket=PATH connects to a running one)");
+        assertThatThrownBy(() -> RunCommand.parseNet("passt,socket=", "eth0", NO_SWITCHES)).isInstanceOf(UsageException.class)
+                .hasMessage("--net passt,socket=: socket= needs the path of passt's socket");
+        assertThatThrownBy(() -> RunCommand.parseNet("tap=tap0,socket=/p", "eth0", NO_SWITCHES))
+                .isInstanceOf(UsageException.class).hasMessage("--net tap=tap0,socket=/p: unexpected 'socket=/p'" + form);
+        assertThatThrownBy(() -> RunCommand.parseNet("tap=tap0,mtu=9000", "eth0", NO_SWITCHES))
+                .isInstanceOf(UsageException.class).hasMessage("--net tap=tap0,mtu=9000: unexpected 'mtu=9000'" + form);
+        assertThatThrownBy(() -> RunCommand.parseNet("tap=tap0,mac=06:00:00:00:00:01,mac=06:00:00:00:00:02", "eth0",
+                NO_SWITCHES)).isInstanceOf(UsageException.class).hasMessageContaining("unexpected 'mac=06:00:00:00:00:02'");
+        assertThatThrownBy(() -> RunCommand.parseNet("tap=tap0,mac=06:00:00:00:01", "eth0", NO_SWITCHES))
+                .isInstanceOf(UsageException.class)
+                .hasMessage("--net tap=tap0,mac=06:00:00:00:01: MAC address '06:00:00:00:01' is not six octets like"
+                        + " 02:00:00:00:00:01");
+        assertThatThrownBy(() -> configure("--net")).isInstanceOf(UsageException.class).hasMessage("--net needs a value");
+    }
+
+    @Test
+    void interfacesAreNumberedInOrderAfterTheJsonFilesAndCheckedByValidate() throws Exception {
+        String k = kernel().toString();
+        configure("--kernel", k, "--net", "tap=tap0", "--net", "passt", "--net", "tap=tap1,mac=06:00:00:00:00:01").validate();
+        // the second interface is eth1: its error says so
+        assertThatThrownBy(() -> configure("--kernel", k, "--net", "tap=tap0", "--net", "tap=tap0").validate())
+                .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("virtioNet"))
+                .hasMessage("network interface 'eth1': tap tap0 is network interface 'eth0''s already; each interface"
+                        + " needs a tap of its own");
+        assertThatThrownBy(() -> configure("--kernel", k, "--net", "tap=a-very-long-tap-name").validate())
+                .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("virtioNet"))
+                .hasMessageContaining("network interface 'eth0': 'a-very-long-tap-name' is not a tap device name");
+        assertThatThrownBy(() -> configure("--kernel", k, "--net", "passt,mac=07:00:00:00:00:01").validate())
+                .isInstanceOf(ConfigException.class).hasMessageContaining("multicast");
+
+        Path json = Files.writeString(tmp.resolve("vm.json"), """
+                {"boot-source": {"kernel_image_path": "%s"},
+                 "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}]}""".formatted(k));
+        configure("--config", json.toString(), "--net", "tap=tap1").validate();
+        // after the file's eth0, the flag's interface is eth1
+        assertThatThrownBy(() -> configure("--config", json.toString(), "--net", "tap=tap0").validate())
+                .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("virtioNet"))
+                .hasMessageStartingWith("network interface 'eth1': tap tap0 is network interface 'eth0''s already");
+    }
+
+    @Test
+    void aSwitchPerNameLivesAsLongAsTheSwitches() throws Exception {
+        String k = kernel().toString();
+        try (Switches switches = new Switches()) {
+            NetSwitch lan = switches.get("lan");
+            assertThat(switches.get("lan")).isSameAs(lan);
+            assertThat(switches.get("wan")).isNotSameAs(lan);
+            assertThat(lan.name()).isEqualTo("lan");
+            assertThat(RunCommand.parseNet("switch=lan,mac=06:00:00:00:00:09", "eth2", switches::get))
+                    .isEqualTo(NetworkInterface.onSwitch("eth2", lan).withMac(MacAddress.parse("06:00:00:00:00:09")));
+            configure(switches, "--kernel", k, "--net", "switch=lan", "--net", "switch=lan", "--net", "switch=dmz").validate();
+            assertThat(switches.get("dmz").name()).isEqualTo("dmz");
+
+            // a JSON file's switches are the run's too
+            Path json = Files.writeString(tmp.resolve("vm.json"), """
+                    {"boot-source": {"kernel_image_path": "%s"},
+                     "network-interfaces": [{"iface_id": "eth0", "switch": "lan"}]}""".formatted(k));
+            configure(switches, "--config", json.toString(), "--net", "switch=lan").validate();
+        }
+    }
+
+    @Test
+    void badNetAndVsockValuesAreUsageErrors() {
+        for (String[] argv : new String[][] {
+                {"run", "--kernel", "/k", "--vsock", "2"},
+                {"run", "--kernel", "/k", "--net", "tap=tap0,mac=nope"},
+                {"run", "--kernel", "/k", "--net", "bridge=br0"}}) {
+            ByteArrayOutputStream err = new ByteArrayOutputStream();
+            int status = Kindling.run(List.of(argv), new ByteArrayInputStream(new byte[0]),
+                    new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
+                    new PrintStream(err, true, StandardCharsets.UTF_8));
+            assertThat(status).isEqualTo(64);
+            assertThat(err.toString(StandardCharsets.UTF_8)).startsWith("kindling: " + argv[3] + " " + argv[4] + ": ")
+                    .contains("usage: kindling probe").contains("--vsock CID[,PATH]").contains("CONNECT <port>\\n");
+        }
     }
 }

@@ -146,12 +146,12 @@ public final class VirtioWorker {
         return w;
     }
 
-    /** True once a stop or a pause is asked: a body returns before its next request (it runs again after a resume). */
     /** Whether the thread has ended (after a stop, or never started). */
     public synchronized boolean ended() {
         return ended;
     }
 
+    /** True once a stop or a pause is asked: a body returns before its next request (it runs again after a resume). */
     public synchronized boolean yieldAsked() {
         return stopping || paused;
     }

@@ -131,7 +131,7 @@ public final class PasstBackend implements NetBackend {
                     .redirectInput(ProcessBuilder.Redirect.from(Path.of("/dev/null").toFile()));
             process = pb.start();
             drain = drain(process, log);
-            Fd fd = awaitSocket(process, sock, log);
+            Fd fd = awaitSocket(process, drain, sock, log);
             return connected("passt " + process.pid(), fd, process, drain, log, dir);
         } catch (IOException | RuntimeException | Error e) {
             stop(process, drain);
@@ -188,7 +188,7 @@ public final class PasstBackend implements NetBackend {
         }
     }
 
-    private static Fd awaitSocket(Process process, Path sock, StringBuilder log) throws IOException {
+    private static Fd awaitSocket(Process process, Thread drain, Path sock, StringBuilder log) throws IOException {
         long deadline = System.nanoTime() + START_WAIT.toNanos();
         SyscallException last = null;
         while (System.nanoTime() < deadline) {
@@ -200,6 +200,11 @@ public final class PasstBackend implements NetBackend {
                 }
             }
             if (!process.isAlive()) {
+                try {
+                    drain.join(STOP_WAIT.toMillis()); // its last words
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
                 throw new IOException("passt exited with status " + process.exitValue() + " before it listened on "
                         + sock + ": " + tail(log, process));
             }
@@ -304,8 +309,9 @@ public final class PasstBackend implements NetBackend {
             if (rxSkip == 0 && available >= LENGTH) {
                 long length = Integer.toUnsignedLong(rx.get(JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), rxStart));
                 if (length > MAX_FRAME || length > into.byteSize()) {
-                    LOG.log(Level.DEBUG, "{0}: dropping a frame of {1} bytes (room for {2})", what, length,
-                            Math.min(MAX_FRAME, into.byteSize()));
+                    // beyond any MTU is a stream gone wrong rather than a big frame: worth a warning
+                    LOG.log(length > MAX_FRAME ? Level.WARNING : Level.DEBUG, "{0}: skipping a frame of {1} bytes (room for {2})",
+                            what, length, Math.min(MAX_FRAME, into.byteSize()));
                     rxStart += LENGTH;
                     rxSkip = length;
                     continue;

@@ -39,7 +39,7 @@ public record PasstOptions(Optional<Path> socket, Optional<String> address, int 
         return new PasstOptions(socket, Optional.of(address), prefixLength, Optional.of(gateway), offerDns, extraArguments);
     }
 
-    /** Whether passt offers the guest DNS servers (off: {@code --dns none --no-dhcp-dns}, no outside resolver). */
+    /** Whether passt offers the guest DNS servers (off: {@code --dns none --no-dhcp-dns --no-dhcp-search}, no outside resolver). */
     public PasstOptions withDns(boolean offer) {
         return new PasstOptions(socket, address, prefixLength, gateway, offer, extraArguments);
     }

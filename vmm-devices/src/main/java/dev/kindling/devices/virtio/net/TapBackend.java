@@ -24,6 +24,8 @@ public final class TapBackend implements NetBackend {
     private static final System.Logger LOG = System.getLogger(TapBackend.class.getName());
     /** The largest frame a tap hands over: vnet header and a 64 KiB GSO packet with its Ethernet header. */
     static final int MAX_READ = VirtioNet.VNET_HEADER_SIZE + 65535 + 18;
+    /** A buffer this large holds any frame of a 64 KiB packet without a VLAN tag: read into directly. */
+    static final int DIRECT_READ = VirtioNet.VNET_HEADER_SIZE + 65536 + 14;
     /** The guest's offload feature bits ({@link VirtioNet}'s GUEST_*), by the TUN_F_* flag each allows. */
     static final long GUEST_CSUM = 1L << 1, GUEST_TSO4 = 1L << 7, GUEST_TSO6 = 1L << 8, GUEST_ECN = 1L << 9;
 
@@ -133,13 +135,18 @@ public final class TapBackend implements NetBackend {
         if (failed) {
             return 0;
         }
-        boolean direct = into.byteSize() >= MAX_READ;
+        // A buffer for any 64 KiB packet gets the frame directly; a smaller one would make the tap
+        // drop a long frame (EFAULT) without the caller learning its size, so it goes through scratch.
+        boolean direct = into.byteSize() >= DIRECT_READ;
         MemorySegment buf = direct ? into : scratch;
         for (int tries = 0; tries < 64; tries++) {
             long n;
             try {
-                n = Libc.read(tap, buf, MAX_READ);
+                n = Libc.read(tap, buf, buf.byteSize());
             } catch (SyscallException e) {
+                if (e.errno() == Errno.EFAULT || e.errno() == Errno.EINVAL) {
+                    continue; // a frame longer than the buffer: the tap dropped it
+                }
                 fail(e);
                 return 0;
             }

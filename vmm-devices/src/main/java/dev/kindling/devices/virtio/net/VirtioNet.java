@@ -78,7 +78,7 @@ public final class VirtioNet implements VirtioDevice {
      * backend bug): the device then stops watching it for {@link #SPURIOUS_BACKOFF_MILLIS} rather
      * than spin on a level-triggered fd.
      */
-    static final int SPURIOUS_LIMIT = 64;
+    static final int SPURIOUS_LIMIT = 16;
     static final int SPURIOUS_BACKOFF_MILLIS = 20;
 
     private static final ValueLayout.OfShort BE16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
@@ -250,7 +250,11 @@ public final class VirtioNet implements VirtioDevice {
         private VirtioWorker worker;
         /** Bytes (header included) of the frame in {@link #rxStage} that waits for buffers; 0 if none. */
         private int held;
-        /** Receive chains taken from the queue that no frame has used yet, and their writable bytes. */
+        /**
+         * Receive chains taken from the queue that no frame has used yet, and their writable bytes:
+         * with MRG_RXBUF a frame is written only once its buffers suffice. A snapshot of a quiesced
+         * device would have to give these back to the ring (they are lost on a reset, as the ring is).
+         */
         private final ArrayDeque<DescriptorChain> rxChains = new ArrayDeque<>();
         private long rxCapacity;
         private boolean txUsed;

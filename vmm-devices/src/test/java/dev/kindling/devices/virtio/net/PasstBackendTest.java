@@ -152,7 +152,16 @@ class PasstBackendTest {
                 }
                 assertThat(Files.exists(sock)).as("passt listening; it said: %s", Files.readString(temp.resolve("passt.log")))
                         .isTrue();
-                try (PasstBackend backend = PasstBackend.open(PasstOptions.connectTo(sock))) {
+                PasstBackend connected = null;
+                for (int i = 0; i < 1000 && connected == null && System.nanoTime() < deadline; i++) {
+                    try {
+                        connected = PasstBackend.open(PasstOptions.connectTo(sock));
+                    } catch (IOException e) {
+                        passt.waitFor(10, TimeUnit.MILLISECONDS); // bound, not listening yet
+                    }
+                }
+                assertThat(connected).as("connected to passt").isNotNull();
+                try (PasstBackend backend = connected) {
                     int guest = Frames.ipv4("10.0.2.15"), gateway = Frames.ipv4("10.0.2.2");
                     assertThat(send(backend, Frames.arpRequest(GUEST_MAC, guest, gateway))).isTrue();
                     await(backend, f -> Frames.arpReplyFor(f, 0, gateway) >= 0);
@@ -189,6 +198,15 @@ class PasstBackendTest {
         assertThat(PasstBackend.hasDefaultRoute(header
                 + "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n")).isFalse();
         assertThat(PasstBackend.hasDefaultRoute(header)).isFalse();
+    }
+
+    @Test
+    void aPasstThatExitsAtOnceIsAClearErrorWithItsOutput() throws Exception {
+        requirePasst();
+        assertThatThrownBy(() -> PasstBackend.open(PasstOptions.defaults().withDns(false)
+                .withExtraArguments(List.of("--dns-forward", "nonsense"))))
+                .isInstanceOf(IOException.class).hasMessageContaining("passt exited with status")
+                .hasMessageContaining("Invalid DNS forwarding address: nonsense").hasMessageNotContaining("to syslog");
     }
 
     @Test

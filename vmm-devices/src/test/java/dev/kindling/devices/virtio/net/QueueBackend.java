@@ -29,6 +29,10 @@ final class QueueBackend implements NetBackend {
     final AtomicLong guestOffloads = new AtomicLong(-1);
     /** When set, send refuses every frame (a full backend). */
     volatile boolean refuse;
+    /** When set, send throws (a broken backend). */
+    volatile boolean failSend;
+    /** When set, the fd stays readable whether frames wait or not (a peer gone, a backend bug). */
+    volatile boolean stuckReadable;
     private volatile boolean closed;
 
     QueueBackend(boolean vnetHeader) {
@@ -83,7 +87,7 @@ final class QueueBackend implements NetBackend {
         receiveCalls.incrementAndGet();
         while (true) {
             byte[] f = inbound.poll();
-            if (inbound.isEmpty()) {
+            if (inbound.isEmpty() && !stuckReadable) {
                 ready.read();
                 if (!inbound.isEmpty()) {
                     ready.signal(); // a frame came in between: stay readable
@@ -103,6 +107,9 @@ final class QueueBackend implements NetBackend {
 
     @Override
     public boolean send(MemorySegment frame) {
+        if (failSend) {
+            throw new IllegalStateException("backend broke");
+        }
         if (refuse) {
             return false;
         }

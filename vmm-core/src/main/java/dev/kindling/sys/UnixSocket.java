@@ -79,6 +79,22 @@ public final class UnixSocket {
         }
     }
 
+    /**
+     * As {@link #connect(Path)}, on a non-blocking socket: where a blocking connect would wait for
+     * room in the server's backlog, this fails at once with EAGAIN.
+     */
+    public static Fd connectNonBlocking(Path path) {
+        Fd socket = Fd.adopt(Libc.socket(Libc.AF_UNIX, Libc.SOCK_STREAM | Libc.O_NONBLOCK, 0), "unix socket connected to " + path);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment addr = address(arena, path);
+            Libc.connect(socket, addr, (int) addr.byteSize(), path.toString());
+            return socket;
+        } catch (RuntimeException | Error e) {
+            socket.close();
+            throw e;
+        }
+    }
+
     /** {@code path} as a {@code sockaddr_un}: the family, then the path and its NUL, all within sun_path. */
     private static MemorySegment address(Arena arena, Path path) {
         byte[] name = path.toString().getBytes(StandardCharsets.UTF_8);

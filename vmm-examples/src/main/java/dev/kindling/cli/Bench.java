@@ -4,13 +4,13 @@ import java.io.PrintStream;
 import java.util.Arrays;
 import java.util.List;
 
-/** {@code kindling bench exits|boot|startup|blk}. */
+/** {@code kindling bench exits|boot|startup|blk|vsock}. */
 final class Bench {
     private Bench() {}
 
     static int run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         if (argv.isEmpty()) {
-            throw new UsageException("bench needs a benchmark: exits, boot, startup or blk");
+            throw new UsageException("bench needs a benchmark: exits, boot, startup, blk or vsock");
         }
         List<String> rest = argv.subList(1, argv.size());
         return switch (argv.getFirst()) {
@@ -21,6 +21,7 @@ final class Bench {
             case "boot" -> BootBench.run(rest, out, err);
             case "startup" -> StartupBench.run(rest, out, err);
             case "blk" -> BlkBench.run(rest, out, err);
+            case "vsock" -> VsockBench.run(rest, out, err);
             default -> throw new UsageException("unknown benchmark '" + argv.getFirst() + "'");
         };
     }

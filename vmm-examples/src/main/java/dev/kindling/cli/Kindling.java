@@ -8,7 +8,7 @@ import java.io.PrintStream;
 import java.util.List;
 
 /**
- * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk},
+ * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|vsock},
  * {@code demo}. Exit status 64 for bad arguments (with the usage), 69 when something the command
  * needs from the host is missing, 1 for other failures.
  */
@@ -23,6 +23,7 @@ public final class Kindling {
                    kindling bench boot [--runs N]
                    kindling bench startup [--runs N]
                    kindling bench blk [--runs N] [--mib N] [--ops N]
+                   kindling bench vsock [--runs N] [--kib N] [--echoes N]
                    kindling demo""";
 
     private Kindling() {}

@@ -26,10 +26,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.Timeout;
 
 /** The host program's end of a connection, over a socket pair whose other end stands for the device. */
-@Timeout(30)
 class VsockConnectionTest {
     private final HostResources before = HostResources.now();
     private final Fd[] pair = Libc.socketpair(Libc.SOCK_STREAM);

@@ -1,0 +1,168 @@
+package dev.kindling.devices.virtio.vsock;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.kindling.sys.Fd;
+import dev.kindling.testing.HostResources;
+import java.io.IOException;
+import java.net.SocketException;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.net.StandardProtocolFamily;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The Unix-socket server's handshake faults, with a device whose driver never started (so every
+ * well-formed CONNECT is refused too): each client is closed, and the server carries on.
+ */
+class UnixSocketServerTest {
+    private HostResources before;
+    private final Path dir;
+    private final Path uds;
+
+    UnixSocketServerTest() throws IOException {
+        dir = Files.createTempDirectory(Path.of("/tmp"), "vsk");
+        uds = dir.resolve("v.sock");
+    }
+
+    /** Loads and opens what the JDK keeps for Unix-domain channels before the first count. */
+    @BeforeEach
+    void warmUp() throws IOException {
+        Path warm = dir.resolve("warm.sock");
+        try (Vsock vsock = Vsock.create("warm", 3, warm, Duration.ofMillis(100)); SocketChannel c = dial(warm)) {
+            send(c, "x\n");
+            readToClose(c);
+        }
+        before = HostResources.now();
+    }
+
+    @AfterEach
+    void tearDown() throws IOException {
+        try (Stream<Path> s = Files.walk(dir)) {
+            s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        }
+        HostResources.now().assertNothingLeftSince(before);
+    }
+
+    private static SocketChannel dial(Path path) throws IOException {
+        return SocketChannel.open(UnixDomainSocketAddress.of(path));
+    }
+
+    private static void send(SocketChannel c, String s) throws IOException {
+        ByteBuffer b = ByteBuffer.wrap(s.getBytes(StandardCharsets.UTF_8));
+        while (b.hasRemaining()) {
+            c.write(b);
+        }
+    }
+
+    /** Reads until the server closes the client; what it sent before (nothing, for a refused client). */
+    private static String readToClose(SocketChannel c) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(256);
+        try {
+            while (c.read(b) >= 0) {
+                assertThat(b.hasRemaining()).as("the server sent too much").isTrue();
+            }
+        } catch (SocketException e) {
+            // closed with bytes of ours unread: a reset, which is a close as well
+            assertThat(e).hasMessageContaining("reset");
+        }
+        return new String(b.array(), 0, b.position(), StandardCharsets.US_ASCII);
+    }
+
+    @Test
+    void listensOnThePathAndRemovesItOnClose() throws IOException {
+        try (Vsock vsock = Vsock.create("vm", 3, uds)) {
+            assertThat(vsock.udsPath()).hasValue(uds);
+            assertThat(Files.exists(uds)).isTrue();
+        }
+        assertThat(Files.exists(uds)).isFalse();
+    }
+
+    @Test
+    void refusesAPathThatExists() throws IOException {
+        Files.createFile(uds);
+        assertThatThrownBy(() -> Vsock.create("vm", 3, uds)).isInstanceOf(IOException.class).hasMessageContaining("exists");
+        assertThat(Files.exists(uds)).as("left as it was").isTrue();
+    }
+
+    @Test
+    void closesEveryMisbehavingClientAndCarriesOn() throws Exception {
+        try (Vsock vsock = Vsock.create("vm", 3, uds, Duration.ofMillis(500))) {
+            List<SocketChannel> clients = new ArrayList<>();
+            SocketChannel garbage = dial(uds);
+            send(garbage, "GET / HTTP/1.1\r\n\r\n");
+            SocketChannel overlong = dial(uds);
+            send(overlong, "CONNECT " + "1".repeat(40));
+            SocketChannel noPort = dial(uds);
+            send(noPort, "CONNECT\n");
+            SocketChannel outOfRange = dial(uds);
+            send(outOfRange, "CONNECT 4294967296\n");
+            SocketChannel silent = dial(uds);
+            SocketChannel partial = dial(uds);
+            send(partial, "CONNECT 5");
+            SocketChannel refused = dial(uds);
+            send(refused, "connect 52\n");
+            clients.addAll(List.of(garbage, overlong, noPort, outOfRange, silent, partial, refused));
+            SocketChannel leaves = dial(uds);
+            send(leaves, "CONNE");
+            leaves.close();
+            for (SocketChannel c : clients) {
+                assertThat(readToClose(c)).as("what the server sent before closing").isEmpty();
+                c.close();
+            }
+            try (SocketChannel after = dial(uds)) {
+                send(after, "CONNECT 1\n");
+                assertThat(readToClose(after)).isEmpty();
+            }
+        }
+    }
+
+    @Test
+    void manyClientsDialingAtOnceEachGetAnAnswer() throws Exception {
+        try (Vsock vsock = Vsock.create("vm", 3, uds)) {
+            List<SocketChannel> clients = new ArrayList<>();
+            try {
+                for (int i = 0; i < 64; i++) {
+                    SocketChannel c = dial(uds);
+                    clients.add(c);
+                    send(c, "CONNECT " + (1000 + i) + "\n");
+                }
+                for (SocketChannel c : clients) {
+                    assertThat(readToClose(c)).as("refused: closed with no OK").isEmpty();
+                }
+            } finally {
+                for (SocketChannel c : clients) {
+                    c.close();
+                }
+            }
+        }
+    }
+
+    @Test
+    void guestConnectionsReachTheListenerAtPathUnderscorePort() throws Exception {
+        try (Vsock vsock = Vsock.create("vm", 3, uds, Duration.ofSeconds(3));
+                UnixSocketServer server = new UnixSocketServer("vm2", dir.resolve("w.sock"), vsock.device(), Duration.ofSeconds(1));
+                ServerSocketChannel host = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            host.bind(UnixDomainSocketAddress.of(Path.of(dir.resolve("w.sock") + "_1073741824")));
+            try (Fd toHost = server.connectToHost(1 << 30); SocketChannel accepted = host.accept()) {
+                assertThat(toHost).isNotNull();
+                assertThat(accepted).isNotNull();
+            }
+            assertThat(server.connectToHost(53)).as("nobody at <path>_53").isNull();
+            assertThat(server.connectToHost(-1)).as("4294967295, nobody there").isNull();
+        }
+    }
+}

@@ -1,0 +1,294 @@
+package dev.kindling.devices.virtio.vsock;
+
+import static dev.kindling.devices.virtio.vsock.VsockGuest.op;
+import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_CREDIT_REQUEST;
+import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_CREDIT_UPDATE;
+import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_REQUEST;
+import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RESPONSE;
+import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RST;
+import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RW;
+import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_SHUTDOWN;
+import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_RCV;
+import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_SEND;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.kindling.devices.virtio.VirtioIds;
+import dev.kindling.devices.virtio.vsock.VsockGuest.Packet;
+import dev.kindling.sys.Fd;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.zip.CRC32;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+class VirtioVsockTest {
+    private static final int BUF = 256 * 1024;
+
+    private final List<AutoCloseable> closing = new ArrayList<>();
+    /** Host port -> the device ends the host side hands out, one each time the guest connects. */
+    private final Map<Integer, List<HostEnd>> listeners = new ConcurrentHashMap<>();
+    private final VsockHost host = (port, guestPort) -> {
+        List<HostEnd> ends = listeners.get(port);
+        if (ends == null) {
+            return null;
+        }
+        HostEnd e = new HostEnd();
+        synchronized (ends) {
+            ends.add(e);
+        }
+        return e.device;
+    };
+    private VsockGuest guest;
+    private VirtioVsock vsock;
+
+    @AfterEach
+    void tearDown() throws Exception {
+        if (vsock != null) {
+            vsock.close();
+        }
+        if (guest != null) {
+            assertThat(guest.context.recordingThreads().alive()).isEmpty();
+            assertThat(guest.context.fatals()).isEmpty();
+            guest.close();
+        }
+        for (List<HostEnd> ends : listeners.values()) {
+            for (HostEnd e : ends) {
+                e.close();
+            }
+        }
+        for (AutoCloseable c : closing) {
+            c.close();
+        }
+    }
+
+    private void start(boolean splitRx) {
+        start(splitRx, new VirtioVsock("vsock0", VsockGuest.CID, host));
+    }
+
+    private void start(boolean splitRx, VirtioVsock device) {
+        vsock = device;
+        guest = new VsockGuest(splitRx);
+        vsock.activate(guest.context);
+    }
+
+    private HostEnd listen(int port) {
+        listeners.put(port, new ArrayList<>());
+        return null;
+    }
+
+    private HostEnd accepted(int port, int index) {
+        List<HostEnd> ends = listeners.get(port);
+        synchronized (ends) {
+            return ends.get(index);
+        }
+    }
+
+    /** The guest connects from {@code guestPort} to host port {@code port}, which listens. */
+    private GuestStream guestConnect(int guestPort, int port) {
+        guest.send(OP_REQUEST, guestPort, port, 0, BUF, 0, new byte[0]);
+        Packet r = guest.await(op(OP_RESPONSE, guestPort), "RESPONSE");
+        assertThat(r.srcPort()).isEqualTo(port);
+        assertThat(r.srcCid()).isEqualTo(VirtioVsock.HOST_CID);
+        assertThat(r.dstCid()).isEqualTo(VsockGuest.CID);
+        assertThat(r.bufAlloc()).isEqualTo(VirtioVsock.BUF_ALLOC);
+        GuestStream s = new GuestStream(guest, guestPort, port);
+        s.onPacket(r);
+        return s;
+    }
+
+    /** Outcome of a host-initiated connect. */
+    private static final class Outcome implements VirtioVsock.ConnectCallback {
+        final CompletableFuture<Integer> port = new CompletableFuture<>();
+        final CompletableFuture<String> refused = new CompletableFuture<>();
+
+        @Override
+        public void connected(int hostPort) {
+            port.complete(hostPort);
+        }
+
+        @Override
+        public void refused(String why) {
+            refused.complete(why);
+        }
+    }
+
+    private record HostConnect(HostEnd end, Outcome outcome, Packet request) {}
+
+    private HostConnect hostConnect(int guestPort) {
+        HostEnd end = new HostEnd();
+        closing.add(end);
+        Outcome o = new Outcome();
+        vsock.connect(guestPort, end.device, o);
+        Packet req = guest.await(op(OP_REQUEST, guestPort), "REQUEST");
+        return new HostConnect(end, o, req);
+    }
+
+    private GuestStream accept(HostConnect c) throws Exception {
+        int port = c.request().srcPort();
+        guest.send(OP_RESPONSE, c.request().dstPort(), port, 0, BUF, 0, new byte[0]);
+        assertThat(c.outcome().port.get(10, TimeUnit.SECONDS)).isEqualTo(port);
+        GuestStream s = new GuestStream(guest, c.request().dstPort(), port);
+        s.onPacket(c.request());
+        return s;
+    }
+
+    private static byte[] bytes(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void describesItself() {
+        vsock = new VirtioVsock("vsock0", 0xABCD_1234L, host);
+        assertThat(vsock.deviceType()).isEqualTo(VirtioIds.VSOCK);
+        assertThat(vsock.queueCount()).isEqualTo(3);
+        assertThat(vsock.queueMaxSize(0)).isEqualTo(256);
+        assertThat(vsock.configSize()).isEqualTo(8);
+        assertThat(vsock.features()).isEqualTo(1L << VsockHeader.F_STREAM);
+        assertThat(vsock.readConfig(0, 8)).isEqualTo(0xABCD_1234L);
+        assertThat(vsock.readConfig(0, 4)).isEqualTo(0xABCD_1234L);
+        assertThat(vsock.readConfig(4, 4)).isZero();
+        assertThat(vsock.readConfig(1, 2)).isEqualTo(0xCD12);
+        assertThat(vsock.readConfig(6, 4)).isZero();
+        assertThat(vsock.connections()).isZero();
+    }
+
+    @Test
+    void guestConnectsAndBytesFlowBothWays() throws Exception {
+        start(false);
+        listen(1234);
+        GuestStream s = guestConnect(5000, 1234);
+        assertThat(vsock.connections()).isOne();
+        HostEnd h = accepted(1234, 0);
+        guest.send(OP_RW, 5000, 1234, 0, BUF, 0, bytes("hello"));
+        assertThat(new String(h.readFully(5), StandardCharsets.UTF_8)).isEqualTo("hello");
+        s.keep = true;
+        assertThat(h.write(bytes("world"))).isTrue();
+        s.until(() -> s.received == 5, "5 bytes received");
+        assertThat(s.kept.toString(StandardCharsets.UTF_8)).isEqualTo("world");
+    }
+
+    @Test
+    void theLinux61BufferLayoutCarriesDataToo() throws Exception {
+        start(true);
+        listen(1234);
+        GuestStream s = guestConnect(5000, 1234);
+        HostEnd h = accepted(1234, 0);
+        s.keep = true;
+        byte[] data = new byte[10_000];
+        new Random(1).nextBytes(data);
+        assertThat(h.write(data)).isTrue();
+        s.until(() -> s.received == data.length, "all received");
+        assertThat(s.kept.toByteArray()).isEqualTo(data);
+    }
+
+    @Test
+    void aGuestConnectingWhereNobodyListensGetsARst() {
+        start(false);
+        guest.send(OP_REQUEST, 5000, 99, 0, BUF, 0, new byte[0]);
+        Packet r = guest.await(op(OP_RST, 5000), "RST");
+        assertThat(r.srcPort()).isEqualTo(99);
+        assertThat(vsock.connections()).isZero();
+    }
+
+    @Test
+    void aHostSideThatThrowsIsARst() {
+        start(false, new VirtioVsock("vsock0", VsockGuest.CID, (p, g) -> {
+            throw new IllegalStateException("listener broke");
+        }));
+        guest.send(OP_REQUEST, 5000, 99, 0, BUF, 0, new byte[0]);
+        guest.await(op(OP_RST, 5000), "RST");
+        assertThat(vsock.connections()).isZero();
+    }
+
+    @Test
+    void theHostConnectsFromPortsAbove2To30() throws Exception {
+        start(false);
+        HostConnect a = hostConnect(7000);
+        assertThat(a.request().srcPort()).isEqualTo(VirtioVsock.FIRST_HOST_PORT);
+        assertThat(a.request().bufAlloc()).isEqualTo(VirtioVsock.BUF_ALLOC);
+        GuestStream s = accept(a);
+        HostConnect b = hostConnect(7000);
+        assertThat(b.request().srcPort()).isEqualTo(VirtioVsock.FIRST_HOST_PORT + 1);
+        accept(b);
+        assertThat(vsock.connections()).isEqualTo(2);
+        s.keep = true;
+        assertThat(a.end().write(bytes("ping"))).isTrue();
+        s.until(() -> s.received == 4, "ping");
+        assertThat(s.kept.toString(StandardCharsets.UTF_8)).isEqualTo("ping");
+        s.write(bytes("pong"));
+        assertThat(new String(a.end().readFully(4), StandardCharsets.UTF_8)).isEqualTo("pong");
+    }
+
+    @Test
+    void aGuestRstRefusesAHostConnect() throws Exception {
+        start(false);
+        HostConnect c = hostConnect(7000);
+        guest.send(OP_RST, 7000, c.request().srcPort(), 0, 0, 0, new byte[0]);
+        assertThat(c.outcome().refused.get(10, TimeUnit.SECONDS)).contains("RST");
+        assertThat(c.outcome().port).isNotDone();
+        assertThat(c.end().read(true)).isEmpty(); // the device closed its end
+        assertThat(vsock.connections()).isZero();
+    }
+
+    @Test
+    void aGuestThatDoesNotAnswerRefusesAHostConnectAfterTheTimeout() throws Exception {
+        start(false, new VirtioVsock("vsock0", VsockGuest.CID, host, Duration.ofMillis(200), VirtioVsock.CLOSE_TIMEOUT));
+        long t0 = System.nanoTime();
+        HostConnect c = hostConnect(7000);
+        assertThat(c.outcome().refused.get(10, TimeUnit.SECONDS)).contains("did not answer");
+        assertThat(System.nanoTime() - t0).isGreaterThanOrEqualTo(Duration.ofMillis(200).toNanos());
+        guest.await(op(OP_RST, 7000), "RST after the timeout");
+        assertThat(c.end().read(true)).isEmpty();
+        // a late RESPONSE finds no connection and is reset
+        guest.send(OP_RESPONSE, 7000, c.request().srcPort(), 0, BUF, 0, new byte[0]);
+        guest.await(op(OP_RST, 7000), "RST for the late RESPONSE");
+    }
+
+    @Test
+    void aDeviceNotInUseRefusesAtOnce() throws Exception {
+        vsock = new VirtioVsock("vsock0", VsockGuest.CID, host);
+        HostEnd end = new HostEnd();
+        closing.add(end);
+        Outcome o = new Outcome();
+        vsock.connect(7000, end.device, o);
+        assertThat(o.refused).isDone();
+        assertThat(end.device.isOpen()).isFalse();
+    }
+
+    @Test
+    void megabytesFlowBothWaysAtOnceWithMatchingChecksums() throws Exception {
+        start(false);
+        listen(1234);
+        GuestStream s = guestConnect(5000, 1234);
+        HostEnd h = accepted(1234, 0);
+        int size = 4 << 20;
+        byte[] up = new byte[size];
+        byte[] down = new byte[size];
+        new Random(2).nextBytes(up);
+        new Random(3).nextBytes(down);
+        CompletableFuture<Long> hostGot = CompletableFuture.supplyAsync(() -> {
+            CRC32 crc = new CRC32();
+            crc.update(h.readFully(size));
+            return crc.getValue();
+        });
+        CompletableFuture<Boolean> hostWrote = CompletableFuture.supplyAsync(() -> h.write(down));
+        s.write(up);
+        s.until(() -> s.received == size, "all host bytes received");
+        CRC32 upCrc = new CRC32();
+        upCrc.update(up);
+        CRC32 downCrc = new CRC32();
+        downCrc.update(down);
+        assertThat(hostGot.get(30, TimeUnit.SECONDS)).isEqualTo(upCrc.getValue());
+        assertThat(hostWrote.get(30, TimeUnit.SECONDS)).isTrue();
+        assertThat(s.crc.getValue()).isEqualTo(downCrc.getValue());
+        assertThat(s.overruns).isZero();
+    }
+}

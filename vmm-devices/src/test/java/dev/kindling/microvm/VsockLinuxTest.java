@@ -99,20 +99,28 @@ class VsockLinuxTest {
                 List<Future<String>> burst = dialRightAfterBoot(vm, uds);
                 assertThat(vm.console().awaitText("VSOCKGUEST-READY", BOOT)).as("guest ready; console:\n%s", vm.console().text())
                         .isTrue();
-                timings.add(String.format("boot to ready %.0f s", (System.nanoTime() - t0) / 1e9));
+                timings.add(progress(String.format("boot to ready %.0f s", (System.nanoTime() - t0) / 1e9)));
                 checkBurst(burst);
 
+                progress("burst dialers done");
                 unixSocketProtocol(uds);
+                progress("Unix-socket protocol done");
                 manyConnectionsAtOnce(vm);
+                progress(CONNECTIONS + " connections done");
                 try (VsockConnection c = vm.vsock().connect(COMMAND, STEP)) {
-                    timings.add(hostToGuest(c));
-                    timings.add(guestToHost(c));
+                    timings.add(progress(hostToGuest(c)));
+                    timings.add(progress(guestToHost(c)));
                     guestInitiated(vm, c, uds);
+                    progress("guest-initiated connections done");
                     brokenPipe(vm, c);
+                    progress("broken pipe done");
                 }
                 guestNeverReads(vm);
+                progress("guest that never reads done");
                 guestClosesAbruptly(vm);
+                progress("guest that closes abruptly done");
                 hostClosesMidTransfer(vm);
+                progress("host closing mid-transfer done");
 
                 assertThat(echo(vm, "still there after the faults")).isEqualTo("still there after the faults");
                 assertThat(echoUds(uds, "and through the Unix socket")).isEqualTo("and through the Unix socket");
@@ -134,6 +142,12 @@ class VsockLinuxTest {
         System.out.println("VsockLinuxTest: " + String.join(", ", timings));
         assertThat(uds).as("the Unix socket is removed with the VM").doesNotExist();
         HostResources.now().assertNothingLeftSince(before);
+    }
+
+    /** Where a run that takes minutes has got to, as it goes. */
+    private static String progress(String what) {
+        System.out.println("VsockLinuxTest: " + what);
+        return what;
     }
 
     /** guests/out/vsockguest, built by guests/Makefile (it needs a static libc). */

@@ -106,6 +106,9 @@ public final class Vsock implements AutoCloseable {
                 return attempt(port, Math.min(deadline, System.nanoTime() + ANSWER_TIMEOUT.toNanos()));
             } catch (ConnectException e) {
                 refusal = e;
+            } catch (SocketTimeoutException e) {
+                throw new SocketTimeoutException("vsock guest port " + Integer.toUnsignedString(port) + " did not answer within "
+                        + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start) + " ms (" + attempts + " attempts)");
             }
             long left = deadline - System.nanoTime();
             if (left <= 0) {

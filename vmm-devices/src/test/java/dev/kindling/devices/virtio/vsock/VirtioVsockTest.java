@@ -1,149 +1,28 @@
 package dev.kindling.devices.virtio.vsock;
 
 import static dev.kindling.devices.virtio.vsock.VsockGuest.op;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_CREDIT_REQUEST;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_CREDIT_UPDATE;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_REQUEST;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RESPONSE;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RST;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RW;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_SHUTDOWN;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_RCV;
-import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_SEND;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kindling.devices.virtio.VirtioIds;
 import dev.kindling.devices.virtio.vsock.VsockGuest.Packet;
-import dev.kindling.sys.Fd;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.zip.CRC32;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
-class VirtioVsockTest {
-    private static final int BUF = 256 * 1024;
-
-    private final List<AutoCloseable> closing = new ArrayList<>();
-    /** Host port -> the device ends the host side hands out, one each time the guest connects. */
-    private final Map<Integer, List<HostEnd>> listeners = new ConcurrentHashMap<>();
-    private final VsockHost host = (port, guestPort) -> {
-        List<HostEnd> ends = listeners.get(port);
-        if (ends == null) {
-            return null;
-        }
-        HostEnd e = new HostEnd();
-        synchronized (ends) {
-            ends.add(e);
-        }
-        return e.device;
-    };
-    private VsockGuest guest;
-    private VirtioVsock vsock;
-
-    @AfterEach
-    void tearDown() throws Exception {
-        if (vsock != null) {
-            vsock.close();
-        }
-        if (guest != null) {
-            assertThat(guest.context.recordingThreads().alive()).isEmpty();
-            assertThat(guest.context.fatals()).isEmpty();
-            guest.close();
-        }
-        for (List<HostEnd> ends : listeners.values()) {
-            for (HostEnd e : ends) {
-                e.close();
-            }
-        }
-        for (AutoCloseable c : closing) {
-            c.close();
-        }
-    }
-
-    private void start(boolean splitRx) {
-        start(splitRx, new VirtioVsock("vsock0", VsockGuest.CID, host));
-    }
-
-    private void start(boolean splitRx, VirtioVsock device) {
-        vsock = device;
-        guest = new VsockGuest(splitRx);
-        vsock.activate(guest.context);
-    }
-
-    private HostEnd listen(int port) {
-        listeners.put(port, new ArrayList<>());
-        return null;
-    }
-
-    private HostEnd accepted(int port, int index) {
-        List<HostEnd> ends = listeners.get(port);
-        synchronized (ends) {
-            return ends.get(index);
-        }
-    }
-
-    /** The guest connects from {@code guestPort} to host port {@code port}, which listens. */
-    private GuestStream guestConnect(int guestPort, int port) {
-        guest.send(OP_REQUEST, guestPort, port, 0, BUF, 0, new byte[0]);
-        Packet r = guest.await(op(OP_RESPONSE, guestPort), "RESPONSE");
-        assertThat(r.srcPort()).isEqualTo(port);
-        assertThat(r.srcCid()).isEqualTo(VirtioVsock.HOST_CID);
-        assertThat(r.dstCid()).isEqualTo(VsockGuest.CID);
-        assertThat(r.bufAlloc()).isEqualTo(VirtioVsock.BUF_ALLOC);
-        GuestStream s = new GuestStream(guest, guestPort, port);
-        s.onPacket(r);
-        return s;
-    }
-
-    /** Outcome of a host-initiated connect. */
-    private static final class Outcome implements VirtioVsock.ConnectCallback {
-        final CompletableFuture<Integer> port = new CompletableFuture<>();
-        final CompletableFuture<String> refused = new CompletableFuture<>();
-
-        @Override
-        public void connected(int hostPort) {
-            port.complete(hostPort);
-        }
-
-        @Override
-        public void refused(String why) {
-            refused.complete(why);
-        }
-    }
-
-    private record HostConnect(HostEnd end, Outcome outcome, Packet request) {}
-
-    private HostConnect hostConnect(int guestPort) {
-        HostEnd end = new HostEnd();
-        closing.add(end);
-        Outcome o = new Outcome();
-        vsock.connect(guestPort, end.device, o);
-        Packet req = guest.await(op(OP_REQUEST, guestPort), "REQUEST");
-        return new HostConnect(end, o, req);
-    }
-
-    private GuestStream accept(HostConnect c) throws Exception {
-        int port = c.request().srcPort();
-        guest.send(OP_RESPONSE, c.request().dstPort(), port, 0, BUF, 0, new byte[0]);
-        assertThat(c.outcome().port.get(10, TimeUnit.SECONDS)).isEqualTo(port);
-        GuestStream s = new GuestStream(guest, c.request().dstPort(), port);
-        s.onPacket(c.request());
-        return s;
-    }
-
-    private static byte[] bytes(String s) {
-        return s.getBytes(StandardCharsets.UTF_8);
-    }
-
+class VirtioVsockTest extends VsockTestBase {
     @Test
     void describesItself() {
         vsock = new VirtioVsock("vsock0", 0xABCD_1234L, host);
@@ -290,5 +169,46 @@ class VirtioVsockTest {
         assertThat(hostWrote.get(30, TimeUnit.SECONDS)).isTrue();
         assertThat(s.crc.getValue()).isEqualTo(downCrc.getValue());
         assertThat(s.overruns).isZero();
+    }
+
+    @Test
+    void manyHostConnectsAtOnceFromManyThreadsEachGetTheirOwnPort() throws Exception {
+        start(false);
+        int threads = 8;
+        int each = 8;
+        List<Outcome> outcomes = new CopyOnWriteArrayList<>();
+        List<Thread> dialers = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            int base = 7000 + t * each;
+            Thread d = new Thread(() -> {
+                for (int i = 0; i < each; i++) {
+                    HostEnd end = new HostEnd();
+                    synchronized (closing) {
+                        closing.add(end);
+                    }
+                    Outcome o = new Outcome();
+                    outcomes.add(o);
+                    vsock.connect(base + i, end.device, o);
+                }
+            });
+            dialers.add(d);
+            d.start();
+        }
+        Set<Integer> guestPorts = new HashSet<>();
+        for (int i = 0; i < threads * each; i++) {
+            Packet req = guest.await(k -> k.op() == OP_REQUEST, "REQUEST " + i);
+            assertThat(guestPorts.add(req.dstPort())).isTrue();
+            guest.send(OP_RESPONSE, req.dstPort(), req.srcPort(), 0, 256 * 1024, 0, new byte[0]);
+        }
+        for (Thread d : dialers) {
+            d.join(10_000);
+        }
+        Set<Integer> hostPorts = new HashSet<>();
+        for (Outcome o : outcomes) {
+            hostPorts.add(o.port.get(10, TimeUnit.SECONDS));
+        }
+        assertThat(hostPorts).hasSize(threads * each);
+        assertThat(hostPorts).allMatch(p -> p >= VirtioVsock.FIRST_HOST_PORT);
+        assertThat(vsock.connections()).isEqualTo(threads * each);
     }
 }

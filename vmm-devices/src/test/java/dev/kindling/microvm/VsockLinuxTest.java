@@ -100,6 +100,13 @@ class VsockLinuxTest {
                 assertThat(vm.console().awaitText("VSOCKGUEST-READY", BOOT)).as("guest ready; console:\n%s", vm.console().text())
                         .isTrue();
                 timings.add(progress(String.format("boot to ready %.0f s", (System.nanoTime() - t0) / 1e9)));
+                long r0 = System.nanoTime();
+                try (VsockConnection c = vm.vsock().connect(ECHO, STEP)) {
+                    assertThat(within(STEP, "first echo", () -> echoOn(c, "first"))).isEqualTo("first");
+                } catch (IOException e) {
+                    fail("the guest's echo server does not answer: " + e.getMessage() + "; console:\n" + vm.console().text(), e);
+                }
+                timings.add(progress(String.format("first echo %.1f s after ready", (System.nanoTime() - r0) / 1e9)));
                 checkBurst(burst);
 
                 progress("burst dialers done");

@@ -87,7 +87,7 @@ class VsockLinuxTest {
         TestKernel k = TestKernel.locate();
         Path cpio = initramfs(buildGuest());
         Path uds = tmp.resolve("v.sock");
-        String cmdline = k.cmdline() + " quiet tsc=reliable vg_mode=serve";
+        String cmdline = k.cmdline() + " quiet percpu_alloc=page tsc=reliable vg_mode=serve";
         List<String> timings = new ArrayList<>();
         HostResources before = HostResources.now();
         pool = Executors.newCachedThreadPool();
@@ -410,6 +410,9 @@ class VsockLinuxTest {
                 r.nextBytes(chunk);
                 h = fnv1a(h, chunk, chunk.length);
                 c.outputStream().write(chunk);
+                if ((done + chunk.length) % (4 << 20) == 0) {
+                    progress(String.format("host->guest %d MiB in %.0f s", (done + chunk.length) >> 20, (System.nanoTime() - t0) / 1e9));
+                }
             }
             c.outputStream().flush();
             assertThat(readLine(c.inputStream())).as("the guest's checksum").isEqualTo(String.format("RECV %d %016x", TRANSFER, h));
@@ -430,6 +433,9 @@ class VsockLinuxTest {
                 byte[] got = in.readNBytes(want.length);
                 if (!Arrays.equals(got, want)) {
                     fail("guest->host stream differs in the 64 KiB at " + done + " (" + got.length + " bytes read)");
+                }
+                if ((done + want.length) % (4 << 20) == 0) {
+                    progress(String.format("guest->host %d MiB in %.0f s", (done + want.length) >> 20, (System.nanoTime() - t0) / 1e9));
                 }
             }
             double s = (System.nanoTime() - t0) / 1e9;

@@ -40,6 +40,7 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -90,6 +91,8 @@ class VsockLinuxTest {
         Path uds = tmp.resolve("v.sock");
         String cmdline = k.cmdline() + " quiet percpu_alloc=page tsc=reliable vg_mode=serve";
         List<String> timings = new ArrayList<>();
+        long seed = new SecureRandom().nextLong(); // before the count: the JDK keeps its random devices open
+        List<String> fdsBefore = fdTargets();
         HostResources before = HostResources.now();
         pool = Executors.newCachedThreadPool();
         try {
@@ -116,7 +119,7 @@ class VsockLinuxTest {
                 manyConnectionsAtOnce(vm);
                 progress(CONNECTIONS + " connections done");
                 try (VsockConnection c = vm.vsock().connect(COMMAND, STEP)) {
-                    timings.add(progress(hostToGuest(c)));
+                    timings.add(progress(hostToGuest(c, seed)));
                     timings.add(progress(guestToHost(c)));
                     guestInitiated(vm, c, uds);
                     progress("guest-initiated connections done");
@@ -149,7 +152,27 @@ class VsockLinuxTest {
         }
         System.out.println("VsockLinuxTest: " + String.join(", ", timings));
         assertThat(uds).as("the Unix socket is removed with the VM").doesNotExist();
+        List<String> fdsAfter = fdTargets();
+        if (fdsAfter.size() != fdsBefore.size()) {
+            fdsAfter.removeAll(fdsBefore);
+            fail("descriptors left open (or reused): " + fdsAfter + "; before: " + fdsBefore);
+        }
         HostResources.now().assertNothingLeftSince(before);
+    }
+
+    /** What this process's descriptors point at (files, sockets, anon inodes), for naming a leak. */
+    private static List<String> fdTargets() throws IOException {
+        List<String> targets = new ArrayList<>();
+        try (Stream<Path> fds = Files.list(Path.of("/proc/self/fd"))) {
+            for (Path fd : fds.toList()) {
+                try {
+                    targets.add(fd.getFileName() + " -> " + Files.readSymbolicLink(fd));
+                } catch (IOException e) {
+                    // closed meanwhile (the listing's own descriptor)
+                }
+            }
+        }
+        return targets;
     }
 
     /** Where a run that takes minutes has got to, as it goes. */
@@ -405,9 +428,9 @@ class VsockLinuxTest {
         }
     }
 
-    private String hostToGuest(VsockConnection c) throws Exception {
+    private String hostToGuest(VsockConnection c, long seed) throws Exception {
         return within(TRANSFER_LIMIT, "host to guest", () -> {
-            SplittableRandom r = new SplittableRandom(new SecureRandom().nextLong());
+            SplittableRandom r = new SplittableRandom(seed);
             byte[] chunk = new byte[64 << 10];
             long h = 0xcbf29ce484222325L, t0 = System.nanoTime();
             send(c, "RECV " + TRANSFER);

@@ -8,7 +8,7 @@ import java.io.PrintStream;
 import java.util.List;
 
 /**
- * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|net},
+ * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|net|vsock},
  * {@code demo}. Exit status 64 for bad arguments (with the usage), 69 when something the command
  * needs from the host is missing, 1 for other failures.
  */
@@ -30,6 +30,7 @@ public final class Kindling {
                    kindling bench startup [--runs N]
                    kindling bench blk [--runs N] [--mib N] [--ops N]
                    kindling bench net [--runs N] [--kib N]
+                   kindling bench vsock [--runs N] [--kib N] [--echoes N]
                    kindling demo""";
 
     private Kindling() {}

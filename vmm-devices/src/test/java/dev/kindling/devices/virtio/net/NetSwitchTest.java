@@ -111,6 +111,58 @@ class NetSwitchTest {
     }
 
     @Test
+    void theAddressTableIsBoundedPerPortAndInAllAndFloodsBeyond() {
+        try (NetSwitch sw = new NetSwitch("test")) {
+            List<NetBackend> ports = new ArrayList<>();
+            for (int i = 0; i < 6; i++) {
+                ports.add(sw.connect());
+            }
+            NetBackend a = ports.get(0), b = ports.get(1);
+            long base = 0x02_00_00_10_00_00L;
+            for (int i = 0; i < 4 * NetSwitch.LEARNED_PER_PORT; i++) {
+                a.send(frame(BROADCAST, base + i, i));
+            }
+            assertThat(sw.learnedCount()).isEqualTo(NetSwitch.LEARNED_PER_PORT);
+            for (NetBackend p : ports) {
+                drain(p);
+            }
+            // one learned behind a goes to a alone; one a sent from beyond its bound is flooded
+            b.send(frame(base, B, 1));
+            assertThat(drain(a)).containsExactly(1);
+            assertThat(drain(ports.get(2))).isEmpty();
+            b.send(frame(base + NetSwitch.LEARNED_PER_PORT, B, 2));
+            assertThat(drain(a)).containsExactly(2);
+            assertThat(drain(ports.get(2))).containsExactly(2);
+            for (NetBackend p : ports) {
+                drain(p);
+            }
+            // the other ports fill the table to its total bound
+            for (int p = 1; p < ports.size(); p++) {
+                for (int i = 0; i < NetSwitch.LEARNED_PER_PORT; i++) {
+                    ports.get(p).send(frame(BROADCAST, base + ((long) p << 16) + i, i));
+                }
+                for (NetBackend q : ports) {
+                    drain(q);
+                }
+            }
+            assertThat(sw.learnedCount()).isEqualTo(NetSwitch.LEARNED_MAX);
+            // an address seen again on another port moves there, even with the table full
+            NetBackend e = ports.get(4);
+            e.send(frame(BROADCAST, base, 3));
+            for (NetBackend p : ports) {
+                drain(p);
+            }
+            ports.get(2).send(frame(base, C, 4));
+            assertThat(drain(e)).containsExactly(4);
+            assertThat(drain(a)).isEmpty();
+            assertThat(sw.learnedCount()).isEqualTo(NetSwitch.LEARNED_MAX);
+            // a closed port's addresses are forgotten, making room
+            a.close();
+            assertThat(sw.learnedCount()).isLessThan(NetSwitch.LEARNED_MAX);
+        }
+    }
+
+    @Test
     void rejectsRuntsAndGiants() {
         try (NetSwitch sw = new NetSwitch("test")) {
             NetBackend a = sw.connect(), b = sw.connect();

@@ -308,16 +308,23 @@ class PasstBackendTest {
                 PasstBackend backend = PasstBackend.open(PasstOptions.connectTo(path));
                 Fd peer = UnixSocket.accept(listening);
                 Arena arena = Arena.ofConfined()) {
-            int frameLength = 9000;
+            int frameLength = 60000; // long enough that the socket takes some of one
             int accepted = 0, refused = 0;
+            long slowest = 0;
             for (int i = 0; i < 2000 && refused < 3; i++) {
-                if (send(backend, slice(framed(frameLength, i), 4, 4 + frameLength))) {
+                byte[] frame = slice(framed(frameLength, i), 4, 4 + frameLength);
+                long start = System.nanoTime();
+                boolean sent = send(backend, frame);
+                slowest = Math.max(slowest, System.nanoTime() - start);
+                if (sent) {
                     accepted++;
                 } else {
                     refused++;
                 }
             }
             assertThat(refused).as("a peer that never reads fills the socket").isEqualTo(3);
+            assertThat(slowest / 1_000_000).as("ms the slowest send took: a send never waits for the peer")
+                    .isLessThan(100);
             // the peer now reads everything; the backend finishes the frame it started
             Libc.setNonBlocking(peer, true);
             MemorySegment buf = arena.allocate(1 << 16);

@@ -58,7 +58,7 @@ public final class NetSwitch implements AutoCloseable {
         return name;
     }
 
-    /** A new port: the backend of one interface. Closing it leaves the switch. */
+    /** A new port: the backend of one interface. Closing it leaves the switch and frees its descriptor. */
     public NetBackend connect() {
         synchronized (lifecycle) {
             if (closed) {
@@ -75,14 +75,18 @@ public final class NetSwitch implements AutoCloseable {
         return ports.size();
     }
 
-    /** Disconnects every port (their guests see no more frames). */
+    /**
+     * Disconnects every port: their guests get no more frames and their sends are refused. Each
+     * port's descriptor stays open (its device may still watch it, quietly) until the port itself
+     * is closed by its owner.
+     */
     @Override
     public void close() {
         synchronized (lifecycle) {
             closed = true;
         }
         for (Port p : ports) {
-            p.close();
+            p.disconnect();
         }
     }
 
@@ -245,18 +249,31 @@ public final class NetSwitch implements AutoCloseable {
             dropped.incrementAndGet();
         }
 
-        @Override
-        public void close() {
+        /** Leaves the switch: no more frames either way; the descriptor stays open and quiet. */
+        private void disconnect() {
             synchronized (this) {
                 if (!open) {
                     return;
                 }
                 open = false;
+                if (!queue.isEmpty()) {
+                    signal.read();
+                }
                 queue.clear();
                 queuedBytes = 0;
-                signal.close();
             }
             leave(this);
+        }
+
+        /** Leaves the switch, if it has not closed already, and frees the descriptor. */
+        @Override
+        public void close() {
+            disconnect();
+            synchronized (this) {
+                if (signal.fd().isOpen()) {
+                    signal.close();
+                }
+            }
         }
 
         @Override

@@ -6,6 +6,7 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
+import dev.kindling.sys.IoVec;
 import dev.kindling.sys.Libc;
 import dev.kindling.sys.SyscallException;
 import java.io.IOException;
@@ -24,8 +25,6 @@ public final class TapBackend implements NetBackend {
     private static final System.Logger LOG = System.getLogger(TapBackend.class.getName());
     /** The largest frame a tap hands over: vnet header and a 64 KiB GSO packet with its Ethernet header. */
     static final int MAX_READ = VirtioNet.VNET_HEADER_SIZE + 65535 + 18;
-    /** A buffer this large holds any frame of a 64 KiB packet without a VLAN tag: read into directly. */
-    static final int DIRECT_READ = VirtioNet.VNET_HEADER_SIZE + 65536 + 14;
     /** The guest's offload feature bits ({@link VirtioNet}'s GUEST_*), by the TUN_F_* flag each allows. */
     static final long GUEST_CSUM = 1L << 1, GUEST_TSO4 = 1L << 7, GUEST_TSO6 = 1L << 8, GUEST_ECN = 1L << 9;
 
@@ -33,8 +32,15 @@ public final class TapBackend implements NetBackend {
     private final Fd tap;
     private final Readiness readiness;
     private final Arena arena = Arena.ofShared();
-    /** Where a frame goes when the device's buffer might be too small for it: a short read would lose it. */
-    private final MemorySegment scratch = arena.allocate(MAX_READ);
+    /**
+     * A read gets the caller's buffer and then this byte: the tap truncates a frame longer than what
+     * it is given (the read returns the bytes it was given), so a read that reaches the spill byte
+     * was a frame too long for the caller, dropped whole rather than delivered cut.
+     */
+    private final MemorySegment spill = arena.allocate(1);
+    private final MemorySegment iov = arena.allocate(IoVec.LAYOUT, 2);
+    /** For a caller's buffer on the Java heap, which readv cannot take. */
+    private MemorySegment heapScratch;
     private volatile boolean failed;
     private boolean closed;
 
@@ -135,17 +141,22 @@ public final class TapBackend implements NetBackend {
         if (failed) {
             return 0;
         }
-        // A buffer for any 64 KiB packet gets the frame directly; a smaller one would make the tap
-        // drop a long frame (EFAULT) without the caller learning its size, so it goes through scratch.
-        boolean direct = into.byteSize() >= DIRECT_READ;
-        MemorySegment buf = direct ? into : scratch;
+        MemorySegment buf = into;
+        if (!into.isNative()) {
+            if (heapScratch == null) {
+                heapScratch = arena.allocate(MAX_READ);
+            }
+            buf = heapScratch.asSlice(0, Math.min(into.byteSize(), MAX_READ));
+        }
+        IoVec.set(iov, 0, buf);
+        IoVec.set(iov, 1, spill);
         for (int tries = 0; tries < 64; tries++) {
             long n;
             try {
-                n = Libc.read(tap, buf, buf.byteSize());
+                n = Libc.readv(tap, iov, 2);
             } catch (SyscallException e) {
-                if (e.errno() == Errno.EFAULT || e.errno() == Errno.EINVAL) {
-                    continue; // a frame longer than the buffer: the tap dropped it
+                if (e.errno() == Errno.EINVAL) {
+                    continue; // a buffer shorter than the vnet header: the tap dropped the frame
                 }
                 fail(e);
                 return 0;
@@ -153,14 +164,13 @@ public final class TapBackend implements NetBackend {
             if (n <= 0) {
                 return 0;
             }
-            if (direct) {
-                return (int) n;
+            if (n > buf.byteSize()) {
+                continue; // cut short at the spill byte: too long for the caller, dropped as the contract says
             }
-            if (n <= into.byteSize()) {
-                MemorySegment.copy(scratch, 0, into, 0, n);
-                return (int) n;
+            if (buf != into) {
+                MemorySegment.copy(buf, 0, into, 0, n);
             }
-            // too long for the guest's buffer: dropped, as the contract says; try the next
+            return (int) n;
         }
         return 0;
     }

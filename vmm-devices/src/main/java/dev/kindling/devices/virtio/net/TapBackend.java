@@ -41,7 +41,12 @@ public final class TapBackend implements NetBackend {
     private final MemorySegment iov = arena.allocate(IoVec.LAYOUT, 2);
     /** For a caller's buffer on the Java heap, which readv cannot take. */
     private MemorySegment heapScratch;
+    /** {@code EBADFD}: the tap's file is in a bad state (its device went away). */
+    private static final int EBADFD = 77;
+    private static final long DROP_LOG_INTERVAL_NANOS = 10_000_000_000L;
     private volatile boolean failed;
+    /** When a refused frame was last logged; used by the device thread only. */
+    private long lastDropLog;
     private boolean closed;
 
     private TapBackend(String name, Fd tap, Readiness readiness) {
@@ -184,11 +189,31 @@ public final class TapBackend implements NetBackend {
             long n = Libc.write(tap, frame, frame.byteSize());
             return n == frame.byteSize();
         } catch (SyscallException e) {
-            // EIO and EINVAL are a frame the tap refused (link down, bad vnet header): dropped.
-            if (e.errno() != Errno.EIO && e.errno() != Errno.EINVAL) {
+            if (tapGone(e.errno())) {
                 fail(e);
+            } else {
+                dropped(e);
             }
             return false;
+        }
+    }
+
+    /**
+     * Whether a write's errno means the tap is gone for good. Anything else (EIO: link down,
+     * EINVAL: a vnet header it refused, ENOMEM or ENOBUFS: memory short for a moment) costs the one
+     * frame only.
+     */
+    static boolean tapGone(int errno) {
+        return errno == Errno.EBADF || errno == EBADFD;
+    }
+
+    /** Logs a dropped frame's reason, at most once per {@link #DROP_LOG_INTERVAL_NANOS}. */
+    private void dropped(SyscallException e) {
+        long now = System.nanoTime();
+        if (lastDropLog == 0 || now - lastDropLog >= DROP_LOG_INTERVAL_NANOS) {
+            lastDropLog = now;
+            LOG.log(Level.DEBUG, "tap {0} refused a frame (further refusals are not logged for a while): {1}", name,
+                    e.getMessage());
         }
     }
 

@@ -4,6 +4,7 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kindling.sys.Errno;
 import dev.kindling.sys.Poller;
 import dev.kindling.testing.HostResources;
 import dev.kindling.testing.Require;
@@ -158,6 +159,15 @@ class TapBackendTest {
         assertThatThrownBy(() -> TapBackend.open("a-name-far-too-long")).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("a-name-far-too-long");
         assertThatThrownBy(() -> TapBackend.open("a/b")).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void onlyALostTapEndsTheBackendAndOtherWriteErrorsDropTheFrame() {
+        assertThat(TapBackend.tapGone(Errno.EBADF)).isTrue();
+        assertThat(TapBackend.tapGone(77)).as("EBADFD").isTrue();
+        for (int errno : new int[] {Errno.EIO, Errno.EINVAL, Errno.ENOMEM, 105 /* ENOBUFS */, Errno.EAGAIN}) {
+            assertThat(TapBackend.tapGone(errno)).as(Errno.name(errno)).isFalse();
+        }
     }
 
     @Test

@@ -44,8 +44,9 @@ import java.util.stream.Stream;
  * <p>The stream is never left with half a frame: a frame the socket only partly takes is finished
  * on the next send or when the socket drains (the device thread is woken for it), and frames are
  * dropped only whole: a send while the rest of an earlier frame still cannot go out drops the new
- * frame. A send never waits, so a passt that stops reading never stalls the device thread. A received length beyond {@link #MAX_FRAME} or the device's buffer drops
- * that frame by skipping its bytes.
+ * frame. A send never waits, so a passt that stops reading never stalls the device thread. A
+ * received frame longer than the device's buffer is dropped by skipping its bytes; a length beyond
+ * {@link #MAX_FRAME}, which passt never sends, means the stream is out of step: the backend ends.
  */
 public final class PasstBackend implements NetBackend {
     private static final System.Logger LOG = System.getLogger(PasstBackend.class.getName());
@@ -304,10 +305,14 @@ public final class PasstBackend implements NetBackend {
             }
             if (rxSkip == 0 && available >= LENGTH) {
                 long length = Integer.toUnsignedLong(rx.get(JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), rxStart));
-                if (length > MAX_FRAME || length > into.byteSize()) {
-                    // beyond any MTU is a stream gone wrong rather than a big frame: worth a warning
-                    LOG.log(length > MAX_FRAME ? Level.WARNING : Level.DEBUG, "{0}: skipping a frame of {1} bytes (room for {2})",
-                            what, length, Math.min(MAX_FRAME, into.byteSize()));
+                if (length > MAX_FRAME) {
+                    // passt never sends that: the stream is out of step, and nothing after can be trusted
+                    rxStart = rxEnd = 0;
+                    end("framing lost (a frame length of " + length + " bytes)");
+                    return 0;
+                }
+                if (length > into.byteSize()) {
+                    LOG.log(Level.DEBUG, "{0}: skipping a frame of {1} bytes (room for {2})", what, length, into.byteSize());
                     rxStart += LENGTH;
                     rxSkip = length;
                     continue;
@@ -366,7 +371,7 @@ public final class PasstBackend implements NetBackend {
             return false;
         }
         long length = Integer.toUnsignedLong(rx.get(JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), rxStart));
-        return length > MAX_FRAME || available >= LENGTH + length;
+        return available >= LENGTH + length;
     }
 
     @Override

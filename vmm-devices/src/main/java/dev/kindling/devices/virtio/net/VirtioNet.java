@@ -584,7 +584,10 @@ public final class VirtioNet implements VirtioDevice {
             while ((sum >>> 16) != 0) {
                 sum = (sum & 0xffff) + (sum >>> 16);
             }
-            frame.set(BE16, start + offset, (short) ~sum);
+            // as Linux's skb_checksum_help: a UDP checksum of 0 means "none", so it is sent as 0xffff
+            // (the same value in ones' complement, harmless for TCP)
+            int folded = (int) ~sum & 0xffff;
+            frame.set(BE16, start + offset, (short) (folded == 0 ? 0xffff : folded));
             return true;
         }
 

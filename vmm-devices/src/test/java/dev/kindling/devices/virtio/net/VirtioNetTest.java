@@ -338,6 +338,22 @@ class VirtioNetTest {
         }
     }
 
+    @Test
+    void aCompletedChecksumThatFoldsToZeroIsSentAsAllOnesAsUdpNeeds() throws Exception {
+        try (NetHarness h = new NetHarness(true, VirtioNet.MRG_RXBUF).activate()) {
+            h.postRx(1, 2048);
+            // from 34 all zero but the field, whose pseudo-header sum 0xffff makes the sum 0xffff: checksum 0
+            byte[] f = Arrays.copyOf(frame(60, 5), 60);
+            Arrays.fill(f, 34, 60, (byte) 0);
+            f[40] = (byte) 0xff;
+            f[41] = (byte) 0xff;
+            h.backend.inject(concat(header(NEEDS_CSUM, 0, 0, 0, 34, 6, 0), f));
+            Delivered d = reassemble(awaitUsed(h.rx, 1), 0);
+            assertThat(Arrays.copyOfRange(d.frame(), 40, 42)).as("0 is \"no checksum\" to UDP")
+                    .containsExactly((byte) 0xff, (byte) 0xff);
+        }
+    }
+
     /** The ones'-complement sum of {@code data} from {@code from} (16-bit big-endian words) and {@code plus}. */
     private static int ones(byte[] data, int from, int plus) {
         long sum = plus;

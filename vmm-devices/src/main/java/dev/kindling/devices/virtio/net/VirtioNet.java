@@ -62,11 +62,11 @@ public final class VirtioNet implements VirtioDevice {
     public static final long CSUM = 1L << 0, GUEST_CSUM = 1L << 1, MAC = 1L << 5, GUEST_TSO4 = 1L << 7,
             GUEST_TSO6 = 1L << 8, GUEST_ECN = 1L << 9, GUEST_UFO = 1L << 10, HOST_TSO4 = 1L << 11,
             HOST_TSO6 = 1L << 12, HOST_ECN = 1L << 13, HOST_UFO = 1L << 14, MRG_RXBUF = 1L << 15, STATUS = 1L << 16;
-    /** What a backend with vnet headers lets the device offer, as Firecracker does for a tap (without UFO). */
+    /** What a backend with vnet headers lets the device offer, as Firecracker does for a tap: no UFO, so UDP segmentation is refused. */
     public static final long OFFLOADS = CSUM | GUEST_CSUM | HOST_TSO4 | HOST_TSO6 | HOST_ECN
             | GUEST_TSO4 | GUEST_TSO6 | GUEST_ECN;
     /** The offloads for frames the guest receives: what {@link NetBackend#setGuestOffloads} is given. */
-    public static final long GUEST_OFFLOADS = GUEST_CSUM | GUEST_TSO4 | GUEST_TSO6 | GUEST_ECN | GUEST_UFO;
+    public static final long GUEST_OFFLOADS = GUEST_CSUM | GUEST_TSO4 | GUEST_TSO6 | GUEST_ECN;
 
     static final int RX_QUEUE = 0;
     static final int TX_QUEUE = 1;
@@ -421,11 +421,10 @@ public final class VirtioNet implements VirtioDevice {
             boolean ok = switch (gso & ~NetAbi.GSO_ECN) {
                 case NetAbi.GSO_TCPV4 -> (features & HOST_TSO4) != 0;
                 case NetAbi.GSO_TCPV6 -> (features & HOST_TSO6) != 0;
-                case NetAbi.GSO_UDP -> (features & HOST_UFO) != 0;
                 default -> false;
             };
             if ((gso & NetAbi.GSO_ECN) != 0) {
-                ok &= (features & HOST_ECN) != 0 && (gso & ~NetAbi.GSO_ECN) != NetAbi.GSO_UDP;
+                ok &= (features & HOST_ECN) != 0;
             }
             // segmentation needs the checksum filled in per segment, and a segment size
             return ok && (flags & NetAbi.HDR_F_NEEDS_CSUM) != 0 && txStage.get(JAVA_SHORT, NetAbi.HDR_GSO_SIZE) != 0;
@@ -547,7 +546,6 @@ public final class VirtioNet implements VirtioDevice {
                 boolean ok = switch (gso & ~NetAbi.GSO_ECN) {
                     case NetAbi.GSO_TCPV4 -> (features & GUEST_TSO4) != 0;
                     case NetAbi.GSO_TCPV6 -> (features & GUEST_TSO6) != 0;
-                    case NetAbi.GSO_UDP -> (features & GUEST_UFO) != 0;
                     default -> false;
                 };
                 if (!ok || ((gso & NetAbi.GSO_ECN) != 0 && (features & GUEST_ECN) == 0)) {

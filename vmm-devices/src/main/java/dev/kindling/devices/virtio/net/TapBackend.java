@@ -45,6 +45,7 @@ public final class TapBackend implements NetBackend {
     private static final int EBADFD = 77;
     private static final long DROP_LOG_INTERVAL_NANOS = 10_000_000_000L;
     private volatile boolean failed;
+    private volatile int offloads;
     /** When a refused frame was last logged; used by the device thread only. */
     private long lastDropLog;
     private boolean closed;
@@ -134,11 +135,17 @@ public final class TapBackend implements NetBackend {
         int flags = offloadFlags(guestFeatures);
         try {
             Libc.ioctl(tap, Tun.TUNSETOFFLOAD, flags);
+            offloads = flags;
         } catch (SyscallException e) {
             // The guest then just gets no offloaded frames: safe, only slower.
             LOG.log(Level.WARNING, "tap {0}: TUNSETOFFLOAD 0x{1} refused: {2}", name, Integer.toHexString(flags),
                     e.getMessage());
         }
+    }
+
+    /** The TUN_F_* offloads the tap took: what it may hand the guest (0 until the guest accepted some). */
+    int offloads() {
+        return offloads;
     }
 
     @Override

@@ -119,7 +119,9 @@ class TapBackendTest {
                 }
 
                 // offloads the guest accepts are set on the tap; the exchange still works after
+                assertThat(backend.offloads()).isZero();
                 backend.setGuestOffloads(TapBackend.GUEST_CSUM | TapBackend.GUEST_TSO4 | TapBackend.GUEST_TSO6);
+                assertThat(backend.offloads()).as("offloads the tap took").isEqualTo(Tun.TUN_F_CSUM | Tun.TUN_F_TSO4 | Tun.TUN_F_TSO6);
                 assertThat(send(backend, withHeader(ping))).isTrue();
                 await(backend, f -> f.length >= VNET + 42 && Frames.u16(f, VNET + 12) == Frames.ETHER_IPV4
                         && f[VNET + 23] == 1 && f[VNET + 34] == 0);

@@ -58,11 +58,8 @@ public final class TapBackend implements NetBackend {
 
     /** Attaches to tap {@code name}, creating it if it does not exist (as root can). */
     public static TapBackend open(String name) throws IOException {
+        Tun.checkName(name);
         byte[] bytes = name.getBytes(StandardCharsets.UTF_8);
-        if (bytes.length == 0 || bytes.length >= Tun.IFNAMSIZ || name.contains("/") || name.contains("\0")) {
-            throw new IllegalArgumentException("tap name '" + name + "' must be 1 to " + (Tun.IFNAMSIZ - 1)
-                    + " bytes, without '/'");
-        }
         Fd fd;
         try {
             fd = Fd.adopt(Libc.open(Tun.DEVICE, Libc.O_RDWR | Libc.O_NONBLOCK), "tap " + name);

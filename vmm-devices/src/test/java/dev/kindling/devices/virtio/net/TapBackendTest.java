@@ -160,7 +160,10 @@ class TapBackendTest {
         assertThatThrownBy(() -> TapBackend.open("")).isInstanceOf(IllegalArgumentException.class);
         assertThatThrownBy(() -> TapBackend.open("a-name-far-too-long")).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("a-name-far-too-long");
-        assertThatThrownBy(() -> TapBackend.open("a/b")).isInstanceOf(IllegalArgumentException.class);
+        for (String name : new String[] {"a/b", "a:b", "a b", "a\tb", "a\0b", ".", ".."}) {
+            assertThatThrownBy(() -> TapBackend.open(name)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("is not a tap device name");
+        }
     }
 
     @Test

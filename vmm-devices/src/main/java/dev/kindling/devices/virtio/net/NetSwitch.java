@@ -34,8 +34,8 @@ public final class NetSwitch implements AutoCloseable {
     public static final int QUEUE_FRAMES = 256;
     /** Bytes a port queues for its guest before it drops. */
     public static final long QUEUE_BYTES = 1 << 20;
-    /** The largest frame forwarded: a 64 KiB IP packet after an Ethernet header with a VLAN tag. */
-    public static final int MAX_FRAME = 65535 + 18;
+    /** The largest frame forwarded: {@link VirtioNet#MAX_FRAME}. */
+    public static final int MAX_FRAME = VirtioNet.MAX_FRAME;
     /** Addresses the switch learns in all. */
     public static final int LEARNED_MAX = 1024;
     /** Addresses the switch learns behind one port. */

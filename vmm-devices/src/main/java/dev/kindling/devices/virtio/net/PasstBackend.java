@@ -50,8 +50,8 @@ import java.util.stream.Stream;
  */
 public final class PasstBackend implements NetBackend {
     private static final System.Logger LOG = System.getLogger(PasstBackend.class.getName());
-    /** The largest frame passt sends (its MTU of 65520 and an Ethernet header) with room to spare. */
-    static final int MAX_FRAME = 65535 + 18;
+    /** The largest frame either way ({@link VirtioNet#MAX_FRAME}): passt's MTU of 65520 and an Ethernet header fit. */
+    static final int MAX_FRAME = VirtioNet.MAX_FRAME;
     /** How long a started passt has to create its socket. */
     static final Duration START_WAIT = Duration.ofSeconds(5);
     /** How long passt has to exit after SIGTERM before it is killed. */

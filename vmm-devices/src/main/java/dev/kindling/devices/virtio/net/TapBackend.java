@@ -1,5 +1,9 @@
 package dev.kindling.devices.virtio.net;
 
+import static dev.kindling.devices.virtio.net.VirtioNet.GUEST_CSUM;
+import static dev.kindling.devices.virtio.net.VirtioNet.GUEST_ECN;
+import static dev.kindling.devices.virtio.net.VirtioNet.GUEST_TSO4;
+import static dev.kindling.devices.virtio.net.VirtioNet.GUEST_TSO6;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
@@ -23,10 +27,8 @@ import java.nio.charset.StandardCharsets;
  */
 public final class TapBackend implements NetBackend {
     private static final System.Logger LOG = System.getLogger(TapBackend.class.getName());
-    /** The largest frame a tap hands over: vnet header and a 64 KiB GSO packet with its Ethernet header. */
-    static final int MAX_READ = VirtioNet.VNET_HEADER_SIZE + 65535 + 18;
-    /** The guest's offload feature bits ({@link VirtioNet}'s GUEST_*), by the TUN_F_* flag each allows. */
-    static final long GUEST_CSUM = 1L << 1, GUEST_TSO4 = 1L << 7, GUEST_TSO6 = 1L << 8, GUEST_ECN = 1L << 9;
+    /** The largest frame a tap hands over: a vnet header and the largest frame ({@link VirtioNet#MAX_PACKET}). */
+    static final int MAX_READ = VirtioNet.MAX_PACKET;
 
     private final String name;
     private final Fd tap;

@@ -52,8 +52,11 @@ public final class VirtioNet implements VirtioDevice {
 
     /** {@code struct virtio_net_hdr_v1}: the header before every frame, with VERSION_1 or MRG_RXBUF. */
     public static final int VNET_HEADER_SIZE = 12;
-    /** The largest frame either way without its header: a 64 KiB IP packet after an Ethernet header. */
-    public static final int MAX_FRAME = 65550;
+    /**
+     * The largest frame either way without its header: a 64 KiB IP packet (65535 bytes) after an
+     * Ethernet header with a VLAN tag. The largest frame every backend moves too.
+     */
+    public static final int MAX_FRAME = 65535 + 18;
     /** The largest header and frame the device moves. */
     public static final int MAX_PACKET = VNET_HEADER_SIZE + MAX_FRAME;
     static final int ETHER_HEADER = 14;

@@ -120,7 +120,7 @@ class TapBackendTest {
 
                 // offloads the guest accepts are set on the tap; the exchange still works after
                 assertThat(backend.offloads()).isZero();
-                backend.setGuestOffloads(TapBackend.GUEST_CSUM | TapBackend.GUEST_TSO4 | TapBackend.GUEST_TSO6);
+                backend.setGuestOffloads(VirtioNet.GUEST_CSUM | VirtioNet.GUEST_TSO4 | VirtioNet.GUEST_TSO6);
                 assertThat(backend.offloads()).as("offloads the tap took").isEqualTo(Tun.TUN_F_CSUM | Tun.TUN_F_TSO4 | Tun.TUN_F_TSO6);
                 assertThat(send(backend, withHeader(ping))).isTrue();
                 await(backend, f -> f.length >= VNET + 42 && Frames.u16(f, VNET + 12) == Frames.ETHER_IPV4
@@ -178,11 +178,11 @@ class TapBackendTest {
     @Test
     void offloadsFollowTheGuestsFeatures() {
         assertThat(TapBackend.offloadFlags(0)).isZero();
-        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_TSO4)).as("TSO needs checksum offload").isZero();
-        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_CSUM)).isEqualTo(Tun.TUN_F_CSUM);
-        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_CSUM | TapBackend.GUEST_TSO4 | TapBackend.GUEST_TSO6
-                | TapBackend.GUEST_ECN)).isEqualTo(Tun.TUN_F_CSUM | Tun.TUN_F_TSO4 | Tun.TUN_F_TSO6 | Tun.TUN_F_TSO_ECN);
-        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_CSUM | TapBackend.GUEST_ECN)).as("ECN only with TSO")
+        assertThat(TapBackend.offloadFlags(VirtioNet.GUEST_TSO4)).as("TSO needs checksum offload").isZero();
+        assertThat(TapBackend.offloadFlags(VirtioNet.GUEST_CSUM)).isEqualTo(Tun.TUN_F_CSUM);
+        assertThat(TapBackend.offloadFlags(VirtioNet.GUEST_CSUM | VirtioNet.GUEST_TSO4 | VirtioNet.GUEST_TSO6
+                | VirtioNet.GUEST_ECN)).isEqualTo(Tun.TUN_F_CSUM | Tun.TUN_F_TSO4 | Tun.TUN_F_TSO6 | Tun.TUN_F_TSO_ECN);
+        assertThat(TapBackend.offloadFlags(VirtioNet.GUEST_CSUM | VirtioNet.GUEST_ECN)).as("ECN only with TSO")
                 .isEqualTo(Tun.TUN_F_CSUM);
     }
 }

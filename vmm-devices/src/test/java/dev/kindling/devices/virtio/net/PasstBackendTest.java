@@ -242,6 +242,7 @@ class PasstBackendTest {
     }
 
     @Test
+    @SuppressWarnings("try") // closes the peer early, as passt exiting does
     void reassemblesPartialFramesAndSkipsOnesTooLongForTheBuffer() throws Exception {
         HostResources before = HostResources.now();
         Path path = temp.resolve("fake-passt.sock");

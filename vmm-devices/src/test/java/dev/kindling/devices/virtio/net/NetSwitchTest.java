@@ -4,6 +4,8 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kindling.devices.virtio.FakeVirtioContext;
+import dev.kindling.devices.virtio.queue.VirtqueueDriver;
 import dev.kindling.sys.Poller;
 import dev.kindling.testing.HostResources;
 import java.lang.foreign.Arena;
@@ -260,6 +262,42 @@ class NetSwitchTest {
             assertThat(p.readable().isOpen()).isFalse();
         }
         HostResources.now().assertNothingLeftSince(before);
+    }
+
+    @Test
+    void aDeviceOnAPortOfASwitchClosedUnderItGoesOnWithoutFailing() throws Exception {
+        NetSwitch sw = new NetSwitch("test");
+        NetBackend peer = sw.connect();
+        VirtqueueDriver rx = VirtqueueDriver.create(256, NetHarness.RING);
+        VirtqueueDriver tx = rx.sibling(256);
+        try (FakeVirtioContext context = new FakeVirtioContext(NetHarness.RING | VirtioNet.MRG_RXBUF, List.of(rx, tx))) {
+            NetSwitch.Port port = (NetSwitch.Port) sw.connect();
+            VirtioNet net = new VirtioNet("net0", NetHarness.MAC, port);
+            try {
+                net.activate(context);
+                peer.send(frame(BROADCAST, A, 1)); // no receive buffers: the device holds it and stops watching
+                NetHarness.await("the device took the frame", () -> port.queued() == 0);
+                assertThat(net.statistics().rxFrames()).isZero();
+                sw.close();
+                rx.add(List.of(VirtqueueDriver.writable(2048)));
+                context.kick(VirtioNet.RX_QUEUE); // delivers the held frame, then watches the port again
+                NetHarness.awaitUsed(rx, 1);
+                NetHarness.await("delivered", () -> net.statistics().rxFrames() == 1);
+                // and it still serves its queues: a frame sent to a closed switch is dropped and returned
+                tx.add(List.of(VirtqueueDriver.readable(NetHarness.plainHeader()),
+                        VirtqueueDriver.readable(frame(B, 0x52_54_00_12_34_56L, 2).toArray(JAVA_BYTE))));
+                context.kick(VirtioNet.TX_QUEUE);
+                NetHarness.awaitUsed(tx, 1);
+                assertThat(net.statistics().txDropped()).isEqualTo(1);
+                assertThat(context.fatals()).as("fatal reports").isEmpty();
+                assertThat(context.resets()).as("resets asked").isEmpty();
+            } finally {
+                net.close();
+                peer.close();
+            }
+        } finally {
+            rx.close();
+        }
     }
 
     @Test

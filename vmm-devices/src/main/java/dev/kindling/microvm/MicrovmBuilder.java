@@ -31,6 +31,7 @@ import dev.kindling.devices.virtio.net.NetBackend;
 import dev.kindling.devices.virtio.net.NetworkInterface;
 import dev.kindling.devices.virtio.net.PasstBackend;
 import dev.kindling.devices.virtio.net.TapBackend;
+import dev.kindling.devices.virtio.net.Tun;
 import dev.kindling.devices.virtio.net.VirtioNet;
 import dev.kindling.devices.virtio.vsock.Vsock;
 import dev.kindling.devices.virtio.rng.VirtioRng;
@@ -585,11 +586,10 @@ public final class MicrovmBuilder {
         NetworkInterface iface = n.iface();
         String tap = iface.backend() instanceof NetworkInterface.Backend.Tap t ? t.hostDevName() : null;
         if (tap != null) {
-            // the kernel's dev_valid_name(): IFNAMSIZ is 16 with the NUL
-            if (tap.isEmpty() || tap.getBytes(StandardCharsets.UTF_8).length > 15 || tap.equals(".") || tap.equals("..")
-                    || tap.chars().anyMatch(c -> c == '/' || c == ':' || Character.isWhitespace(c))) {
-                throw new ConfigException(n.field(), n.label() + ": '" + tap + "' is not a tap device name"
-                        + " (1 to 15 bytes, no '/', ':' or white space)");
+            try {
+                Tun.checkName(tap);
+            } catch (IllegalArgumentException e) {
+                throw new ConfigException(n.field(), n.label() + ": " + e.getMessage());
             }
         }
         MacAddress mac = iface.mac().orElse(null);

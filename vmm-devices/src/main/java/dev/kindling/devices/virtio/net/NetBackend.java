@@ -20,7 +20,7 @@ public interface NetBackend extends AutoCloseable {
 
     /**
      * The offloads the guest accepted for frames it receives ({@link VirtioNet}'s GUEST_CSUM,
-     * GUEST_TSO4, GUEST_TSO6, GUEST_ECN, GUEST_UFO feature bits): the backend may hand it frames that
+     * GUEST_TSO4, GUEST_TSO6, GUEST_ECN feature bits): the backend may hand it frames that
      * use them (TUNSETOFFLOAD). Only called with {@link #vnetHeader()}.
      */
     default void setGuestOffloads(long guestFeatures) {}

@@ -6,10 +6,10 @@ import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Fd;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
@@ -18,7 +18,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * An in-process Ethernet switch: the VMs of one JVM whose interfaces are ports of it reach each other
  * with no host set-up. It learns which port each source MAC is behind and floods broadcast,
  * multicast and unknown destinations; each port queues a bounded number of frames and drops beyond
- * that, as a switch does.
+ * that, as a switch does. The address table is bounded too, so that a guest sending from ever new
+ * MACs cannot grow it: at most {@link #LEARNED_PER_PORT} addresses behind one port and
+ * {@link #LEARNED_MAX} in all; an address beyond that is not learned and frames to it are flooded.
+ * A MAC seen on another port moves there (or, if that port is full, is forgotten: flooded).
  *
  * <p>A port's {@link NetBackend#send} returns true once the switch took the frame, even if a full
  * egress queue then dropped it (as a real switch's port would: the sender's NIC never learns of it;
@@ -31,14 +34,18 @@ public final class NetSwitch implements AutoCloseable {
     public static final int QUEUE_FRAMES = 256;
     /** Bytes a port queues for its guest before it drops. */
     public static final long QUEUE_BYTES = 1 << 20;
-    /** The largest frame forwarded: a 64 KiB IP packet after an Ethernet header with a VLAN tag. */
-    public static final int MAX_FRAME = 65535 + 18;
+    /** The largest frame forwarded: {@link VirtioNet#MAX_FRAME}. */
+    public static final int MAX_FRAME = VirtioNet.MAX_FRAME;
+    /** Addresses the switch learns in all. */
+    public static final int LEARNED_MAX = 1024;
+    /** Addresses the switch learns behind one port. */
+    public static final int LEARNED_PER_PORT = 256;
     private static final int ETHER_HEADER = 14;
 
     private final String name;
     private final List<Port> ports = new CopyOnWriteArrayList<>();
-    /** Source MAC (48 bits) to the port it was last seen on. */
-    private final Map<Long, Port> learned = new ConcurrentHashMap<>();
+    /** Source MAC (48 bits) to the port it was last seen on; with each port's count, guarded by itself. */
+    private final Map<Long, Port> learned = new HashMap<>();
     private final Object lifecycle = new Object();
     private final AtomicInteger portNumbers = new AtomicInteger();
     private boolean closed;
@@ -51,7 +58,7 @@ public final class NetSwitch implements AutoCloseable {
         return name;
     }
 
-    /** A new port: the backend of one interface. Closing it leaves the switch. */
+    /** A new port: the backend of one interface. Closing it leaves the switch and frees its descriptor. */
     public NetBackend connect() {
         synchronized (lifecycle) {
             if (closed) {
@@ -68,14 +75,18 @@ public final class NetSwitch implements AutoCloseable {
         return ports.size();
     }
 
-    /** Disconnects every port (their guests see no more frames). */
+    /**
+     * Disconnects every port: their guests get no more frames and their sends are refused. Each
+     * port's descriptor stays open (its device may still watch it, quietly) until the port itself
+     * is closed by its owner.
+     */
     @Override
     public void close() {
         synchronized (lifecycle) {
             closed = true;
         }
         for (Port p : ports) {
-            p.close();
+            p.disconnect();
         }
     }
 
@@ -84,24 +95,49 @@ public final class NetSwitch implements AutoCloseable {
         return "NetSwitch[" + name + ", " + ports.size() + " ports]";
     }
 
-    private void forward(Port from, byte[] frame) {
-        long src = mac(frame, 6);
-        if ((frame[6] & 1) == 0) {
-            learned.put(src, from);
+    /** The addresses learned now. */
+    int learnedCount() {
+        synchronized (learned) {
+            return learned.size();
         }
-        if ((frame[0] & 1) == 0) {
-            Port to = learned.get(mac(frame, 0));
-            if (to != null && to.isOpen()) {
-                if (to != from) {
-                    to.enqueue(frame);
-                }
-                return;
+    }
+
+    private void forward(Port from, byte[] frame) {
+        Port to = null;
+        synchronized (learned) {
+            if ((frame[6] & 1) == 0) {
+                learn(mac(frame, 6), from);
             }
+            if ((frame[0] & 1) == 0) {
+                to = learned.get(mac(frame, 0));
+            }
+        }
+        if (to != null && to.isOpen()) {
+            if (to != from) {
+                to.enqueue(frame);
+            }
+            return;
         }
         for (Port p : ports) {
             if (p != from) {
                 p.enqueue(frame);
             }
+        }
+    }
+
+    /** Records that {@code src} is behind {@code port}, within the table's bounds. Holds the table's lock. */
+    private void learn(long src, Port port) {
+        Port was = learned.get(src);
+        if (was == port) {
+            return;
+        }
+        if (was != null) {
+            learned.remove(src);
+            was.addresses--;
+        }
+        if (port.addresses < LEARNED_PER_PORT && learned.size() < LEARNED_MAX) {
+            learned.put(src, port);
+            port.addresses++;
         }
     }
 
@@ -115,7 +151,10 @@ public final class NetSwitch implements AutoCloseable {
 
     private void leave(Port port) {
         ports.remove(port);
-        learned.values().removeIf(p -> p == port);
+        synchronized (learned) {
+            learned.values().removeIf(p -> p == port);
+            port.addresses = 0;
+        }
     }
 
     /** One port of the switch: frames for its guest wait in a bounded queue. */
@@ -126,6 +165,8 @@ public final class NetSwitch implements AutoCloseable {
         private final AtomicLong dropped = new AtomicLong();
         private long queuedBytes;
         private boolean open = true;
+        /** Addresses learned behind this port; guarded by the switch's table. */
+        private int addresses;
 
         private Port(int index) {
             this.index = index;
@@ -208,18 +249,31 @@ public final class NetSwitch implements AutoCloseable {
             dropped.incrementAndGet();
         }
 
-        @Override
-        public void close() {
+        /** Leaves the switch: no more frames either way; the descriptor stays open and quiet. */
+        private void disconnect() {
             synchronized (this) {
                 if (!open) {
                     return;
                 }
                 open = false;
+                if (!queue.isEmpty()) {
+                    signal.read();
+                }
                 queue.clear();
                 queuedBytes = 0;
-                signal.close();
             }
             leave(this);
+        }
+
+        /** Leaves the switch, if it has not closed already, and frees the descriptor. */
+        @Override
+        public void close() {
+            disconnect();
+            synchronized (this) {
+                if (signal.fd().isOpen()) {
+                    signal.close();
+                }
+            }
         }
 
         @Override

@@ -1,13 +1,10 @@
 package dev.kindling.devices.virtio.net;
 
-import static java.lang.foreign.ValueLayout.JAVA_INT;
-import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 import static java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
 
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
-import dev.kindling.sys.Poller;
 import dev.kindling.sys.SyscallException;
 import dev.kindling.sys.UnixSocket;
 import java.io.IOException;
@@ -45,18 +42,18 @@ import java.util.stream.Stream;
  * gateway address.
  *
  * <p>The stream is never left with half a frame: a frame the socket only partly takes is finished
- * (waiting up to {@link #SEND_WAIT}, then on the next send or when the socket drains), and frames
- * are dropped only whole. A received length beyond {@link #MAX_FRAME} or the device's buffer drops
- * that frame by skipping its bytes.
+ * on the next send or when the socket drains (the device thread is woken for it), and frames are
+ * dropped only whole: a send while the rest of an earlier frame still cannot go out drops the new
+ * frame. A send never waits, so a passt that stops reading never stalls the device thread. A
+ * received frame longer than the device's buffer is dropped by skipping its bytes; a length beyond
+ * {@link #MAX_FRAME}, which passt never sends, means the stream is out of step: the backend ends.
  */
 public final class PasstBackend implements NetBackend {
     private static final System.Logger LOG = System.getLogger(PasstBackend.class.getName());
-    /** The largest frame passt sends (its MTU of 65520 and an Ethernet header) with room to spare. */
-    static final int MAX_FRAME = 65535 + 18;
+    /** The largest frame either way ({@link VirtioNet#MAX_FRAME}): passt's MTU of 65520 and an Ethernet header fit. */
+    static final int MAX_FRAME = VirtioNet.MAX_FRAME;
     /** How long a started passt has to create its socket. */
     static final Duration START_WAIT = Duration.ofSeconds(5);
-    /** How long a send waits for the socket to take the rest of a frame it partly took. */
-    static final Duration SEND_WAIT = Duration.ofMillis(200);
     /** How long passt has to exit after SIGTERM before it is killed. */
     private static final Duration STOP_WAIT = Duration.ofSeconds(2);
     private static final int LENGTH = 4;
@@ -285,7 +282,7 @@ public final class PasstBackend implements NetBackend {
     public int receive(MemorySegment into) {
         if (txPending()) {
             synchronized (txLock) {
-                flush(0);
+                flush();
             }
         }
         synchronized (rxLock) {
@@ -308,10 +305,14 @@ public final class PasstBackend implements NetBackend {
             }
             if (rxSkip == 0 && available >= LENGTH) {
                 long length = Integer.toUnsignedLong(rx.get(JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), rxStart));
-                if (length > MAX_FRAME || length > into.byteSize()) {
-                    // beyond any MTU is a stream gone wrong rather than a big frame: worth a warning
-                    LOG.log(length > MAX_FRAME ? Level.WARNING : Level.DEBUG, "{0}: skipping a frame of {1} bytes (room for {2})",
-                            what, length, Math.min(MAX_FRAME, into.byteSize()));
+                if (length > MAX_FRAME) {
+                    // passt never sends that: the stream is out of step, and nothing after can be trusted
+                    rxStart = rxEnd = 0;
+                    end("framing lost (a frame length of " + length + " bytes)");
+                    return 0;
+                }
+                if (length > into.byteSize()) {
+                    LOG.log(Level.DEBUG, "{0}: skipping a frame of {1} bytes (room for {2})", what, length, into.byteSize());
                     rxStart += LENGTH;
                     rxSkip = length;
                     continue;
@@ -370,7 +371,7 @@ public final class PasstBackend implements NetBackend {
             return false;
         }
         long length = Integer.toUnsignedLong(rx.get(JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), rxStart));
-        return length > MAX_FRAME || available >= LENGTH + length;
+        return available >= LENGTH + length;
     }
 
     @Override
@@ -380,7 +381,7 @@ public final class PasstBackend implements NetBackend {
             return false;
         }
         synchronized (txLock) {
-            if (txStart < txEnd && !flush(SEND_WAIT.toMillis())) {
+            if (txStart < txEnd && !flush()) {
                 return false; // the previous frame is still going out: this one is dropped whole
             }
             tx.set(JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 0, (int) length);
@@ -393,7 +394,7 @@ public final class PasstBackend implements NetBackend {
                 return false;
             }
             if (txStart < txEnd) {
-                flush(SEND_WAIT.toMillis());
+                flush();
             }
             return true;
         }
@@ -427,36 +428,18 @@ public final class PasstBackend implements NetBackend {
     }
 
     /**
-     * Sends the rest of a partly sent frame, waiting up to {@code waitMillis} for room; true when it
-     * is all out. Until then the device thread is also woken when the socket takes writes.
+     * Sends what the socket takes now of a partly sent frame, without waiting; true when it is all
+     * out. Until then the device thread is also woken when the socket takes writes.
      */
-    private boolean flush(long waitMillis) {
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(waitMillis);
+    private boolean flush() {
         while (txStart < txEnd && !ended) {
-            if (write() < 0) {
-                break;
+            if (write() <= 0) {
+                break; // the socket is full (or gone)
             }
-            if (txStart == txEnd) {
-                break;
-            }
-            long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
-            if (left <= 0) {
-                break;
-            }
-            waitWritable((int) left);
         }
         boolean done = txStart == txEnd;
         readiness.wakeWhenWritable(!done && !ended);
         return done;
-    }
-
-    private void waitWritable(int millis) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment pollfd = a.allocate(Poller.POLLFD);
-            pollfd.set(JAVA_INT, 0, socket.value());
-            pollfd.set(JAVA_SHORT, 4, Libc.POLLOUT);
-            Libc.poll(pollfd, 1, millis);
-        }
     }
 
     private void end(String why) {

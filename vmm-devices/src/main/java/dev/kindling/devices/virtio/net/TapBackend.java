@@ -1,11 +1,16 @@
 package dev.kindling.devices.virtio.net;
 
+import static dev.kindling.devices.virtio.net.VirtioNet.GUEST_CSUM;
+import static dev.kindling.devices.virtio.net.VirtioNet.GUEST_ECN;
+import static dev.kindling.devices.virtio.net.VirtioNet.GUEST_TSO4;
+import static dev.kindling.devices.virtio.net.VirtioNet.GUEST_TSO6;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
+import dev.kindling.sys.IoVec;
 import dev.kindling.sys.Libc;
 import dev.kindling.sys.SyscallException;
 import java.io.IOException;
@@ -22,20 +27,29 @@ import java.nio.charset.StandardCharsets;
  */
 public final class TapBackend implements NetBackend {
     private static final System.Logger LOG = System.getLogger(TapBackend.class.getName());
-    /** The largest frame a tap hands over: vnet header and a 64 KiB GSO packet with its Ethernet header. */
-    static final int MAX_READ = VirtioNet.VNET_HEADER_SIZE + 65535 + 18;
-    /** A buffer this large holds any frame of a 64 KiB packet without a VLAN tag: read into directly. */
-    static final int DIRECT_READ = VirtioNet.VNET_HEADER_SIZE + 65536 + 14;
-    /** The guest's offload feature bits ({@link VirtioNet}'s GUEST_*), by the TUN_F_* flag each allows. */
-    static final long GUEST_CSUM = 1L << 1, GUEST_TSO4 = 1L << 7, GUEST_TSO6 = 1L << 8, GUEST_ECN = 1L << 9;
+    /** The largest frame a tap hands over: a vnet header and the largest frame ({@link VirtioNet#MAX_PACKET}). */
+    static final int MAX_READ = VirtioNet.MAX_PACKET;
 
     private final String name;
     private final Fd tap;
     private final Readiness readiness;
     private final Arena arena = Arena.ofShared();
-    /** Where a frame goes when the device's buffer might be too small for it: a short read would lose it. */
-    private final MemorySegment scratch = arena.allocate(MAX_READ);
+    /**
+     * A read gets the caller's buffer and then this byte: the tap truncates a frame longer than what
+     * it is given (the read returns the bytes it was given), so a read that reaches the spill byte
+     * was a frame too long for the caller, dropped whole rather than delivered cut.
+     */
+    private final MemorySegment spill = arena.allocate(1);
+    private final MemorySegment iov = arena.allocate(IoVec.LAYOUT, 2);
+    /** For a caller's buffer on the Java heap, which readv cannot take. */
+    private MemorySegment heapScratch;
+    /** {@code EBADFD}: the tap's file is in a bad state (its device went away). */
+    private static final int EBADFD = 77;
+    private static final long DROP_LOG_INTERVAL_NANOS = 10_000_000_000L;
     private volatile boolean failed;
+    private volatile int offloads;
+    /** When a refused frame was last logged; used by the device thread only. */
+    private long lastDropLog;
     private boolean closed;
 
     private TapBackend(String name, Fd tap, Readiness readiness) {
@@ -46,11 +60,8 @@ public final class TapBackend implements NetBackend {
 
     /** Attaches to tap {@code name}, creating it if it does not exist (as root can). */
     public static TapBackend open(String name) throws IOException {
+        Tun.checkName(name);
         byte[] bytes = name.getBytes(StandardCharsets.UTF_8);
-        if (bytes.length == 0 || bytes.length >= Tun.IFNAMSIZ || name.contains("/") || name.contains("\0")) {
-            throw new IllegalArgumentException("tap name '" + name + "' must be 1 to " + (Tun.IFNAMSIZ - 1)
-                    + " bytes, without '/'");
-        }
         Fd fd;
         try {
             fd = Fd.adopt(Libc.open(Tun.DEVICE, Libc.O_RDWR | Libc.O_NONBLOCK), "tap " + name);
@@ -123,6 +134,7 @@ public final class TapBackend implements NetBackend {
         int flags = offloadFlags(guestFeatures);
         try {
             Libc.ioctl(tap, Tun.TUNSETOFFLOAD, flags);
+            offloads = flags;
         } catch (SyscallException e) {
             // The guest then just gets no offloaded frames: safe, only slower.
             LOG.log(Level.WARNING, "tap {0}: TUNSETOFFLOAD 0x{1} refused: {2}", name, Integer.toHexString(flags),
@@ -130,22 +142,32 @@ public final class TapBackend implements NetBackend {
         }
     }
 
+    /** The TUN_F_* offloads the tap took: what it may hand the guest (0 until the guest accepted some). */
+    int offloads() {
+        return offloads;
+    }
+
     @Override
     public int receive(MemorySegment into) {
         if (failed) {
             return 0;
         }
-        // A buffer for any 64 KiB packet gets the frame directly; a smaller one would make the tap
-        // drop a long frame (EFAULT) without the caller learning its size, so it goes through scratch.
-        boolean direct = into.byteSize() >= DIRECT_READ;
-        MemorySegment buf = direct ? into : scratch;
+        MemorySegment buf = into;
+        if (!into.isNative()) {
+            if (heapScratch == null) {
+                heapScratch = arena.allocate(MAX_READ);
+            }
+            buf = heapScratch.asSlice(0, Math.min(into.byteSize(), MAX_READ));
+        }
+        IoVec.set(iov, 0, buf);
+        IoVec.set(iov, 1, spill);
         for (int tries = 0; tries < 64; tries++) {
             long n;
             try {
-                n = Libc.read(tap, buf, buf.byteSize());
+                n = Libc.readv(tap, iov, 2);
             } catch (SyscallException e) {
-                if (e.errno() == Errno.EFAULT || e.errno() == Errno.EINVAL) {
-                    continue; // a frame longer than the buffer: the tap dropped it
+                if (e.errno() == Errno.EINVAL) {
+                    continue; // a buffer shorter than the vnet header: the tap dropped the frame
                 }
                 fail(e);
                 return 0;
@@ -153,14 +175,13 @@ public final class TapBackend implements NetBackend {
             if (n <= 0) {
                 return 0;
             }
-            if (direct) {
-                return (int) n;
+            if (n > buf.byteSize()) {
+                continue; // cut short at the spill byte: too long for the caller, dropped as the contract says
             }
-            if (n <= into.byteSize()) {
-                MemorySegment.copy(scratch, 0, into, 0, n);
-                return (int) n;
+            if (buf != into) {
+                MemorySegment.copy(buf, 0, into, 0, n);
             }
-            // too long for the guest's buffer: dropped, as the contract says; try the next
+            return (int) n;
         }
         return 0;
     }
@@ -174,11 +195,31 @@ public final class TapBackend implements NetBackend {
             long n = Libc.write(tap, frame, frame.byteSize());
             return n == frame.byteSize();
         } catch (SyscallException e) {
-            // EIO and EINVAL are a frame the tap refused (link down, bad vnet header): dropped.
-            if (e.errno() != Errno.EIO && e.errno() != Errno.EINVAL) {
+            if (tapGone(e.errno())) {
                 fail(e);
+            } else {
+                dropped(e);
             }
             return false;
+        }
+    }
+
+    /**
+     * Whether a write's errno means the tap is gone for good. Anything else (EIO: link down,
+     * EINVAL: a vnet header it refused, ENOMEM or ENOBUFS: memory short for a moment) costs the one
+     * frame only.
+     */
+    static boolean tapGone(int errno) {
+        return errno == Errno.EBADF || errno == EBADFD;
+    }
+
+    /** Logs a dropped frame's reason, at most once per {@link #DROP_LOG_INTERVAL_NANOS}. */
+    private void dropped(SyscallException e) {
+        long now = System.nanoTime();
+        if (lastDropLog == 0 || now - lastDropLog >= DROP_LOG_INTERVAL_NANOS) {
+            lastDropLog = now;
+            LOG.log(Level.DEBUG, "tap {0} refused a frame (further refusals are not logged for a while): {1}", name,
+                    e.getMessage());
         }
     }
 

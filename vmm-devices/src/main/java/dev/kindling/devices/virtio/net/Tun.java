@@ -6,9 +6,13 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 import dev.kindling.sys.Ioctl;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.StructLayout;
+import java.nio.charset.StandardCharsets;
 
-/** The tun/tap ABI of {@code <linux/if_tun.h>} and {@code <net/if.h>} that {@link TapBackend} uses. */
-final class Tun {
+/**
+ * The tun/tap ABI of {@code <linux/if_tun.h>} and {@code <net/if.h>} that {@link TapBackend} uses,
+ * and the one check of a tap's name. Only {@link #checkName} is public.
+ */
+public final class Tun {
     static final String DEVICE = "/dev/net/tun";
     /** {@code IFNAMSIZ}: an interface name and its NUL. */
     static final int IFNAMSIZ = 16;
@@ -28,4 +32,18 @@ final class Tun {
     static final Ioctl TUNSETVNETHDRSZ = Ioctl.iow("TUNSETVNETHDRSZ", TYPE, 216, 4);
 
     private Tun() {}
+
+    /**
+     * Throws IllegalArgumentException unless {@code name} is an interface name Linux takes (its
+     * {@code dev_valid_name()}): 1 to {@code IFNAMSIZ - 1} bytes, no '/', ':', white space or NUL,
+     * and not "." or "..".
+     */
+    public static void checkName(String name) {
+        if (name.isEmpty() || name.getBytes(StandardCharsets.UTF_8).length >= IFNAMSIZ || name.equals(".")
+                || name.equals("..")
+                || name.chars().anyMatch(c -> c == '/' || c == ':' || c == 0 || Character.isWhitespace(c))) {
+            throw new IllegalArgumentException("'" + name + "' is not a tap device name (1 to " + (IFNAMSIZ - 1)
+                    + " bytes, no '/', ':' or white space)");
+        }
+    }
 }

@@ -52,8 +52,11 @@ public final class VirtioNet implements VirtioDevice {
 
     /** {@code struct virtio_net_hdr_v1}: the header before every frame, with VERSION_1 or MRG_RXBUF. */
     public static final int VNET_HEADER_SIZE = 12;
-    /** The largest frame either way without its header: a 64 KiB IP packet after an Ethernet header. */
-    public static final int MAX_FRAME = 65550;
+    /**
+     * The largest frame either way without its header: a 64 KiB IP packet (65535 bytes) after an
+     * Ethernet header with a VLAN tag. The largest frame every backend moves too.
+     */
+    public static final int MAX_FRAME = 65535 + 18;
     /** The largest header and frame the device moves. */
     public static final int MAX_PACKET = VNET_HEADER_SIZE + MAX_FRAME;
     static final int ETHER_HEADER = 14;
@@ -62,11 +65,11 @@ public final class VirtioNet implements VirtioDevice {
     public static final long CSUM = 1L << 0, GUEST_CSUM = 1L << 1, MAC = 1L << 5, GUEST_TSO4 = 1L << 7,
             GUEST_TSO6 = 1L << 8, GUEST_ECN = 1L << 9, GUEST_UFO = 1L << 10, HOST_TSO4 = 1L << 11,
             HOST_TSO6 = 1L << 12, HOST_ECN = 1L << 13, HOST_UFO = 1L << 14, MRG_RXBUF = 1L << 15, STATUS = 1L << 16;
-    /** What a backend with vnet headers lets the device offer, as Firecracker does for a tap (without UFO). */
+    /** What a backend with vnet headers lets the device offer, as Firecracker does for a tap: no UFO, so UDP segmentation is refused. */
     public static final long OFFLOADS = CSUM | GUEST_CSUM | HOST_TSO4 | HOST_TSO6 | HOST_ECN
             | GUEST_TSO4 | GUEST_TSO6 | GUEST_ECN;
     /** The offloads for frames the guest receives: what {@link NetBackend#setGuestOffloads} is given. */
-    public static final long GUEST_OFFLOADS = GUEST_CSUM | GUEST_TSO4 | GUEST_TSO6 | GUEST_ECN | GUEST_UFO;
+    public static final long GUEST_OFFLOADS = GUEST_CSUM | GUEST_TSO4 | GUEST_TSO6 | GUEST_ECN;
 
     static final int RX_QUEUE = 0;
     static final int TX_QUEUE = 1;
@@ -101,6 +104,8 @@ public final class VirtioNet implements VirtioDevice {
     // written by the device thread only (one activation's thread at a time, joined before the next starts)
     private volatile long rxFrames, rxBytes, rxDropped, txFrames, txBytes, txDropped, badChains;
     private volatile boolean backendFailed;
+    /** Rounds the device thread has served: how often it woke, to show it does not spin. */
+    private volatile long rounds;
 
     /** A device with guest MAC {@code mac} on {@code backend}, which it closes with itself. */
     public VirtioNet(String name, MacAddress mac, NetBackend backend) {
@@ -122,6 +127,11 @@ public final class VirtioNet implements VirtioDevice {
     /** The counters as they are now (each read on its own: a snapshot of a busy device is approximate). */
     public Statistics statistics() {
         return new Statistics(rxFrames, rxBytes, rxDropped, txFrames, txBytes, txDropped, badChains);
+    }
+
+    /** The rounds the device thread has served since the device was made. */
+    long rounds() {
+        return rounds;
     }
 
     @Override
@@ -304,6 +314,7 @@ public final class VirtioNet implements VirtioDevice {
 
         @Override
         public int serve() {
+            rounds++;
             if (broken) {
                 return -1;
             }
@@ -421,11 +432,10 @@ public final class VirtioNet implements VirtioDevice {
             boolean ok = switch (gso & ~NetAbi.GSO_ECN) {
                 case NetAbi.GSO_TCPV4 -> (features & HOST_TSO4) != 0;
                 case NetAbi.GSO_TCPV6 -> (features & HOST_TSO6) != 0;
-                case NetAbi.GSO_UDP -> (features & HOST_UFO) != 0;
                 default -> false;
             };
             if ((gso & NetAbi.GSO_ECN) != 0) {
-                ok &= (features & HOST_ECN) != 0 && (gso & ~NetAbi.GSO_ECN) != NetAbi.GSO_UDP;
+                ok &= (features & HOST_ECN) != 0;
             }
             // segmentation needs the checksum filled in per segment, and a segment size
             return ok && (flags & NetAbi.HDR_F_NEEDS_CSUM) != 0 && txStage.get(JAVA_SHORT, NetAbi.HDR_GSO_SIZE) != 0;
@@ -547,7 +557,6 @@ public final class VirtioNet implements VirtioDevice {
                 boolean ok = switch (gso & ~NetAbi.GSO_ECN) {
                     case NetAbi.GSO_TCPV4 -> (features & GUEST_TSO4) != 0;
                     case NetAbi.GSO_TCPV6 -> (features & GUEST_TSO6) != 0;
-                    case NetAbi.GSO_UDP -> (features & GUEST_UFO) != 0;
                     default -> false;
                 };
                 if (!ok || ((gso & NetAbi.GSO_ECN) != 0 && (features & GUEST_ECN) == 0)) {
@@ -584,7 +593,10 @@ public final class VirtioNet implements VirtioDevice {
             while ((sum >>> 16) != 0) {
                 sum = (sum & 0xffff) + (sum >>> 16);
             }
-            frame.set(BE16, start + offset, (short) ~sum);
+            // as Linux's skb_checksum_help: a UDP checksum of 0 means "none", so it is sent as 0xffff
+            // (the same value in ones' complement, harmless for TCP)
+            int folded = (int) ~sum & 0xffff;
+            frame.set(BE16, start + offset, (short) (folded == 0 ? 0xffff : folded));
             return true;
         }
 

@@ -70,8 +70,14 @@ public final class NetNamespace implements AutoCloseable {
     }
 
     @Override
-    public void close() throws IOException, InterruptedException {
-        BoundedProcess.Result r = BoundedProcess.run(LIMIT, "ip", "netns", "delete", name);
+    public void close() throws IOException {
+        BoundedProcess.Result r;
+        try {
+            r = BoundedProcess.run(LIMIT, "ip", "netns", "delete", name);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while deleting namespace " + name, e);
+        }
         assertTrue(r.succeeded(), () -> "namespace " + name + " left behind: " + r.describe() + ": " + r.output());
     }
 }

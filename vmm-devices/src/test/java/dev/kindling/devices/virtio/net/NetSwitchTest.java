@@ -4,6 +4,8 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kindling.devices.virtio.FakeVirtioContext;
+import dev.kindling.devices.virtio.queue.VirtqueueDriver;
 import dev.kindling.sys.Poller;
 import dev.kindling.testing.HostResources;
 import java.lang.foreign.Arena;
@@ -111,6 +113,58 @@ class NetSwitchTest {
     }
 
     @Test
+    void theAddressTableIsBoundedPerPortAndInAllAndFloodsBeyond() {
+        try (NetSwitch sw = new NetSwitch("test")) {
+            List<NetBackend> ports = new ArrayList<>();
+            for (int i = 0; i < 6; i++) {
+                ports.add(sw.connect());
+            }
+            NetBackend a = ports.get(0), b = ports.get(1);
+            long base = 0x02_00_00_10_00_00L;
+            for (int i = 0; i < 4 * NetSwitch.LEARNED_PER_PORT; i++) {
+                a.send(frame(BROADCAST, base + i, i));
+            }
+            assertThat(sw.learnedCount()).isEqualTo(NetSwitch.LEARNED_PER_PORT);
+            for (NetBackend p : ports) {
+                drain(p);
+            }
+            // one learned behind a goes to a alone; one a sent from beyond its bound is flooded
+            b.send(frame(base, B, 1));
+            assertThat(drain(a)).containsExactly(1);
+            assertThat(drain(ports.get(2))).isEmpty();
+            b.send(frame(base + NetSwitch.LEARNED_PER_PORT, B, 2));
+            assertThat(drain(a)).containsExactly(2);
+            assertThat(drain(ports.get(2))).containsExactly(2);
+            for (NetBackend p : ports) {
+                drain(p);
+            }
+            // the other ports fill the table to its total bound
+            for (int p = 1; p < ports.size(); p++) {
+                for (int i = 0; i < NetSwitch.LEARNED_PER_PORT; i++) {
+                    ports.get(p).send(frame(BROADCAST, base + ((long) p << 16) + i, i));
+                }
+                for (NetBackend q : ports) {
+                    drain(q);
+                }
+            }
+            assertThat(sw.learnedCount()).isEqualTo(NetSwitch.LEARNED_MAX);
+            // an address seen again on another port moves there, even with the table full
+            NetBackend e = ports.get(4);
+            e.send(frame(BROADCAST, base, 3));
+            for (NetBackend p : ports) {
+                drain(p);
+            }
+            ports.get(2).send(frame(base, C, 4));
+            assertThat(drain(e)).containsExactly(4);
+            assertThat(drain(a)).isEmpty();
+            assertThat(sw.learnedCount()).isEqualTo(NetSwitch.LEARNED_MAX);
+            // a closed port's addresses are forgotten, making room
+            a.close();
+            assertThat(sw.learnedCount()).isLessThan(NetSwitch.LEARNED_MAX);
+        }
+    }
+
+    @Test
     void rejectsRuntsAndGiants() {
         try (NetSwitch sw = new NetSwitch("test")) {
             NetBackend a = sw.connect(), b = sw.connect();
@@ -188,14 +242,62 @@ class NetSwitchTest {
         }
         ports.get(0).send(frame(BROADCAST, A, 1));
         ports.get(3).close();
+        assertThat(ports.get(3).readable().isOpen()).isFalse();
         sw.close();
         assertThat(sw.portCount()).isZero();
+        MemorySegment buf = arena.allocate(NetSwitch.MAX_FRAME);
         for (NetBackend p : ports) {
-            assertThat(p.readable().isOpen()).isFalse();
+            if (p == ports.get(3)) {
+                continue;
+            }
+            // a device may still watch the port's descriptor: it stays open, and quiet
+            assertThat(p.readable().isOpen()).isTrue();
+            assertThat(Poller.waitReadable(p.readable(), 0)).as("readable after the switch closed").isFalse();
+            assertThat(p.receive(buf)).isZero();
             assertThat(p.send(frame(B, A, 2))).isFalse();
         }
         assertThatThrownBy(sw::connect).isInstanceOf(IllegalStateException.class).hasMessageContaining("test");
+        for (NetBackend p : ports) {
+            p.close(); // by their owners: frees their descriptors
+            assertThat(p.readable().isOpen()).isFalse();
+        }
         HostResources.now().assertNothingLeftSince(before);
+    }
+
+    @Test
+    void aDeviceOnAPortOfASwitchClosedUnderItGoesOnWithoutFailing() throws Exception {
+        NetSwitch sw = new NetSwitch("test");
+        NetBackend peer = sw.connect();
+        VirtqueueDriver rx = VirtqueueDriver.create(256, NetHarness.RING);
+        VirtqueueDriver tx = rx.sibling(256);
+        try (FakeVirtioContext context = new FakeVirtioContext(NetHarness.RING | VirtioNet.MRG_RXBUF, List.of(rx, tx))) {
+            NetSwitch.Port port = (NetSwitch.Port) sw.connect();
+            VirtioNet net = new VirtioNet("net0", NetHarness.MAC, port);
+            try {
+                net.activate(context);
+                peer.send(frame(BROADCAST, A, 1)); // no receive buffers: the device holds it and stops watching
+                NetHarness.await("the device took the frame", () -> port.queued() == 0);
+                assertThat(net.statistics().rxFrames()).isZero();
+                sw.close();
+                rx.add(List.of(VirtqueueDriver.writable(2048)));
+                context.kick(VirtioNet.RX_QUEUE); // delivers the held frame, then watches the port again
+                NetHarness.awaitUsed(rx, 1);
+                NetHarness.await("delivered", () -> net.statistics().rxFrames() == 1);
+                // and it still serves its queues: a frame sent to a closed switch is dropped and returned
+                tx.add(List.of(VirtqueueDriver.readable(NetHarness.plainHeader()),
+                        VirtqueueDriver.readable(frame(B, 0x52_54_00_12_34_56L, 2).toArray(JAVA_BYTE))));
+                context.kick(VirtioNet.TX_QUEUE);
+                NetHarness.awaitUsed(tx, 1);
+                assertThat(net.statistics().txDropped()).isEqualTo(1);
+                assertThat(context.fatals()).as("fatal reports").isEmpty();
+                assertThat(context.resets()).as("resets asked").isEmpty();
+            } finally {
+                net.close();
+                peer.close();
+            }
+        } finally {
+            rx.close();
+        }
     }
 
     @Test

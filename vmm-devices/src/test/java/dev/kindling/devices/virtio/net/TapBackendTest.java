@@ -4,6 +4,7 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kindling.sys.Errno;
 import dev.kindling.sys.Poller;
 import dev.kindling.testing.HostResources;
 import dev.kindling.testing.Require;
@@ -91,8 +92,36 @@ class TapBackendTest {
                 byte[] echoed = Arrays.copyOfRange(pong, VNET + 42, VNET + 42 + data.length);
                 assertThat(new String(echoed, StandardCharsets.US_ASCII)).isEqualTo("kindling tap echo");
 
+                // a frame longer than the buffer is dropped whole, never handed over cut short
+                byte[] big = Frames.ipv4Frame(theirMac, OUR_MAC, 1, ours, theirs, Frames.icmpEcho(0x4b44, 2, new byte[1400]));
+                byte[] small = Frames.ipv4Frame(theirMac, OUR_MAC, 1, ours, theirs, Frames.icmpEcho(0x4b44, 3, data));
+                assertThat(send(backend, withHeader(big))).isTrue();
+                assertThat(send(backend, withHeader(small))).isTrue();
+                int room = VNET + small.length;
+                try (Arena a = Arena.ofConfined()) {
+                    MemorySegment buf = a.allocate(room);
+                    int seq = -1;
+                    long deadline = System.nanoTime() + 10_000_000_000L;
+                    for (int i = 0; i < 1000 && seq != 3 && System.nanoTime() < deadline; i++) {
+                        if (!Poller.waitReadable(backend.readable(), 100)) {
+                            continue;
+                        }
+                        int n = backend.receive(buf);
+                        byte[] f = buf.asSlice(0, n).toArray(JAVA_BYTE);
+                        if (n >= VNET + 42 && Frames.u16(f, VNET + 12) == Frames.ETHER_IPV4 && f[VNET + 23] == 1
+                                && f[VNET + 34] == 0) {
+                            seq = Frames.u16(f, VNET + 40);
+                            assertThat(seq).as("the echo reply that fits, not the cut one").isEqualTo(3);
+                            assertThat(n).isEqualTo(room);
+                        }
+                    }
+                    assertThat(seq).as("the small reply arrived").isEqualTo(3);
+                }
+
                 // offloads the guest accepts are set on the tap; the exchange still works after
-                backend.setGuestOffloads(TapBackend.GUEST_CSUM | TapBackend.GUEST_TSO4 | TapBackend.GUEST_TSO6);
+                assertThat(backend.offloads()).isZero();
+                backend.setGuestOffloads(VirtioNet.GUEST_CSUM | VirtioNet.GUEST_TSO4 | VirtioNet.GUEST_TSO6);
+                assertThat(backend.offloads()).as("offloads the tap took").isEqualTo(Tun.TUN_F_CSUM | Tun.TUN_F_TSO4 | Tun.TUN_F_TSO6);
                 assertThat(send(backend, withHeader(ping))).isTrue();
                 await(backend, f -> f.length >= VNET + 42 && Frames.u16(f, VNET + 12) == Frames.ETHER_IPV4
                         && f[VNET + 23] == 1 && f[VNET + 34] == 0);
@@ -131,17 +160,29 @@ class TapBackendTest {
         assertThatThrownBy(() -> TapBackend.open("")).isInstanceOf(IllegalArgumentException.class);
         assertThatThrownBy(() -> TapBackend.open("a-name-far-too-long")).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("a-name-far-too-long");
-        assertThatThrownBy(() -> TapBackend.open("a/b")).isInstanceOf(IllegalArgumentException.class);
+        for (String name : new String[] {"a/b", "a:b", "a b", "a\tb", "a\0b", ".", ".."}) {
+            assertThatThrownBy(() -> TapBackend.open(name)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("is not a tap device name");
+        }
+    }
+
+    @Test
+    void onlyALostTapEndsTheBackendAndOtherWriteErrorsDropTheFrame() {
+        assertThat(TapBackend.tapGone(Errno.EBADF)).isTrue();
+        assertThat(TapBackend.tapGone(77)).as("EBADFD").isTrue();
+        for (int errno : new int[] {Errno.EIO, Errno.EINVAL, Errno.ENOMEM, 105 /* ENOBUFS */, Errno.EAGAIN}) {
+            assertThat(TapBackend.tapGone(errno)).as(Errno.name(errno)).isFalse();
+        }
     }
 
     @Test
     void offloadsFollowTheGuestsFeatures() {
         assertThat(TapBackend.offloadFlags(0)).isZero();
-        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_TSO4)).as("TSO needs checksum offload").isZero();
-        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_CSUM)).isEqualTo(Tun.TUN_F_CSUM);
-        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_CSUM | TapBackend.GUEST_TSO4 | TapBackend.GUEST_TSO6
-                | TapBackend.GUEST_ECN)).isEqualTo(Tun.TUN_F_CSUM | Tun.TUN_F_TSO4 | Tun.TUN_F_TSO6 | Tun.TUN_F_TSO_ECN);
-        assertThat(TapBackend.offloadFlags(TapBackend.GUEST_CSUM | TapBackend.GUEST_ECN)).as("ECN only with TSO")
+        assertThat(TapBackend.offloadFlags(VirtioNet.GUEST_TSO4)).as("TSO needs checksum offload").isZero();
+        assertThat(TapBackend.offloadFlags(VirtioNet.GUEST_CSUM)).isEqualTo(Tun.TUN_F_CSUM);
+        assertThat(TapBackend.offloadFlags(VirtioNet.GUEST_CSUM | VirtioNet.GUEST_TSO4 | VirtioNet.GUEST_TSO6
+                | VirtioNet.GUEST_ECN)).isEqualTo(Tun.TUN_F_CSUM | Tun.TUN_F_TSO4 | Tun.TUN_F_TSO6 | Tun.TUN_F_TSO_ECN);
+        assertThat(TapBackend.offloadFlags(VirtioNet.GUEST_CSUM | VirtioNet.GUEST_ECN)).as("ECN only with TSO")
                 .isEqualTo(Tun.TUN_F_CSUM);
     }
 }

@@ -311,8 +311,12 @@ public final class VirtioVsock implements VirtioDevice {
         int shutdownFlags;
         boolean inControl;
         boolean inReadable;
-        /** The epoll events registered for the socket; 0: not in the set. */
+        /** The epoll events asked for the socket. */
         int interest;
+        /** In the epoll set (events 0 included: hang-ups and errors are reported anyway). */
+        boolean registered;
+        /** The socket reported a hang-up or an error: it stays out of the set while nothing is asked of it. */
+        boolean hup;
 
         Conn(int local, int peer, Fd fd, boolean hostInitiated, ConnectCallback callback) {
             this.local = local;
@@ -379,6 +383,8 @@ public final class VirtioVsock implements VirtioDevice {
         final ArrayDeque<PendingConnect> asked = new ArrayDeque<>();
         boolean resetAsked;
         boolean ended;
+        /** serve() threw: the worker stops serving until a reset, so no request is taken any more. */
+        boolean fatal;
         boolean released;
 
         Server(VirtioContext context) {
@@ -410,7 +416,7 @@ public final class VirtioVsock implements VirtioDevice {
 
         boolean offer(PendingConnect p) {
             synchronized (this) {
-                if (ended) {
+                if (ended || fatal) {
                     return false;
                 }
                 asked.add(p);
@@ -450,7 +456,7 @@ public final class VirtioVsock implements VirtioDevice {
                 serveTx();
                 if (rxStarved && (spare != null || rxq.hasAvailable(memory))) {
                     rxStarved = false;
-                    for (Conn c : conns.values()) {
+                    for (Conn c : new ArrayList<>(conns.values())) {
                         updateInterest(c);
                     }
                 }
@@ -463,6 +469,9 @@ public final class VirtioVsock implements VirtioDevice {
                 dropAll("the device needs a reset");
                 context.needsReset(name + ": " + e.getMessage());
                 return -1;
+            } catch (RuntimeException | Error e) {
+                refuseFromNowOn();
+                throw e;
             } finally {
                 signal();
             }
@@ -508,6 +517,19 @@ public final class VirtioVsock implements VirtioDevice {
             arena.close();
         }
 
+        /** After a failure the worker does not recover from: refuses what is queued and what comes. */
+        private void refuseFromNowOn() {
+            List<PendingConnect> left;
+            synchronized (this) {
+                fatal = true;
+                left = new ArrayList<>(asked);
+                asked.clear();
+            }
+            for (PendingConnect p : left) {
+                refuse(p, name + " failed and needs a reset");
+            }
+        }
+
         // ---- requests from other threads
 
         private void takeRequests() {
@@ -547,6 +569,9 @@ public final class VirtioVsock implements VirtioDevice {
             Conn c = new Conn(port, p.guestPort(), p.stream(), true, p.callback());
             add(c);
             hostPorts.add(port);
+            if (!register(c)) {
+                return;
+            }
             c.deadline = System.nanoTime() + connectNanos;
             timed.add(c);
             queueControl(c, P_REQUEST);
@@ -742,8 +767,25 @@ public final class VirtioVsock implements VirtioDevice {
             c.peerBufAlloc = VsockHeader.bufAlloc(in);
             c.peerFwdCnt = VsockHeader.fwdCnt(in);
             add(c);
+            if (!register(c)) {
+                reply(port, guestPort);
+                return;
+            }
             queueControl(c, P_RESPONSE);
             updateInterest(c);
+        }
+
+        /** Puts a new connection's socket in the set; if epoll takes no such fd, resets the connection. */
+        private boolean register(Conn c) {
+            try {
+                epoll.add(c.fd, 0, c.key);
+                c.registered = true;
+                return true;
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, name + ": " + c + " cannot be watched", e);
+                drop(c, "the host stream cannot be watched: " + e.getMessage());
+                return false;
+            }
         }
 
         private void established(Conn c) {
@@ -905,16 +947,25 @@ public final class VirtioVsock implements VirtioDevice {
                 return;
             }
             int want = (canRead(c) && !rxStarved ? Epoll.EPOLLIN : 0) | (c.buffered > 0 ? Epoll.EPOLLOUT : 0);
-            if (want == c.interest) {
+            // a hung-up socket is always ready: watched only while something is asked of it
+            boolean reg = want != 0 || !c.hup;
+            if (want == c.interest && reg == c.registered) {
                 return;
             }
-            if (want == 0) {
-                epoll.remove(c.fd);
-            } else if (c.interest == 0) {
-                epoll.add(c.fd, want, c.key);
-            } else {
-                epoll.modify(c.fd, want, c.key);
+            try {
+                if (!reg) {
+                    epoll.remove(c.fd);
+                } else if (!c.registered) {
+                    epoll.add(c.fd, want, c.key);
+                } else {
+                    epoll.modify(c.fd, want, c.key);
+                }
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, name + ": watching " + c + " failed", e);
+                reset(c);
+                return;
             }
+            c.registered = reg;
             c.interest = want;
         }
 
@@ -925,6 +976,9 @@ public final class VirtioVsock implements VirtioDevice {
                 int events = epoll.events(i);
                 if (c == null || !c.alive) {
                     continue;
+                }
+                if ((events & (Epoll.EPOLLHUP | Epoll.EPOLLERR)) != 0) {
+                    c.hup = true;
                 }
                 try {
                     if (c.buffered > 0 && (events & (Epoll.EPOLLOUT | Epoll.EPOLLERR | Epoll.EPOLLHUP)) != 0) {
@@ -1081,7 +1135,7 @@ public final class VirtioVsock implements VirtioDevice {
                 return;
             }
             rxStarved = true;
-            for (Conn c : conns.values()) {
+            for (Conn c : new ArrayList<>(conns.values())) {
                 updateInterest(c);
             }
         }
@@ -1174,9 +1228,14 @@ public final class VirtioVsock implements VirtioDevice {
             if (c.hostInitiated) {
                 hostPorts.remove(c.local);
             }
-            if (c.interest != 0 && epoll.fd().isOpen()) {
-                epoll.remove(c.fd);
+            if (c.registered && epoll.fd().isOpen()) {
+                try {
+                    epoll.remove(c.fd);
+                } catch (RuntimeException e) {
+                    LOG.log(Level.DEBUG, () -> name + ": " + c + " was not in the set: " + e.getMessage());
+                }
             }
+            c.registered = false;
             c.interest = 0;
             c.fd.close();
             if (c.bufArena != null) {

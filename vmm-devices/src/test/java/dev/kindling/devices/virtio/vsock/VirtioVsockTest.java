@@ -9,6 +9,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kindling.devices.virtio.VirtioIds;
 import dev.kindling.devices.virtio.vsock.VsockGuest.Packet;
+import dev.kindling.sys.Fd;
+import dev.kindling.sys.Libc;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -140,6 +142,21 @@ class VirtioVsockTest extends VsockTestBase {
         vsock.connect(7000, end.device, o);
         assertThat(o.refused).isDone();
         assertThat(end.device.isOpen()).isFalse();
+    }
+
+    @Test
+    void aHostStreamEpollCannotWatchIsRefusedAndTheDeviceGoesOn() throws Exception {
+        start(false);
+        Fd devNull = Fd.adopt(Libc.open("/dev/null", Libc.O_RDWR), "/dev/null");
+        Outcome o = new Outcome();
+        vsock.connect(7000, devNull, o);
+        assertThat(o.refused.get(10, TimeUnit.SECONDS)).contains("cannot be watched");
+        assertThat(devNull.isOpen()).isFalse();
+        assertThat(vsock.connections()).isZero();
+        // the device still serves: a second connect gets its REQUEST
+        HostConnect c = hostConnect(7001);
+        accept(c);
+        assertThat(vsock.connections()).isOne();
     }
 
     @Test

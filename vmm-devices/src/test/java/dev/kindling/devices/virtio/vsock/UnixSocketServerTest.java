@@ -3,7 +3,10 @@ package dev.kindling.devices.virtio.vsock;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
+import dev.kindling.sys.Libc;
+import dev.kindling.sys.SyscallException;
 import dev.kindling.testing.HostResources;
 import java.io.IOException;
 import java.net.SocketException;
@@ -19,6 +22,8 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -148,6 +153,36 @@ class UnixSocketServerTest {
                     c.close();
                 }
             }
+        }
+    }
+
+    @Test
+    void runningOutOfDescriptorsPausesAcceptingInsteadOfSpinning() throws Exception {
+        AtomicInteger calls = new AtomicInteger();
+        AtomicBoolean exhausted = new AtomicBoolean(true);
+        UnixSocketServer.Acceptor acceptor = l -> {
+            calls.incrementAndGet();
+            if (exhausted.get()) {
+                throw new SyscallException("accept4", Errno.EMFILE);
+            }
+            return Libc.accept4(l, Libc.O_NONBLOCK);
+        };
+        Path path = dir.resolve("e.sock");
+        try (Vsock vsock = Vsock.create("vm", 3, uds);
+                UnixSocketServer server = new UnixSocketServer("vm2", path, vsock.device(), Duration.ofSeconds(1), acceptor);
+                SocketChannel waiting = dial(path)) {
+            long start = System.nanoTime();
+            while (calls.get() < 3) {
+                assertThat(System.nanoTime() - start).as("accept tried again").isLessThan(10_000_000_000L);
+                Thread.sleep(10);
+            }
+            // a listener left readable in the set would be tried thousands of times in this time
+            Thread.sleep(500);
+            long seconds = (System.nanoTime() - start) / 1_000_000_000 + 1;
+            assertThat(calls.get()).as("accept calls").isLessThan((int) (seconds * 1000 / UnixSocketServer.ACCEPT_PAUSE.toMillis()) + 5);
+            exhausted.set(false);
+            send(waiting, "CONNECT 1\n");
+            assertThat(readToClose(waiting)).as("accepted once descriptors are back, then refused").isEmpty();
         }
     }
 

@@ -139,9 +139,10 @@ public final class VirtioVsock implements VirtioDevice {
         synchronized (this) {
             s = current;
         }
-        if (s == null || !s.offer(new PendingConnect(guestPort, stream, callback))) {
+        String refused = s == null ? name + " is not in use by a driver" : s.offer(new PendingConnect(guestPort, stream, callback));
+        if (refused != null) {
             stream.close();
-            callback.refused(name + " is not in use by a driver");
+            callback.refused(refused);
         }
     }
 
@@ -414,10 +415,15 @@ public final class VirtioVsock implements VirtioDevice {
             return this;
         }
 
-        boolean offer(PendingConnect p) {
+        /** Queues a connect for the device thread; null, or why it is refused. */
+        String offer(PendingConnect p) {
             synchronized (this) {
                 if (ended || fatal) {
-                    return false;
+                    return name + " is not in use by a driver";
+                }
+                // bounded while the thread is paused or busy: no more than could become connections
+                if (asked.size() >= MAX_CONNECTIONS - live) {
+                    return name + " has " + MAX_CONNECTIONS + " connections open or asked for, the most it allows";
                 }
                 asked.add(p);
             }
@@ -425,7 +431,7 @@ public final class VirtioVsock implements VirtioDevice {
             if (w != null) {
                 w.wake();
             }
-            return true;
+            return null;
         }
 
         void askReset() {

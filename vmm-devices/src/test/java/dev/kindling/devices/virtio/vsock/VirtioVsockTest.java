@@ -189,6 +189,25 @@ class VirtioVsockTest extends VsockTestBase {
     }
 
     @Test
+    void connectsAskedWhileTheDeviceIsPausedAreBoundedByTheConnectionLimit() throws Exception {
+        start(false);
+        vsock.quiesce();
+        List<Outcome> outcomes = new ArrayList<>();
+        for (int i = 0; i <= VirtioVsock.MAX_CONNECTIONS; i++) {
+            Fd[] pair = Libc.socketpair(Libc.SOCK_STREAM);
+            closing.add(pair[0]);
+            Outcome o = new Outcome();
+            outcomes.add(o);
+            vsock.connect(7000 + i, pair[1], o);
+        }
+        assertThat(vsock.connections()).isEqualTo(VirtioVsock.MAX_CONNECTIONS);
+        assertThat(outcomes.subList(0, VirtioVsock.MAX_CONNECTIONS)).noneMatch(o -> o.refused.isDone());
+        assertThat(outcomes.getLast().refused).isDone();
+        assertThat(outcomes.getLast().refused.get()).contains("the most it allows");
+        vsock.resume();
+    }
+
+    @Test
     void manyHostConnectsAtOnceFromManyThreadsEachGetTheirOwnPort() throws Exception {
         start(false);
         int threads = 8;

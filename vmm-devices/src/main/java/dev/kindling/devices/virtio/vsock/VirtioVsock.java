@@ -52,7 +52,8 @@ import java.util.Set;
  * {@link #BUF_ALLOC} bytes per connection, the buffer the device advertises; a guest that sends past
  * it is reset. So neither side is buffered without bound.
  *
- * <p><b>Ending.</b> End of stream on the host socket is a SHUTDOWN(SEND) to the guest; the guest's
+ * <p><b>Ending.</b> End of stream on the host socket is a SHUTDOWN(SEND) to the guest, and a hang-up
+ * after it (the host closed both ways) a full SHUTDOWN as below; the guest's
  * SHUTDOWN(SEND) is a {@code shutdown(SHUT_WR)} of the socket once its buffered data is written,
  * SHUTDOWN(RCV) a {@code shutdown(SHUT_RD)}. When the guest has shut both ways the device answers
  * RST and closes the socket; when both directions ended otherwise it sends a full SHUTDOWN and waits
@@ -930,7 +931,10 @@ public final class VirtioVsock implements VirtioDevice {
                 }
                 return;
             }
-            if (c.state == State.ESTABLISHED && c.hostEof && c.hostWriteShut) {
+            // a hang-up once nothing is left to read: the host peer closed both ways (a SHUT_WR alone
+            // is end of stream without one)
+            boolean peerGone = c.hup && (c.hostEof || c.guestNoRecv);
+            if (c.state == State.ESTABLISHED && (c.hostEof && c.hostWriteShut || peerGone)) {
                 c.state = State.CLOSING;
                 c.shutdownFlags = SHUTDOWN_RCV | SHUTDOWN_SEND;
                 queueControl(c, P_SHUTDOWN);
@@ -983,10 +987,11 @@ public final class VirtioVsock implements VirtioDevice {
                 if (c == null || !c.alive) {
                     continue;
                 }
-                if ((events & (Epoll.EPOLLHUP | Epoll.EPOLLERR)) != 0) {
-                    c.hup = true;
-                }
                 try {
+                    if ((events & (Epoll.EPOLLHUP | Epoll.EPOLLERR)) != 0 && !c.hup) {
+                        c.hup = true;
+                        progress(c);
+                    }
                     if (c.buffered > 0 && (events & (Epoll.EPOLLOUT | Epoll.EPOLLERR | Epoll.EPOLLHUP)) != 0) {
                         if (!flush(c)) {
                             reset(c);

@@ -170,6 +170,24 @@ class VsockFlowTest extends VsockTestBase {
     }
 
     @Test
+    void aHostThatClosesFullyAfterItsEndOfStreamIsNoticedWhileTheGuestIsIdle() throws Exception {
+        start(false, new VirtioVsock("vsock0", VsockGuest.CID, host, VirtioVsock.CONNECT_TIMEOUT, Duration.ofMillis(200)));
+        listen(1234);
+        GuestStream s = guestConnect(5000, 1234);
+        HostEnd h = accepted(1234, 0);
+        Libc.shutdown(h.fd, Libc.SHUT_WR);
+        s.until(() -> s.peerShutdown == SHUTDOWN_SEND, "SHUTDOWN(SEND) for the host's half-close");
+        // half-closed: the guest still writes to the host
+        s.write("still".getBytes(StandardCharsets.UTF_8));
+        assertThat(new String(h.readFully(5), StandardCharsets.UTF_8)).isEqualTo("still");
+        assertThat(vsock.connections()).isOne();
+        h.fd.close();
+        s.until(() -> s.peerShutdown == (SHUTDOWN_RCV | SHUTDOWN_SEND), "a full SHUTDOWN for the host's close");
+        s.until(() -> s.reset, "a RST after the close timeout");
+        assertThat(vsock.connections()).isZero();
+    }
+
+    @Test
     void theGuestShuttingReceiveIsABrokenPipeForTheHostWriter() throws Exception {
         start(false);
         listen(1234);

@@ -470,7 +470,9 @@ public final class VirtioVsock implements VirtioDevice {
                 pollSockets();
                 serveRx();
                 postEvent();
-                return more ? 0 : timeouts();
+                // every round: a busy device still gives up connections past their deadline
+                int wait = timeouts();
+                return more ? 0 : wait;
             } catch (VirtqueueException e) {
                 broken = true;
                 dropAll("the device needs a reset");

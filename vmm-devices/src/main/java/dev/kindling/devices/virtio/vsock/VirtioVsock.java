@@ -864,7 +864,7 @@ public final class VirtioVsock implements VirtioDevice {
         private boolean deliver(Conn c, MemorySegment data) {
             MemorySegment rest = data;
             if (c.buffered == 0) {
-                long r = Libc.send(c.fd, data, data.byteSize(), 0);
+                long r = Libc.send(c.fd, data, data.byteSize(), Libc.MSG_DONTWAIT);
                 if (r == -Errno.EAGAIN) {
                     r = 0;
                 } else if (r < 0) {
@@ -895,7 +895,7 @@ public final class VirtioVsock implements VirtioDevice {
         private boolean flush(Conn c) {
             while (c.buffered > 0) {
                 int n = Math.min(c.buffered, BUF_ALLOC - c.bufHead);
-                long r = Libc.send(c.fd, c.buf.asSlice(c.bufHead, n), n, 0);
+                long r = Libc.send(c.fd, c.buf.asSlice(c.bufHead, n), n, Libc.MSG_DONTWAIT);
                 if (r == -Errno.EAGAIN) {
                     return true;
                 }
@@ -1169,7 +1169,7 @@ public final class VirtioVsock implements VirtioDevice {
                     continue;
                 }
                 long n = Math.min(dl - skip, max - total);
-                long r = Libc.recv(c.fd, memory.slice(d.address() + skip, n), n, 0);
+                long r = Libc.recv(c.fd, memory.slice(d.address() + skip, n), n, Libc.MSG_DONTWAIT);
                 skip = 0;
                 if (r <= 0) {
                     last = r;

@@ -188,6 +188,21 @@ class VsockFlowTest extends VsockTestBase {
     }
 
     @Test
+    void aHostStreamMadeBlockingBehindTheDevicesBackDoesNotBlockTheDevice() throws Exception {
+        start(false);
+        listen(1234);
+        GuestStream s = guestConnect(5000, 1234);
+        HostEnd h = accepted(1234, 0);
+        Libc.setNonBlocking(h.device, false);
+        byte[] data = new byte[VirtioVsock.BUF_ALLOC];
+        new Random(7).nextBytes(data);
+        s.write(data);
+        // more than the socket takes: the device buffers the rest and still serves other connections
+        guestConnect(5001, 1234);
+        assertThat(h.readFully(data.length)).isEqualTo(data);
+    }
+
+    @Test
     void theGuestShuttingReceiveIsABrokenPipeForTheHostWriter() throws Exception {
         start(false);
         listen(1234);

@@ -68,7 +68,7 @@ public final class VirtioVsock implements VirtioDevice {
     public static final long HOST_CID = 2;
     /** Connections at once, as Firecracker allows. */
     public static final int MAX_CONNECTIONS = 1023;
-    /** Where the ports of host-initiated connections start (and wrap back to), as in Firecracker. */
+    /** Where the ports of host-initiated connections start (and wrap back to below 2^31), as in Firecracker. */
     public static final int FIRST_HOST_PORT = 1 << 30;
     /** The guest-to-host buffer of each connection, advertised to the guest as buf_alloc (Firecracker's size). */
     public static final int BUF_ALLOC = 256 * 1024;
@@ -342,6 +342,11 @@ public final class VirtioVsock implements VirtioDevice {
         }
     }
 
+    /** Host ports stay in [2^30, 2^31), far from VMADDR_PORT_ANY (2^32 - 1) and the guest's own range. */
+    static int portAfter(int port) {
+        return port == Integer.MAX_VALUE ? FIRST_HOST_PORT : port + 1;
+    }
+
     static long key(int local, int peer) {
         return ((long) local << 32) | Integer.toUnsignedLong(peer);
     }
@@ -590,7 +595,7 @@ public final class VirtioVsock implements VirtioDevice {
         private int allocatePort(int guestPort) {
             for (int i = 0; i <= MAX_CONNECTIONS + 1; i++) {
                 int p = nextPort;
-                nextPort = nextPort == -1 ? FIRST_HOST_PORT : nextPort + 1;
+                nextPort = portAfter(p);
                 if (!hostPorts.contains(p) && !conns.containsKey(key(p, guestPort))) {
                     return p;
                 }

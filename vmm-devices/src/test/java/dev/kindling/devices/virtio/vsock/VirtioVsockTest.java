@@ -71,6 +71,13 @@ class VirtioVsockTest extends VsockTestBase {
     }
 
     @Test
+    void hostPortsWrapWithinTwoToThe30AndTwoToThe31() {
+        assertThat(VirtioVsock.portAfter(VirtioVsock.FIRST_HOST_PORT)).isEqualTo(VirtioVsock.FIRST_HOST_PORT + 1);
+        assertThat(VirtioVsock.portAfter(Integer.MAX_VALUE - 1)).isEqualTo(Integer.MAX_VALUE);
+        assertThat(VirtioVsock.portAfter(Integer.MAX_VALUE)).isEqualTo(VirtioVsock.FIRST_HOST_PORT);
+    }
+
+    @Test
     void aGuestConnectingWhereNobodyListensGetsARst() {
         start(false);
         guest.send(OP_REQUEST, 5000, 99, 0, BUF, 0, new byte[0]);

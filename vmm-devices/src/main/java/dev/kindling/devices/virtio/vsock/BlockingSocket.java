@@ -12,6 +12,7 @@ import java.lang.foreign.ValueLayout;
 import java.nio.channels.AsynchronousCloseException;
 import java.nio.channels.ClosedChannelException;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.LongConsumer;
 
 /**
  * A connected stream socket used with blocking reads and writes from any threads, and closed from
@@ -46,7 +47,8 @@ final class BlockingSocket implements AutoCloseable {
 
     /**
      * Reads at most {@code max} bytes into a native buffer handed to {@code sink}: bytes read, or -1
-     * at end of stream (also after a reset by the peer). Blocks until at least one byte is there.
+     * at end of stream. Blocks until at least one byte is there. A reset (the device dropped the
+     * connection with bytes of ours unread) is an IOException: what was written may not have arrived.
      */
     int read(int max, Sink sink) throws IOException {
         readLock.lock();
@@ -62,9 +64,14 @@ final class BlockingSocket implements AutoCloseable {
                         sink.take(readBuffer, (int) n);
                         return (int) n;
                     }
-                    if (n == 0 || n == -Errno.ECONNRESET) {
+                    if (n == 0) {
                         checkNotClosed();
                         return -1;
+                    }
+                    if (n != -Errno.EAGAIN) {
+                        checkNotClosed();
+                        throw new IOException(n == -Errno.ECONNRESET ? "connection reset by the guest"
+                                : "reading the connection failed (" + Errno.name((int) -n) + ")");
                     }
                     await(Libc.POLLIN, 0);
                 }
@@ -78,9 +85,10 @@ final class BlockingSocket implements AutoCloseable {
 
     /**
      * Writes all {@code length} bytes that {@code source} copies into a native buffer, a chunk at a
-     * time; blocks while the socket is full (the guest's credit is used up).
+     * time; blocks while the socket is full (the guest's credit is used up). It hears of
+     * each part sent ({@code progress}), also when a later part fails.
      */
-    void write(long length, Source source) throws IOException {
+    void write(long length, Source source, LongConsumer progress) throws IOException {
         writeLock.lock();
         try {
             enter();
@@ -102,6 +110,7 @@ final class BlockingSocket implements AutoCloseable {
                         long n = Libc.send(fd, writeBuffer.asSlice(sent), chunk - sent, Libc.MSG_DONTWAIT);
                         if (n > 0) {
                             sent += (int) n;
+                            progress.accept(n);
                         } else if (n == -Errno.EAGAIN) {
                             await(Libc.POLLOUT, done + sent);
                         } else {

@@ -7,8 +7,9 @@ import dev.kindling.sys.Poller;
 import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemoryLayout.PathElement;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
 import java.nio.channels.AsynchronousCloseException;
 import java.nio.channels.ClosedChannelException;
 import java.util.concurrent.locks.ReentrantLock;
@@ -33,10 +34,25 @@ final class BlockingSocket implements AutoCloseable {
     private final ReentrantLock writeLock = new ReentrantLock();
     private MemorySegment readBuffer;
     private MemorySegment writeBuffer;
+    /** A struct pollfd each for the reader and the writer, which may wait at the same time. */
+    private final MemorySegment readPoll;
+    private final MemorySegment writePoll;
+    private static final VarHandle POLL_FD = Poller.POLLFD.varHandle(PathElement.groupElement("fd"));
+    private static final VarHandle POLL_EVENTS = Poller.POLLFD.varHandle(PathElement.groupElement("events"));
 
     BlockingSocket(Fd fd) {
         this.fd = fd;
         Libc.setNonBlocking(fd, true);
+        Arena arena = Arena.ofAuto();
+        this.readPoll = pollfd(arena, Libc.POLLIN);
+        this.writePoll = pollfd(arena, Libc.POLLOUT);
+    }
+
+    private MemorySegment pollfd(Arena arena, short event) {
+        MemorySegment p = arena.allocate(Poller.POLLFD);
+        POLL_FD.set(p, 0L, fd.value());
+        POLL_EVENTS.set(p, 0L, event);
+        return p;
     }
 
     boolean isOpen() {
@@ -73,7 +89,7 @@ final class BlockingSocket implements AutoCloseable {
                         throw new IOException(n == -Errno.ECONNRESET ? "connection reset by the guest"
                                 : "reading the connection failed (" + Errno.name((int) -n) + ")");
                     }
-                    await(Libc.POLLIN, 0);
+                    await(readPoll, 0);
                 }
             } finally {
                 leave();
@@ -112,7 +128,7 @@ final class BlockingSocket implements AutoCloseable {
                             sent += (int) n;
                             progress.accept(n);
                         } else if (n == -Errno.EAGAIN) {
-                            await(Libc.POLLOUT, done + sent);
+                            await(writePoll, done + sent);
                         } else {
                             checkNotClosed();
                             throw new IOException("the guest closed the connection (" + Errno.name((int) -n) + ")");
@@ -141,7 +157,7 @@ final class BlockingSocket implements AutoCloseable {
         }
     }
 
-    private void await(short event, long transferred) throws IOException {
+    private void await(MemorySegment pollfd, long transferred) throws IOException {
         while (true) {
             if (Thread.currentThread().isInterrupted()) {
                 InterruptedIOException e = new InterruptedIOException("interrupted while waiting on a vsock connection");
@@ -149,13 +165,8 @@ final class BlockingSocket implements AutoCloseable {
                 throw e;
             }
             checkNotClosed();
-            try (Arena arena = Arena.ofConfined()) {
-                MemorySegment pollfd = arena.allocate(Poller.POLLFD);
-                pollfd.set(ValueLayout.JAVA_INT, 0, fd.value());
-                pollfd.set(ValueLayout.JAVA_SHORT, 4, event);
-                if (Libc.poll(pollfd, 1, INTERRUPT_CHECK_MILLIS) > 0) {
-                    return;
-                }
+            if (Libc.poll(pollfd, 1, INTERRUPT_CHECK_MILLIS) > 0) {
+                return;
             }
         }
     }

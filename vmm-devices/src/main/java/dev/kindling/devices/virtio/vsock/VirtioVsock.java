@@ -78,6 +78,7 @@ public final class VirtioVsock implements VirtioDevice {
     public static final Duration CLOSE_TIMEOUT = Duration.ofSeconds(2);
 
     static final int QUEUE_SIZE = 256;
+    private static final int CONFIG_SIZE = (int) VsockHeader.CONFIG.byteSize();
     static final int RX = 0, TX = 1, EVENT = 2;
     /** The most payload in one packet to the guest (Linux's VIRTIO_VSOCK_MAX_PKT_BUF_SIZE). */
     static final int MAX_PACKET = 64 * 1024;
@@ -202,12 +203,12 @@ public final class VirtioVsock implements VirtioDevice {
 
     @Override
     public int configSize() {
-        return 8;
+        return CONFIG_SIZE;
     }
 
     @Override
     public long readConfig(int offset, int size) {
-        if (offset < 0 || size < 1 || size > 8 || offset + size > 8) {
+        if (offset < 0 || size < 1 || size > 8 || offset + size > CONFIG_SIZE) {
             return 0;
         }
         long v = guestCid >>> (8 * offset);
@@ -331,9 +332,7 @@ public final class VirtioVsock implements VirtioDevice {
         }
 
         long credit() {
-            long inFlight = Integer.toUnsignedLong(txCnt - peerFwdCnt);
-            long alloc = Integer.toUnsignedLong(peerBufAlloc);
-            return inFlight >= alloc ? 0 : alloc - inFlight;
+            return VirtioVsock.credit(peerBufAlloc, txCnt, peerFwdCnt);
         }
 
         @Override
@@ -345,6 +344,16 @@ public final class VirtioVsock implements VirtioDevice {
     /** Host ports stay in [2^30, 2^31), far from VMADDR_PORT_ANY (2^32 - 1) and the guest's own range. */
     static int portAfter(int port) {
         return port == Integer.MAX_VALUE ? FIRST_HOST_PORT : port + 1;
+    }
+
+    /**
+     * What a peer with buffer {@code bufAlloc} that has consumed {@code fwdCnt} of the {@code sent}
+     * bytes can take more; the counters are mod 2^32, as on the wire.
+     */
+    static long credit(int bufAlloc, int sent, int fwdCnt) {
+        long inFlight = Integer.toUnsignedLong(sent - fwdCnt);
+        long alloc = Integer.toUnsignedLong(bufAlloc);
+        return inFlight >= alloc ? 0 : alloc - inFlight;
     }
 
     static long key(int local, int peer) {
@@ -625,18 +634,8 @@ public final class VirtioVsock implements VirtioDevice {
                     more = true;
                     return;
                 }
-                Optional<DescriptorChain> next;
-                try {
-                    next = txq.pop(memory);
-                } catch (VirtqueueException.InvalidChain e) {
-                    txq.addUsed(memory, e.head(), 0);
-                    usedTx = true;
-                    continue;
-                }
+                Optional<DescriptorChain> next = next(txq, TX);
                 if (next.isEmpty()) {
-                    if (txq.setNotificationsEnabled(memory, true)) {
-                        continue;
-                    }
                     return;
                 }
                 DescriptorChain chain = next.get();
@@ -837,7 +836,7 @@ public final class VirtioVsock implements VirtioDevice {
             }
             // the credit the guest was given counts from the fwd_cnt last sent to it, never more than
             // the buffer has free
-            long given = BUF_ALLOC - Integer.toUnsignedLong(c.rxCnt - c.lastFwdCntSent);
+            long given = credit(BUF_ALLOC, c.rxCnt, c.lastFwdCntSent);
             if (len > given) {
                 malformed(c, c.local, c.peer, OP_RW, "guest sent " + len + " bytes with " + given + " of credit");
                 return;
@@ -1122,18 +1121,8 @@ public final class VirtioVsock implements VirtioDevice {
                 return c;
             }
             for (int i = 0; i <= QUEUE_SIZE; i++) {
-                Optional<DescriptorChain> next;
-                try {
-                    next = rxq.pop(memory);
-                } catch (VirtqueueException.InvalidChain e) {
-                    rxq.addUsed(memory, e.head(), 0);
-                    usedRx = true;
-                    continue;
-                }
+                Optional<DescriptorChain> next = next(rxq, RX);
                 if (next.isEmpty()) {
-                    if (rxq.setNotificationsEnabled(memory, true)) {
-                        continue;
-                    }
                     return null;
                 }
                 DescriptorChain c = next.get();
@@ -1313,18 +1302,8 @@ public final class VirtioVsock implements VirtioDevice {
 
         private void postEvent() throws VirtqueueException {
             while (eventPending) {
-                Optional<DescriptorChain> next;
-                try {
-                    next = evq.pop(memory);
-                } catch (VirtqueueException.InvalidChain e) {
-                    evq.addUsed(memory, e.head(), 0);
-                    usedEvent = true;
-                    continue;
-                }
+                Optional<DescriptorChain> next = next(evq, EVENT);
                 if (next.isEmpty()) {
-                    if (evq.setNotificationsEnabled(memory, true)) {
-                        continue;
-                    }
                     return;
                 }
                 DescriptorChain c = next.get();
@@ -1341,6 +1320,35 @@ public final class VirtioVsock implements VirtioDevice {
                 evq.addUsed(memory, c.head(), VsockHeader.EVENT_SIZE);
                 usedEvent = true;
                 eventPending = false;
+            }
+        }
+
+        /**
+         * The next chain of queue {@code index}, returning chains the ring holds invalid as used; empty
+         * once the ring is empty with notifications enabled, or (with {@link #more} set) after a ring's
+         * worth of invalid chains.
+         */
+        private Optional<DescriptorChain> next(Virtqueue q, int index) throws VirtqueueException {
+            for (int i = 0; i <= QUEUE_SIZE; i++) {
+                try {
+                    Optional<DescriptorChain> c = q.pop(memory);
+                    if (c.isPresent() || !q.setNotificationsEnabled(memory, true)) {
+                        return c;
+                    }
+                } catch (VirtqueueException.InvalidChain e) {
+                    q.addUsed(memory, e.head(), 0);
+                    used(index);
+                }
+            }
+            more = true;
+            return Optional.empty();
+        }
+
+        private void used(int index) {
+            switch (index) {
+                case RX -> usedRx = true;
+                case TX -> usedTx = true;
+                default -> usedEvent = true;
             }
         }
 

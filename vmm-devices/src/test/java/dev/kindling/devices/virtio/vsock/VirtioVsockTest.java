@@ -71,6 +71,18 @@ class VirtioVsockTest extends VsockTestBase {
     }
 
     @Test
+    void creditCountsAcrossTheCountersWrapping() {
+        int alloc = VirtioVsock.BUF_ALLOC;
+        assertThat(VirtioVsock.credit(alloc, 0xFFFF_FF00, 0xFFFF_FF00)).isEqualTo(alloc);
+        // 0x100 sent before the wrap and 0x100 after: 0x200 in flight
+        assertThat(VirtioVsock.credit(alloc, 0x100, 0xFFFF_FF00)).isEqualTo(alloc - 0x200);
+        assertThat(VirtioVsock.credit(alloc, 0x100, 0x100)).isEqualTo(alloc);
+        assertThat(VirtioVsock.credit(alloc, alloc - 0x100, 0xFFFF_FF00)).isZero();
+        assertThat(VirtioVsock.credit(alloc, alloc, 0xFFFF_FF00)).as("more in flight than the buffer").isZero();
+        assertThat(VirtioVsock.credit(-1, 0x10, 0xFFFF_FFF0)).isEqualTo(0xFFFF_FFFFL - 0x20);
+    }
+
+    @Test
     void hostPortsWrapWithinTwoToThe30AndTwoToThe31() {
         assertThat(VirtioVsock.portAfter(VirtioVsock.FIRST_HOST_PORT)).isEqualTo(VirtioVsock.FIRST_HOST_PORT + 1);
         assertThat(VirtioVsock.portAfter(Integer.MAX_VALUE - 1)).isEqualTo(Integer.MAX_VALUE);

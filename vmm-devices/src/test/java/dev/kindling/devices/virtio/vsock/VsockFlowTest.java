@@ -26,7 +26,6 @@ import org.junit.jupiter.api.Test;
 
 /** Credit both ways, SHUTDOWN and RST, and the host or guest going away mid-transfer. */
 class VsockFlowTest extends VsockTestBase {
-    private static final int BUF = 256 * 1024;
 
     @Test
     void aHostThatStopsReadingStopsTheGuestWithinItsCreditAndAnOverrunIsReset() throws Exception {

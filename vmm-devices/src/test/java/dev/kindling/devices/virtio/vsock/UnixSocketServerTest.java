@@ -2,6 +2,9 @@ package dev.kindling.devices.virtio.vsock;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static dev.kindling.devices.virtio.vsock.UdsClients.dial;
+import static dev.kindling.devices.virtio.vsock.UdsClients.readToClose;
+import static dev.kindling.devices.virtio.vsock.UdsClients.send;
 
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
@@ -9,12 +12,9 @@ import dev.kindling.sys.Libc;
 import dev.kindling.sys.SyscallException;
 import dev.kindling.testing.HostResources;
 import java.io.IOException;
-import java.net.SocketException;
 import java.net.UnixDomainSocketAddress;
-import java.nio.ByteBuffer;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.net.StandardProtocolFamily;
@@ -60,31 +60,6 @@ class UnixSocketServerTest {
             s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
         }
         HostResources.now().assertNothingLeftSince(before);
-    }
-
-    private static SocketChannel dial(Path path) throws IOException {
-        return SocketChannel.open(UnixDomainSocketAddress.of(path));
-    }
-
-    private static void send(SocketChannel c, String s) throws IOException {
-        ByteBuffer b = ByteBuffer.wrap(s.getBytes(StandardCharsets.UTF_8));
-        while (b.hasRemaining()) {
-            c.write(b);
-        }
-    }
-
-    /** Reads until the server closes the client; what it sent before (nothing, for a refused client). */
-    private static String readToClose(SocketChannel c) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(256);
-        try {
-            while (c.read(b) >= 0) {
-                assertThat(b.hasRemaining()).as("the server sent too much").isTrue();
-            }
-        } catch (SocketException e) {
-            // closed with bytes of ours unread: a reset, which is a close as well
-            assertThat(e).hasMessageContaining("reset");
-        }
-        return new String(b.array(), 0, b.position(), StandardCharsets.US_ASCII);
     }
 
     @Test

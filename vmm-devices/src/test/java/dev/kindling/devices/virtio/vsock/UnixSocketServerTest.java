@@ -162,6 +162,27 @@ class UnixSocketServerTest {
     }
 
     @Test
+    void aServerThreadThatDiesUnlinksItsPathSoClientsAreRefusedNotLeftWaiting() throws Exception {
+        AtomicInteger calls = new AtomicInteger();
+        UnixSocketServer.Acceptor dies = l -> {
+            calls.incrementAndGet();
+            throw new StackOverflowError("the accept path failing beyond what the server handles");
+        };
+        Path path = dir.resolve("d.sock");
+        try (Vsock vsock = Vsock.create("vm", 3, uds);
+                UnixSocketServer server = new UnixSocketServer("vm2", path, vsock.device(), Duration.ofSeconds(1), dies)) {
+            dial(path).close();
+            long end = System.nanoTime() + 10_000_000_000L;
+            while (Files.exists(path)) {
+                assertThat(System.nanoTime()).as("the path removed").isLessThan(end);
+                Thread.sleep(5);
+            }
+            assertThat(calls.get()).isOne();
+            assertThatThrownBy(() -> dial(path).close()).isInstanceOf(IOException.class);
+        }
+    }
+
+    @Test
     void guestConnectionsReachTheListenerAtPathUnderscorePort() throws Exception {
         try (Vsock vsock = Vsock.create("vm", 3, uds, Duration.ofSeconds(3));
                 UnixSocketServer server = new UnixSocketServer("vm2", dir.resolve("w.sock"), vsock.device(), Duration.ofSeconds(1));

@@ -208,6 +208,40 @@ class VirtioVsockTest extends VsockTestBase {
     }
 
     @Test
+    void onceTheWorkerHasFailedConnectsAreRefusedAtOnce() throws Exception {
+        start(false);
+        HostEnd first = new HostEnd();
+        closing.add(first);
+        vsock.connect(7000, first.device, new VirtioVsock.ConnectCallback() {
+            @Override
+            public void connected(int hostPort) {
+                throw new AssertionError("a callback failing beyond what the device handles");
+            }
+
+            @Override
+            public void refused(String why) {}
+        });
+        Packet req = guest.await(op(OP_REQUEST, 7000), "REQUEST");
+        guest.send(OP_RESPONSE, 7000, req.srcPort(), 0, BUF, 0, new byte[0]);
+        long end = System.nanoTime() + 10_000_000_000L;
+        while (guest.context.fatals().isEmpty()) {
+            assertThat(System.nanoTime()).as("the worker failed").isLessThan(end);
+            Thread.sleep(5);
+        }
+        HostEnd second = new HostEnd();
+        closing.add(second);
+        Outcome o = new Outcome();
+        vsock.connect(7001, second.device, o);
+        assertThat(o.refused).as("refused on the caller's thread").isDone();
+        assertThat(second.device.isOpen()).isFalse();
+        // the failure was the point: end here rather than in the tear-down's no-fatals check
+        vsock.close();
+        vsock = null;
+        guest.close();
+        guest = null;
+    }
+
+    @Test
     void connectsAskedWhileTheDeviceIsPausedAreBoundedByTheConnectionLimit() throws Exception {
         start(false);
         vsock.quiesce();

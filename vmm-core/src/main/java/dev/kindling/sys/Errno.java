@@ -22,6 +22,7 @@ public final class Errno {
     public static final int ENOSYS = 38;
     public static final int ENXIO = 6;
     public static final int E2BIG = 7;
+    public static final int ENFILE = 23;
     public static final int EMFILE = 24;
     public static final int EOPNOTSUPP = 95;
     public static final int ECONNRESET = 104;

@@ -7,11 +7,13 @@ import dev.kindling.sys.Poller;
 import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemoryLayout.PathElement;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
 import java.nio.channels.AsynchronousCloseException;
 import java.nio.channels.ClosedChannelException;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.LongConsumer;
 
 /**
  * A connected stream socket used with blocking reads and writes from any threads, and closed from
@@ -32,10 +34,25 @@ final class BlockingSocket implements AutoCloseable {
     private final ReentrantLock writeLock = new ReentrantLock();
     private MemorySegment readBuffer;
     private MemorySegment writeBuffer;
+    /** A struct pollfd each for the reader and the writer, which may wait at the same time. */
+    private final MemorySegment readPoll;
+    private final MemorySegment writePoll;
+    private static final VarHandle POLL_FD = Poller.POLLFD.varHandle(PathElement.groupElement("fd"));
+    private static final VarHandle POLL_EVENTS = Poller.POLLFD.varHandle(PathElement.groupElement("events"));
 
     BlockingSocket(Fd fd) {
         this.fd = fd;
         Libc.setNonBlocking(fd, true);
+        Arena arena = Arena.ofAuto();
+        this.readPoll = pollfd(arena, Libc.POLLIN);
+        this.writePoll = pollfd(arena, Libc.POLLOUT);
+    }
+
+    private MemorySegment pollfd(Arena arena, short event) {
+        MemorySegment p = arena.allocate(Poller.POLLFD);
+        POLL_FD.set(p, 0L, fd.value());
+        POLL_EVENTS.set(p, 0L, event);
+        return p;
     }
 
     boolean isOpen() {
@@ -46,7 +63,8 @@ final class BlockingSocket implements AutoCloseable {
 
     /**
      * Reads at most {@code max} bytes into a native buffer handed to {@code sink}: bytes read, or -1
-     * at end of stream (also after a reset by the peer). Blocks until at least one byte is there.
+     * at end of stream. Blocks until at least one byte is there. A reset (the device dropped the
+     * connection with bytes of ours unread) is an IOException: what was written may not have arrived.
      */
     int read(int max, Sink sink) throws IOException {
         readLock.lock();
@@ -62,11 +80,16 @@ final class BlockingSocket implements AutoCloseable {
                         sink.take(readBuffer, (int) n);
                         return (int) n;
                     }
-                    if (n == 0 || n == -Errno.ECONNRESET) {
+                    if (n == 0) {
                         checkNotClosed();
                         return -1;
                     }
-                    await(Libc.POLLIN, 0);
+                    if (n != -Errno.EAGAIN) {
+                        checkNotClosed();
+                        throw new IOException(n == -Errno.ECONNRESET ? "connection reset by the guest"
+                                : "reading the connection failed (" + Errno.name((int) -n) + ")");
+                    }
+                    await(readPoll, 0);
                 }
             } finally {
                 leave();
@@ -78,9 +101,10 @@ final class BlockingSocket implements AutoCloseable {
 
     /**
      * Writes all {@code length} bytes that {@code source} copies into a native buffer, a chunk at a
-     * time; blocks while the socket is full (the guest's credit is used up).
+     * time; blocks while the socket is full (the guest's credit is used up). It hears of
+     * each part sent ({@code progress}), also when a later part fails.
      */
-    void write(long length, Source source) throws IOException {
+    void write(long length, Source source, LongConsumer progress) throws IOException {
         writeLock.lock();
         try {
             enter();
@@ -102,8 +126,9 @@ final class BlockingSocket implements AutoCloseable {
                         long n = Libc.send(fd, writeBuffer.asSlice(sent), chunk - sent, Libc.MSG_DONTWAIT);
                         if (n > 0) {
                             sent += (int) n;
+                            progress.accept(n);
                         } else if (n == -Errno.EAGAIN) {
-                            await(Libc.POLLOUT, done + sent);
+                            await(writePoll, done + sent);
                         } else {
                             checkNotClosed();
                             throw new IOException("the guest closed the connection (" + Errno.name((int) -n) + ")");
@@ -132,7 +157,7 @@ final class BlockingSocket implements AutoCloseable {
         }
     }
 
-    private void await(short event, long transferred) throws IOException {
+    private void await(MemorySegment pollfd, long transferred) throws IOException {
         while (true) {
             if (Thread.currentThread().isInterrupted()) {
                 InterruptedIOException e = new InterruptedIOException("interrupted while waiting on a vsock connection");
@@ -140,13 +165,8 @@ final class BlockingSocket implements AutoCloseable {
                 throw e;
             }
             checkNotClosed();
-            try (Arena arena = Arena.ofConfined()) {
-                MemorySegment pollfd = arena.allocate(Poller.POLLFD);
-                pollfd.set(ValueLayout.JAVA_INT, 0, fd.value());
-                pollfd.set(ValueLayout.JAVA_SHORT, 4, event);
-                if (Libc.poll(pollfd, 1, INTERRUPT_CHECK_MILLIS) > 0) {
-                    return;
-                }
+            if (Libc.poll(pollfd, 1, INTERRUPT_CHECK_MILLIS) > 0) {
+                return;
             }
         }
     }

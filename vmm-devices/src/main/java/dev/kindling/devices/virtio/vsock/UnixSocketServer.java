@@ -39,6 +39,16 @@ final class UnixSocketServer implements AutoCloseable {
     private static final int LISTEN_BACKLOG = 128;
     private static final long LISTENING = 0, STOP = 1;
     private static final int LINE_BUFFER = ConnectLine.MAX_LENGTH + 1;
+    /** How long the listening socket is not watched after accept ran out of descriptors (it stays readable). */
+    static final Duration ACCEPT_PAUSE = Duration.ofMillis(100);
+    /** At most one warning about failing accepts per this long. */
+    private static final long WARN_EVERY_NANOS = Duration.ofSeconds(10).toNanos();
+
+    /** accept4 on the listening socket: a new client's fd, or a {@link SyscallException}. */
+    @FunctionalInterface
+    interface Acceptor {
+        int accept(Fd listening);
+    }
 
     private final String name;
     private final Path path;
@@ -50,7 +60,12 @@ final class UnixSocketServer implements AutoCloseable {
     private final Map<Long, Client> clients = new HashMap<>();
     private final MemorySegment buffer = Arena.ofAuto().allocate(LINE_BUFFER);
     private final Thread thread;
+    private final Acceptor acceptor;
     private long nextToken = 2;
+    /** When accepting starts again (System.nanoTime) after running out of descriptors; 0: accepting. */
+    private long pausedUntil;
+    private long lastWarning;
+    private int unwarned;
     private boolean closed;
 
     /** A client whose CONNECT line is being read. */
@@ -68,7 +83,13 @@ final class UnixSocketServer implements AutoCloseable {
 
     /** Listens on {@code path} (which must not exist) and starts accepting. */
     UnixSocketServer(String name, Path path, VirtioVsock device, Duration handshakeTimeout) throws IOException {
+        this(name, path, device, handshakeTimeout, l -> Libc.accept4(l, Libc.O_NONBLOCK));
+    }
+
+    UnixSocketServer(String name, Path path, VirtioVsock device, Duration handshakeTimeout, Acceptor acceptor)
+            throws IOException {
         this.name = name;
+        this.acceptor = acceptor;
         this.path = path;
         this.device = device;
         this.handshakeNanos = handshakeTimeout.toNanos();
@@ -122,6 +143,10 @@ final class UnixSocketServer implements AutoCloseable {
         try {
             while (true) {
                 int n = epoll.wait(waitMillis());
+                if (pausedUntil != 0 && System.nanoTime() - pausedUntil >= 0) {
+                    pausedUntil = 0;
+                    epoll.modify(listening, Epoll.EPOLLIN, LISTENING);
+                }
                 for (int i = 0; i < n; i++) {
                     long token = epoll.token(i);
                     if (token == STOP) {
@@ -144,15 +169,30 @@ final class UnixSocketServer implements AutoCloseable {
                 expire();
             }
         } catch (RuntimeException | Error e) {
-            LOG.log(Level.ERROR, name + ": vsock Unix socket server on " + path + " stopped", e);
+            // nobody accepts any more: clients get ECONNREFUSED rather than wait in the backlog
+            stopListening();
+            try {
+                LOG.log(Level.ERROR, name + ": vsock Unix socket server on " + path + " stopped", e);
+            } catch (RuntimeException | Error ignored) {
+                // the logger failing too (out of descriptors): the socket is closed all the same
+            }
+        }
+    }
+
+    private void stopListening() {
+        try {
+            listening.close();
+            Files.deleteIfExists(path);
+        } catch (IOException | RuntimeException ignored) {
+            // best effort on the way out; close() tries the path again
         }
     }
 
     private int waitMillis() {
-        if (clients.isEmpty()) {
+        if (clients.isEmpty() && pausedUntil == 0) {
             return -1;
         }
-        long first = Long.MAX_VALUE;
+        long first = pausedUntil == 0 ? Long.MAX_VALUE : pausedUntil;
         for (Client c : clients.values()) {
             first = Math.min(first, c.deadline);
         }
@@ -163,10 +203,15 @@ final class UnixSocketServer implements AutoCloseable {
         for (int i = 0; i < LISTEN_BACKLOG; i++) {
             Fd client;
             try {
-                client = Fd.adopt(Libc.accept4(listening, Libc.O_NONBLOCK), "vsock client on " + path);
+                client = Fd.adopt(acceptor.accept(listening), "vsock client on " + path);
             } catch (SyscallException e) {
+                if (e.errno() == Errno.EMFILE || e.errno() == Errno.ENFILE) {
+                    // the client stays in the backlog and the socket readable: look again a little later
+                    pausedUntil = System.nanoTime() + ACCEPT_PAUSE.toNanos();
+                    epoll.modify(listening, 0, LISTENING);
+                }
                 if (e.errno() != Errno.EAGAIN) {
-                    LOG.log(Level.WARNING, name + ": accept on " + path + " failed", e);
+                    warnAcceptFailed(e);
                 }
                 return;
             }
@@ -185,6 +230,19 @@ final class UnixSocketServer implements AutoCloseable {
             }
             clients.put(token, new Client(client, System.nanoTime() + handshakeNanos));
         }
+    }
+
+    private void warnAcceptFailed(SyscallException e) {
+        long now = System.nanoTime();
+        if (lastWarning != 0 && now - lastWarning < WARN_EVERY_NANOS) {
+            unwarned++;
+            return;
+        }
+        int more = unwarned;
+        lastWarning = now;
+        unwarned = 0;
+        LOG.log(Level.WARNING, name + ": accept on " + path + " failed"
+                + (more > 0 ? " (and " + more + " times more since the last warning)" : ""), e);
     }
 
     /** Takes what the client sent, up to and including the newline, never beyond: the rest is the stream's. */

@@ -52,7 +52,8 @@ import java.util.Set;
  * {@link #BUF_ALLOC} bytes per connection, the buffer the device advertises; a guest that sends past
  * it is reset. So neither side is buffered without bound.
  *
- * <p><b>Ending.</b> End of stream on the host socket is a SHUTDOWN(SEND) to the guest; the guest's
+ * <p><b>Ending.</b> End of stream on the host socket is a SHUTDOWN(SEND) to the guest, and a hang-up
+ * after it (the host closed both ways) a full SHUTDOWN as below; the guest's
  * SHUTDOWN(SEND) is a {@code shutdown(SHUT_WR)} of the socket once its buffered data is written,
  * SHUTDOWN(RCV) a {@code shutdown(SHUT_RD)}. When the guest has shut both ways the device answers
  * RST and closes the socket; when both directions ended otherwise it sends a full SHUTDOWN and waits
@@ -67,7 +68,7 @@ public final class VirtioVsock implements VirtioDevice {
     public static final long HOST_CID = 2;
     /** Connections at once, as Firecracker allows. */
     public static final int MAX_CONNECTIONS = 1023;
-    /** Where the ports of host-initiated connections start (and wrap back to), as in Firecracker. */
+    /** Where the ports of host-initiated connections start (and wrap back to below 2^31), as in Firecracker. */
     public static final int FIRST_HOST_PORT = 1 << 30;
     /** The guest-to-host buffer of each connection, advertised to the guest as buf_alloc (Firecracker's size). */
     public static final int BUF_ALLOC = 256 * 1024;
@@ -77,6 +78,7 @@ public final class VirtioVsock implements VirtioDevice {
     public static final Duration CLOSE_TIMEOUT = Duration.ofSeconds(2);
 
     static final int QUEUE_SIZE = 256;
+    private static final int CONFIG_SIZE = (int) VsockHeader.CONFIG.byteSize();
     static final int RX = 0, TX = 1, EVENT = 2;
     /** The most payload in one packet to the guest (Linux's VIRTIO_VSOCK_MAX_PKT_BUF_SIZE). */
     static final int MAX_PACKET = 64 * 1024;
@@ -139,9 +141,10 @@ public final class VirtioVsock implements VirtioDevice {
         synchronized (this) {
             s = current;
         }
-        if (s == null || !s.offer(new PendingConnect(guestPort, stream, callback))) {
+        String refused = s == null ? name + " is not in use by a driver" : s.offer(new PendingConnect(guestPort, stream, callback));
+        if (refused != null) {
             stream.close();
-            callback.refused(name + " is not in use by a driver");
+            callback.refused(refused);
         }
     }
 
@@ -200,12 +203,12 @@ public final class VirtioVsock implements VirtioDevice {
 
     @Override
     public int configSize() {
-        return 8;
+        return CONFIG_SIZE;
     }
 
     @Override
     public long readConfig(int offset, int size) {
-        if (offset < 0 || size < 1 || size > 8 || offset + size > 8) {
+        if (offset < 0 || size < 1 || size > 8 || offset + size > CONFIG_SIZE) {
             return 0;
         }
         long v = guestCid >>> (8 * offset);
@@ -311,8 +314,12 @@ public final class VirtioVsock implements VirtioDevice {
         int shutdownFlags;
         boolean inControl;
         boolean inReadable;
-        /** The epoll events registered for the socket; 0: not in the set. */
+        /** The epoll events asked for the socket. */
         int interest;
+        /** In the epoll set (events 0 included: hang-ups and errors are reported anyway). */
+        boolean registered;
+        /** The socket reported a hang-up or an error: it stays out of the set while nothing is asked of it. */
+        boolean hup;
 
         Conn(int local, int peer, Fd fd, boolean hostInitiated, ConnectCallback callback) {
             this.local = local;
@@ -325,15 +332,28 @@ public final class VirtioVsock implements VirtioDevice {
         }
 
         long credit() {
-            long inFlight = Integer.toUnsignedLong(txCnt - peerFwdCnt);
-            long alloc = Integer.toUnsignedLong(peerBufAlloc);
-            return inFlight >= alloc ? 0 : alloc - inFlight;
+            return VirtioVsock.credit(peerBufAlloc, txCnt, peerFwdCnt);
         }
 
         @Override
         public String toString() {
             return "connection " + Integer.toUnsignedString(local) + " <-> guest port " + Integer.toUnsignedString(peer);
         }
+    }
+
+    /** Host ports stay in [2^30, 2^31), far from VMADDR_PORT_ANY (2^32 - 1) and the guest's own range. */
+    static int portAfter(int port) {
+        return port == Integer.MAX_VALUE ? FIRST_HOST_PORT : port + 1;
+    }
+
+    /**
+     * What a peer with buffer {@code bufAlloc} that has consumed {@code fwdCnt} of the {@code sent}
+     * bytes can take more; the counters are mod 2^32, as on the wire.
+     */
+    static long credit(int bufAlloc, int sent, int fwdCnt) {
+        long inFlight = Integer.toUnsignedLong(sent - fwdCnt);
+        long alloc = Integer.toUnsignedLong(bufAlloc);
+        return inFlight >= alloc ? 0 : alloc - inFlight;
     }
 
     static long key(int local, int peer) {
@@ -379,6 +399,8 @@ public final class VirtioVsock implements VirtioDevice {
         final ArrayDeque<PendingConnect> asked = new ArrayDeque<>();
         boolean resetAsked;
         boolean ended;
+        /** serve() threw: the worker stops serving until a reset, so no request is taken any more. */
+        boolean fatal;
         boolean released;
 
         Server(VirtioContext context) {
@@ -408,10 +430,15 @@ public final class VirtioVsock implements VirtioDevice {
             return this;
         }
 
-        boolean offer(PendingConnect p) {
+        /** Queues a connect for the device thread; null, or why it is refused. */
+        String offer(PendingConnect p) {
             synchronized (this) {
-                if (ended) {
-                    return false;
+                if (ended || fatal) {
+                    return name + " is not in use by a driver";
+                }
+                // bounded while the thread is paused or busy: no more than could become connections
+                if (asked.size() >= MAX_CONNECTIONS - live) {
+                    return name + " has " + MAX_CONNECTIONS + " connections open or asked for, the most it allows";
                 }
                 asked.add(p);
             }
@@ -419,7 +446,7 @@ public final class VirtioVsock implements VirtioDevice {
             if (w != null) {
                 w.wake();
             }
-            return true;
+            return null;
         }
 
         void askReset() {
@@ -450,19 +477,24 @@ public final class VirtioVsock implements VirtioDevice {
                 serveTx();
                 if (rxStarved && (spare != null || rxq.hasAvailable(memory))) {
                     rxStarved = false;
-                    for (Conn c : conns.values()) {
+                    for (Conn c : new ArrayList<>(conns.values())) {
                         updateInterest(c);
                     }
                 }
                 pollSockets();
                 serveRx();
                 postEvent();
-                return more ? 0 : timeouts();
+                // every round: a busy device still gives up connections past their deadline
+                int wait = timeouts();
+                return more ? 0 : wait;
             } catch (VirtqueueException e) {
                 broken = true;
                 dropAll("the device needs a reset");
                 context.needsReset(name + ": " + e.getMessage());
                 return -1;
+            } catch (RuntimeException | Error e) {
+                refuseFromNowOn();
+                throw e;
             } finally {
                 signal();
             }
@@ -508,6 +540,19 @@ public final class VirtioVsock implements VirtioDevice {
             arena.close();
         }
 
+        /** After a failure the worker does not recover from: refuses what is queued and what comes. */
+        private void refuseFromNowOn() {
+            List<PendingConnect> left;
+            synchronized (this) {
+                fatal = true;
+                left = new ArrayList<>(asked);
+                asked.clear();
+            }
+            for (PendingConnect p : left) {
+                refuse(p, name + " failed and needs a reset");
+            }
+        }
+
         // ---- requests from other threads
 
         private void takeRequests() {
@@ -547,6 +592,9 @@ public final class VirtioVsock implements VirtioDevice {
             Conn c = new Conn(port, p.guestPort(), p.stream(), true, p.callback());
             add(c);
             hostPorts.add(port);
+            if (!register(c)) {
+                return;
+            }
             c.deadline = System.nanoTime() + connectNanos;
             timed.add(c);
             queueControl(c, P_REQUEST);
@@ -556,7 +604,7 @@ public final class VirtioVsock implements VirtioDevice {
         private int allocatePort(int guestPort) {
             for (int i = 0; i <= MAX_CONNECTIONS + 1; i++) {
                 int p = nextPort;
-                nextPort = nextPort == -1 ? FIRST_HOST_PORT : nextPort + 1;
+                nextPort = portAfter(p);
                 if (!hostPorts.contains(p) && !conns.containsKey(key(p, guestPort))) {
                     return p;
                 }
@@ -586,18 +634,8 @@ public final class VirtioVsock implements VirtioDevice {
                     more = true;
                     return;
                 }
-                Optional<DescriptorChain> next;
-                try {
-                    next = txq.pop(memory);
-                } catch (VirtqueueException.InvalidChain e) {
-                    txq.addUsed(memory, e.head(), 0);
-                    usedTx = true;
-                    continue;
-                }
+                Optional<DescriptorChain> next = next(txq, TX);
                 if (next.isEmpty()) {
-                    if (txq.setNotificationsEnabled(memory, true)) {
-                        continue;
-                    }
                     return;
                 }
                 DescriptorChain chain = next.get();
@@ -742,8 +780,25 @@ public final class VirtioVsock implements VirtioDevice {
             c.peerBufAlloc = VsockHeader.bufAlloc(in);
             c.peerFwdCnt = VsockHeader.fwdCnt(in);
             add(c);
+            if (!register(c)) {
+                reply(port, guestPort);
+                return;
+            }
             queueControl(c, P_RESPONSE);
             updateInterest(c);
+        }
+
+        /** Puts a new connection's socket in the set; if epoll takes no such fd, resets the connection. */
+        private boolean register(Conn c) {
+            try {
+                epoll.add(c.fd, 0, c.key);
+                c.registered = true;
+                return true;
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, name + ": " + c + " cannot be watched", e);
+                drop(c, "the host stream cannot be watched: " + e.getMessage());
+                return false;
+            }
         }
 
         private void established(Conn c) {
@@ -781,7 +836,7 @@ public final class VirtioVsock implements VirtioDevice {
             }
             // the credit the guest was given counts from the fwd_cnt last sent to it, never more than
             // the buffer has free
-            long given = BUF_ALLOC - Integer.toUnsignedLong(c.rxCnt - c.lastFwdCntSent);
+            long given = credit(BUF_ALLOC, c.rxCnt, c.lastFwdCntSent);
             if (len > given) {
                 malformed(c, c.local, c.peer, OP_RW, "guest sent " + len + " bytes with " + given + " of credit");
                 return;
@@ -813,7 +868,7 @@ public final class VirtioVsock implements VirtioDevice {
         private boolean deliver(Conn c, MemorySegment data) {
             MemorySegment rest = data;
             if (c.buffered == 0) {
-                long r = Libc.send(c.fd, data, data.byteSize(), 0);
+                long r = Libc.send(c.fd, data, data.byteSize(), Libc.MSG_DONTWAIT);
                 if (r == -Errno.EAGAIN) {
                     r = 0;
                 } else if (r < 0) {
@@ -844,7 +899,7 @@ public final class VirtioVsock implements VirtioDevice {
         private boolean flush(Conn c) {
             while (c.buffered > 0) {
                 int n = Math.min(c.buffered, BUF_ALLOC - c.bufHead);
-                long r = Libc.send(c.fd, c.buf.asSlice(c.bufHead, n), n, 0);
+                long r = Libc.send(c.fd, c.buf.asSlice(c.bufHead, n), n, Libc.MSG_DONTWAIT);
                 if (r == -Errno.EAGAIN) {
                     return true;
                 }
@@ -882,7 +937,10 @@ public final class VirtioVsock implements VirtioDevice {
                 }
                 return;
             }
-            if (c.state == State.ESTABLISHED && c.hostEof && c.hostWriteShut) {
+            // a hang-up once nothing is left to read: the host peer closed both ways (a SHUT_WR alone
+            // is end of stream without one)
+            boolean peerGone = c.hup && (c.hostEof || c.guestNoRecv);
+            if (c.state == State.ESTABLISHED && (c.hostEof && c.hostWriteShut || peerGone)) {
                 c.state = State.CLOSING;
                 c.shutdownFlags = SHUTDOWN_RCV | SHUTDOWN_SEND;
                 queueControl(c, P_SHUTDOWN);
@@ -905,16 +963,25 @@ public final class VirtioVsock implements VirtioDevice {
                 return;
             }
             int want = (canRead(c) && !rxStarved ? Epoll.EPOLLIN : 0) | (c.buffered > 0 ? Epoll.EPOLLOUT : 0);
-            if (want == c.interest) {
+            // a hung-up socket is always ready: watched only while something is asked of it
+            boolean reg = want != 0 || !c.hup;
+            if (want == c.interest && reg == c.registered) {
                 return;
             }
-            if (want == 0) {
-                epoll.remove(c.fd);
-            } else if (c.interest == 0) {
-                epoll.add(c.fd, want, c.key);
-            } else {
-                epoll.modify(c.fd, want, c.key);
+            try {
+                if (!reg) {
+                    epoll.remove(c.fd);
+                } else if (!c.registered) {
+                    epoll.add(c.fd, want, c.key);
+                } else {
+                    epoll.modify(c.fd, want, c.key);
+                }
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, name + ": watching " + c + " failed", e);
+                reset(c);
+                return;
             }
+            c.registered = reg;
             c.interest = want;
         }
 
@@ -927,6 +994,10 @@ public final class VirtioVsock implements VirtioDevice {
                     continue;
                 }
                 try {
+                    if ((events & (Epoll.EPOLLHUP | Epoll.EPOLLERR)) != 0 && !c.hup) {
+                        c.hup = true;
+                        progress(c);
+                    }
                     if (c.buffered > 0 && (events & (Epoll.EPOLLOUT | Epoll.EPOLLERR | Epoll.EPOLLHUP)) != 0) {
                         if (!flush(c)) {
                             reset(c);
@@ -1050,18 +1121,8 @@ public final class VirtioVsock implements VirtioDevice {
                 return c;
             }
             for (int i = 0; i <= QUEUE_SIZE; i++) {
-                Optional<DescriptorChain> next;
-                try {
-                    next = rxq.pop(memory);
-                } catch (VirtqueueException.InvalidChain e) {
-                    rxq.addUsed(memory, e.head(), 0);
-                    usedRx = true;
-                    continue;
-                }
+                Optional<DescriptorChain> next = next(rxq, RX);
                 if (next.isEmpty()) {
-                    if (rxq.setNotificationsEnabled(memory, true)) {
-                        continue;
-                    }
                     return null;
                 }
                 DescriptorChain c = next.get();
@@ -1081,7 +1142,7 @@ public final class VirtioVsock implements VirtioDevice {
                 return;
             }
             rxStarved = true;
-            for (Conn c : conns.values()) {
+            for (Conn c : new ArrayList<>(conns.values())) {
                 updateInterest(c);
             }
         }
@@ -1102,7 +1163,7 @@ public final class VirtioVsock implements VirtioDevice {
                     continue;
                 }
                 long n = Math.min(dl - skip, max - total);
-                long r = Libc.recv(c.fd, memory.slice(d.address() + skip, n), n, 0);
+                long r = Libc.recv(c.fd, memory.slice(d.address() + skip, n), n, Libc.MSG_DONTWAIT);
                 skip = 0;
                 if (r <= 0) {
                     last = r;
@@ -1174,9 +1235,14 @@ public final class VirtioVsock implements VirtioDevice {
             if (c.hostInitiated) {
                 hostPorts.remove(c.local);
             }
-            if (c.interest != 0 && epoll.fd().isOpen()) {
-                epoll.remove(c.fd);
+            if (c.registered && epoll.fd().isOpen()) {
+                try {
+                    epoll.remove(c.fd);
+                } catch (RuntimeException e) {
+                    LOG.log(Level.DEBUG, () -> name + ": " + c + " was not in the set: " + e.getMessage());
+                }
             }
+            c.registered = false;
             c.interest = 0;
             c.fd.close();
             if (c.bufArena != null) {
@@ -1236,18 +1302,8 @@ public final class VirtioVsock implements VirtioDevice {
 
         private void postEvent() throws VirtqueueException {
             while (eventPending) {
-                Optional<DescriptorChain> next;
-                try {
-                    next = evq.pop(memory);
-                } catch (VirtqueueException.InvalidChain e) {
-                    evq.addUsed(memory, e.head(), 0);
-                    usedEvent = true;
-                    continue;
-                }
+                Optional<DescriptorChain> next = next(evq, EVENT);
                 if (next.isEmpty()) {
-                    if (evq.setNotificationsEnabled(memory, true)) {
-                        continue;
-                    }
                     return;
                 }
                 DescriptorChain c = next.get();
@@ -1264,6 +1320,35 @@ public final class VirtioVsock implements VirtioDevice {
                 evq.addUsed(memory, c.head(), VsockHeader.EVENT_SIZE);
                 usedEvent = true;
                 eventPending = false;
+            }
+        }
+
+        /**
+         * The next chain of queue {@code index}, returning chains the ring holds invalid as used; empty
+         * once the ring is empty with notifications enabled, or (with {@link #more} set) after a ring's
+         * worth of invalid chains.
+         */
+        private Optional<DescriptorChain> next(Virtqueue q, int index) throws VirtqueueException {
+            for (int i = 0; i <= QUEUE_SIZE; i++) {
+                try {
+                    Optional<DescriptorChain> c = q.pop(memory);
+                    if (c.isPresent() || !q.setNotificationsEnabled(memory, true)) {
+                        return c;
+                    }
+                } catch (VirtqueueException.InvalidChain e) {
+                    q.addUsed(memory, e.head(), 0);
+                    used(index);
+                }
+            }
+            more = true;
+            return Optional.empty();
+        }
+
+        private void used(int index) {
+            switch (index) {
+                case RX -> usedRx = true;
+                case TX -> usedTx = true;
+                default -> usedEvent = true;
             }
         }
 

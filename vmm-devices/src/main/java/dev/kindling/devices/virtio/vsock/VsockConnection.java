@@ -78,12 +78,10 @@ public final class VsockConnection implements ByteChannel {
         int start = src.position();
         try {
             socket.write(length, (b, offset, n) -> b.asSlice(0, n).asByteBuffer()
-                    .put(src.slice(start + (int) offset, n)));
+                    .put(src.slice(start + (int) offset, n)), n -> src.position(src.position() + (int) n));
         } catch (InterruptedIOException e) {
-            src.position(start + e.bytesTransferred);
             throw closedByInterrupt();
         }
-        src.position(start + length);
         return length;
     }
 
@@ -147,7 +145,8 @@ public final class VsockConnection implements ByteChannel {
         public void write(byte[] b, int off, int len) throws IOException {
             Objects.checkFromIndexSize(off, len, b.length);
             if (len > 0) {
-                socket.write(len, (buf, offset, n) -> MemorySegment.copy(b, off + (int) offset, buf, ValueLayout.JAVA_BYTE, 0, n));
+                socket.write(len, (buf, offset, n) -> MemorySegment.copy(b, off + (int) offset, buf, ValueLayout.JAVA_BYTE, 0, n),
+                        n -> {});
             }
         }
 

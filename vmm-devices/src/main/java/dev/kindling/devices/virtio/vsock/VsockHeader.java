@@ -113,10 +113,6 @@ public final class VsockHeader {
         h.set(U32, FWD_CNT, fwdCnt);
     }
 
-    public static void setLen(MemorySegment h, int len) {
-        h.set(U32, LEN, len);
-    }
-
     public static void writeEvent(MemorySegment e, int id) {
         e.set(U32, EVENT_ID, id);
     }

@@ -2,16 +2,19 @@ package dev.kindling.devices.virtio.vsock;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static dev.kindling.devices.virtio.vsock.UdsClients.dial;
+import static dev.kindling.devices.virtio.vsock.UdsClients.readToClose;
+import static dev.kindling.devices.virtio.vsock.UdsClients.send;
 
+import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
+import dev.kindling.sys.Libc;
+import dev.kindling.sys.SyscallException;
 import dev.kindling.testing.HostResources;
 import java.io.IOException;
-import java.net.SocketException;
 import java.net.UnixDomainSocketAddress;
-import java.nio.ByteBuffer;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.net.StandardProtocolFamily;
@@ -19,6 +22,8 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -55,31 +60,6 @@ class UnixSocketServerTest {
             s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
         }
         HostResources.now().assertNothingLeftSince(before);
-    }
-
-    private static SocketChannel dial(Path path) throws IOException {
-        return SocketChannel.open(UnixDomainSocketAddress.of(path));
-    }
-
-    private static void send(SocketChannel c, String s) throws IOException {
-        ByteBuffer b = ByteBuffer.wrap(s.getBytes(StandardCharsets.UTF_8));
-        while (b.hasRemaining()) {
-            c.write(b);
-        }
-    }
-
-    /** Reads until the server closes the client; what it sent before (nothing, for a refused client). */
-    private static String readToClose(SocketChannel c) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(256);
-        try {
-            while (c.read(b) >= 0) {
-                assertThat(b.hasRemaining()).as("the server sent too much").isTrue();
-            }
-        } catch (SocketException e) {
-            // closed with bytes of ours unread: a reset, which is a close as well
-            assertThat(e).hasMessageContaining("reset");
-        }
-        return new String(b.array(), 0, b.position(), StandardCharsets.US_ASCII);
     }
 
     @Test
@@ -148,6 +128,57 @@ class UnixSocketServerTest {
                     c.close();
                 }
             }
+        }
+    }
+
+    @Test
+    void runningOutOfDescriptorsPausesAcceptingInsteadOfSpinning() throws Exception {
+        AtomicInteger calls = new AtomicInteger();
+        AtomicBoolean exhausted = new AtomicBoolean(true);
+        UnixSocketServer.Acceptor acceptor = l -> {
+            calls.incrementAndGet();
+            if (exhausted.get()) {
+                throw new SyscallException("accept4", Errno.EMFILE);
+            }
+            return Libc.accept4(l, Libc.O_NONBLOCK);
+        };
+        Path path = dir.resolve("e.sock");
+        try (Vsock vsock = Vsock.create("vm", 3, uds);
+                UnixSocketServer server = new UnixSocketServer("vm2", path, vsock.device(), Duration.ofSeconds(1), acceptor);
+                SocketChannel waiting = dial(path)) {
+            long start = System.nanoTime();
+            while (calls.get() < 3) {
+                assertThat(System.nanoTime() - start).as("accept tried again").isLessThan(10_000_000_000L);
+                Thread.sleep(10);
+            }
+            // a listener left readable in the set would be tried thousands of times in this time
+            Thread.sleep(500);
+            long seconds = (System.nanoTime() - start) / 1_000_000_000 + 1;
+            assertThat(calls.get()).as("accept calls").isLessThan((int) (seconds * 1000 / UnixSocketServer.ACCEPT_PAUSE.toMillis()) + 5);
+            exhausted.set(false);
+            send(waiting, "CONNECT 1\n");
+            assertThat(readToClose(waiting)).as("accepted once descriptors are back, then refused").isEmpty();
+        }
+    }
+
+    @Test
+    void aServerThreadThatDiesUnlinksItsPathSoClientsAreRefusedNotLeftWaiting() throws Exception {
+        AtomicInteger calls = new AtomicInteger();
+        UnixSocketServer.Acceptor dies = l -> {
+            calls.incrementAndGet();
+            throw new StackOverflowError("the accept path failing beyond what the server handles");
+        };
+        Path path = dir.resolve("d.sock");
+        try (Vsock vsock = Vsock.create("vm", 3, uds);
+                UnixSocketServer server = new UnixSocketServer("vm2", path, vsock.device(), Duration.ofSeconds(1), dies)) {
+            dial(path).close();
+            long end = System.nanoTime() + 10_000_000_000L;
+            while (Files.exists(path)) {
+                assertThat(System.nanoTime()).as("the path removed").isLessThan(end);
+                Thread.sleep(5);
+            }
+            assertThat(calls.get()).isOne();
+            assertThatThrownBy(() -> dial(path).close()).isInstanceOf(IOException.class);
         }
     }
 

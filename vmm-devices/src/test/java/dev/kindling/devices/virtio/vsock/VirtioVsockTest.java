@@ -9,6 +9,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kindling.devices.virtio.VirtioIds;
 import dev.kindling.devices.virtio.vsock.VsockGuest.Packet;
+import dev.kindling.sys.Fd;
+import dev.kindling.sys.Libc;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -66,6 +68,25 @@ class VirtioVsockTest extends VsockTestBase {
         assertThat(h.write(data)).isTrue();
         s.until(() -> s.received == data.length, "all received");
         assertThat(s.kept.toByteArray()).isEqualTo(data);
+    }
+
+    @Test
+    void creditCountsAcrossTheCountersWrapping() {
+        int alloc = VirtioVsock.BUF_ALLOC;
+        assertThat(VirtioVsock.credit(alloc, 0xFFFF_FF00, 0xFFFF_FF00)).isEqualTo(alloc);
+        // 0x100 sent before the wrap and 0x100 after: 0x200 in flight
+        assertThat(VirtioVsock.credit(alloc, 0x100, 0xFFFF_FF00)).isEqualTo(alloc - 0x200);
+        assertThat(VirtioVsock.credit(alloc, 0x100, 0x100)).isEqualTo(alloc);
+        assertThat(VirtioVsock.credit(alloc, alloc - 0x100, 0xFFFF_FF00)).isZero();
+        assertThat(VirtioVsock.credit(alloc, alloc, 0xFFFF_FF00)).as("more in flight than the buffer").isZero();
+        assertThat(VirtioVsock.credit(-1, 0x10, 0xFFFF_FFF0)).isEqualTo(0xFFFF_FFFFL - 0x20);
+    }
+
+    @Test
+    void hostPortsWrapWithinTwoToThe30AndTwoToThe31() {
+        assertThat(VirtioVsock.portAfter(VirtioVsock.FIRST_HOST_PORT)).isEqualTo(VirtioVsock.FIRST_HOST_PORT + 1);
+        assertThat(VirtioVsock.portAfter(Integer.MAX_VALUE - 1)).isEqualTo(Integer.MAX_VALUE);
+        assertThat(VirtioVsock.portAfter(Integer.MAX_VALUE)).isEqualTo(VirtioVsock.FIRST_HOST_PORT);
     }
 
     @Test
@@ -143,6 +164,21 @@ class VirtioVsockTest extends VsockTestBase {
     }
 
     @Test
+    void aHostStreamEpollCannotWatchIsRefusedAndTheDeviceGoesOn() throws Exception {
+        start(false);
+        Fd devNull = Fd.adopt(Libc.open("/dev/null", Libc.O_RDWR), "/dev/null");
+        Outcome o = new Outcome();
+        vsock.connect(7000, devNull, o);
+        assertThat(o.refused.get(10, TimeUnit.SECONDS)).contains("cannot be watched");
+        assertThat(devNull.isOpen()).isFalse();
+        assertThat(vsock.connections()).isZero();
+        // the device still serves: a second connect gets its REQUEST
+        HostConnect c = hostConnect(7001);
+        accept(c);
+        assertThat(vsock.connections()).isOne();
+    }
+
+    @Test
     void megabytesFlowBothWaysAtOnceWithMatchingChecksums() throws Exception {
         start(false);
         listen(1234);
@@ -169,6 +205,59 @@ class VirtioVsockTest extends VsockTestBase {
         assertThat(hostWrote.get(30, TimeUnit.SECONDS)).isTrue();
         assertThat(s.crc.getValue()).isEqualTo(downCrc.getValue());
         assertThat(s.overruns).isZero();
+    }
+
+    @Test
+    void onceTheWorkerHasFailedConnectsAreRefusedAtOnce() throws Exception {
+        start(false);
+        HostEnd first = new HostEnd();
+        closing.add(first);
+        vsock.connect(7000, first.device, new VirtioVsock.ConnectCallback() {
+            @Override
+            public void connected(int hostPort) {
+                throw new AssertionError("a callback failing beyond what the device handles");
+            }
+
+            @Override
+            public void refused(String why) {}
+        });
+        Packet req = guest.await(op(OP_REQUEST, 7000), "REQUEST");
+        guest.send(OP_RESPONSE, 7000, req.srcPort(), 0, BUF, 0, new byte[0]);
+        long end = System.nanoTime() + 10_000_000_000L;
+        while (guest.context.fatals().isEmpty()) {
+            assertThat(System.nanoTime()).as("the worker failed").isLessThan(end);
+            Thread.sleep(5);
+        }
+        HostEnd second = new HostEnd();
+        closing.add(second);
+        Outcome o = new Outcome();
+        vsock.connect(7001, second.device, o);
+        assertThat(o.refused).as("refused on the caller's thread").isDone();
+        assertThat(second.device.isOpen()).isFalse();
+        // the failure was the point: end here rather than in the tear-down's no-fatals check
+        vsock.close();
+        vsock = null;
+        guest.close();
+        guest = null;
+    }
+
+    @Test
+    void connectsAskedWhileTheDeviceIsPausedAreBoundedByTheConnectionLimit() throws Exception {
+        start(false);
+        vsock.quiesce();
+        List<Outcome> outcomes = new ArrayList<>();
+        for (int i = 0; i <= VirtioVsock.MAX_CONNECTIONS; i++) {
+            Fd[] pair = Libc.socketpair(Libc.SOCK_STREAM);
+            closing.add(pair[0]);
+            Outcome o = new Outcome();
+            outcomes.add(o);
+            vsock.connect(7000 + i, pair[1], o);
+        }
+        assertThat(vsock.connections()).isEqualTo(VirtioVsock.MAX_CONNECTIONS);
+        assertThat(outcomes.subList(0, VirtioVsock.MAX_CONNECTIONS)).noneMatch(o -> o.refused.isDone());
+        assertThat(outcomes.getLast().refused).isDone();
+        assertThat(outcomes.getLast().refused.get()).contains("the most it allows");
+        vsock.resume();
     }
 
     @Test

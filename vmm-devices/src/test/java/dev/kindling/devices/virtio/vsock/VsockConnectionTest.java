@@ -245,4 +245,31 @@ class VsockConnectionTest {
         return f;
     }
 
+
+    @Test
+    void aResetIsAnErrorNotAnEndOfStream() throws IOException {
+        connection.write(ByteBuffer.wrap(new byte[] {1, 2, 3}));
+        device.close(); // with our bytes unread: the reader sees ECONNRESET
+        assertThatThrownBy(() -> connection.read(ByteBuffer.allocate(16)))
+                .isInstanceOf(IOException.class).hasMessageContaining("reset by the guest");
+    }
+
+    @Test
+    void aFailedWriteStillAdvancesThePositionByWhatWasSent() throws Exception {
+        ByteBuffer src = ByteBuffer.allocate(8 << 20);
+        CompletableFuture<Throwable> failed = new CompletableFuture<>();
+        Thread writer = Thread.ofPlatform().start(() -> {
+            try {
+                connection.write(src);
+                failed.complete(null);
+            } catch (Throwable t) {
+                failed.complete(t);
+            }
+        });
+        started.add(writer);
+        assertThat(deviceReceives(1000)).isNotEmpty();
+        device.close();
+        assertThat(failed.get(10, TimeUnit.SECONDS)).isInstanceOf(IOException.class);
+        assertThat(src.position()).as("bytes sent before the failure").isBetween(1000, (8 << 20) - 1);
+    }
 }

@@ -8,6 +8,8 @@ import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_RW;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.OP_SHUTDOWN;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_RCV;
 import static dev.kindling.devices.virtio.vsock.VsockHeader.SHUTDOWN_SEND;
+import static dev.kindling.devices.virtio.vsock.UdsClients.readToClose;
+import static dev.kindling.devices.virtio.vsock.UdsClients.send;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -15,7 +17,6 @@ import dev.kindling.devices.virtio.vsock.VsockGuest.Packet;
 import dev.kindling.testing.HostResources;
 import java.io.IOException;
 import java.net.ConnectException;
-import java.net.SocketException;
 import java.net.SocketTimeoutException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
@@ -28,6 +29,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Optional;
@@ -47,7 +49,7 @@ import org.junit.jupiter.api.Test;
  * host-side faults. Nothing stays open once all is closed.
  */
 class VsockEndToEndTest {
-    private static final int BUF = 256 * 1024;
+    private static final int BUF = VirtioVsock.BUF_ALLOC;
 
     private HostResources before;
     private Path dir;
@@ -136,14 +138,7 @@ class VsockEndToEndTest {
     }
 
     private SocketChannel dial() throws IOException {
-        return SocketChannel.open(UnixDomainSocketAddress.of(uds));
-    }
-
-    private static void send(SocketChannel c, String s) throws IOException {
-        ByteBuffer b = ByteBuffer.wrap(s.getBytes(StandardCharsets.UTF_8));
-        while (b.hasRemaining()) {
-            c.write(b);
-        }
+        return UdsClients.dial(uds);
     }
 
     private static byte[] readN(SocketChannel c, int n) throws IOException {
@@ -154,18 +149,6 @@ class VsockEndToEndTest {
             }
         }
         return b.array();
-    }
-
-    private static String readToClose(SocketChannel c) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(256);
-        try {
-            while (c.read(b) >= 0) {
-                assertThat(b.hasRemaining()).isTrue();
-            }
-        } catch (SocketException e) {
-            assertThat(e).hasMessageContaining("reset");
-        }
-        return new String(b.array(), 0, b.position(), StandardCharsets.US_ASCII);
     }
 
     private static byte[] bytes(String s) {
@@ -358,6 +341,7 @@ class VsockEndToEndTest {
         CompletableFuture<VsockConnection> c = async(() -> vsock.connect(62));
         GuestStream s = accept(62);
         s.reading = false;
+        s.keep = true;
         VsockConnection conn = await(c);
         byte[] chunk = new byte[64 * 1024];
         new Random(3).nextBytes(chunk);
@@ -377,6 +361,12 @@ class VsockEndToEndTest {
         s.resumeReading();
         s.until(() -> s.peerShutdown != 0 || s.reset, "the host's close seen");
         assertThat(s.overruns).as("the device kept within the guest's credit").isZero();
+        byte[] got = s.kept.toByteArray();
+        assertThat((long) got.length).as("what arrived").isEqualTo(s.received).isGreaterThanOrEqualTo(BUF);
+        for (int at = 0; at < got.length; at += chunk.length) {
+            int n = Math.min(chunk.length, got.length - at);
+            assertThat(Arrays.equals(got, at, at + n, chunk, 0, n)).as("bytes at " + at + " as written").isTrue();
+        }
     }
 
     @Test

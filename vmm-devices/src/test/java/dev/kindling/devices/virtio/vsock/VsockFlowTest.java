@@ -17,7 +17,6 @@ import dev.kindling.sys.Libc;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.Arrays;
-import java.util.Optional;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -26,7 +25,6 @@ import org.junit.jupiter.api.Test;
 
 /** Credit both ways, SHUTDOWN and RST, and the host or guest going away mid-transfer. */
 class VsockFlowTest extends VsockTestBase {
-    private static final int BUF = 256 * 1024;
 
     @Test
     void aHostThatStopsReadingStopsTheGuestWithinItsCreditAndAnOverrunIsReset() throws Exception {
@@ -42,12 +40,15 @@ class VsockFlowTest extends VsockTestBase {
             s.drain();
             long n = Math.min(s.credit(), chunk.length);
             if (n == 0) {
-                // no credit: does it stay so while the host does not read?
-                Optional<Packet> update = guest.poll(k -> k.op() == OP_CREDIT_UPDATE && k.dstPort() == 5000, Duration.ofMillis(300));
-                if (update.isEmpty()) {
+                // no credit: once everything sent is served, the device's answer to a credit request
+                // says whether it took more from the buffer since
+                guest.awaitTxReturned();
+                guest.send(OP_CREDIT_REQUEST, 5000, 1234, 0, BUF, s.fwdCnt, new byte[0]);
+                s.onPacket(guest.await(op(OP_CREDIT_UPDATE, 5000), "CREDIT_UPDATE"));
+                s.drain();
+                if (s.credit() == 0) {
                     break;
                 }
-                s.onPacket(update.get());
                 continue;
             }
             s.guest.send(OP_RW, 5000, 1234, 0, BUF, s.fwdCnt, Arrays.copyOf(chunk, (int) n));
@@ -85,12 +86,12 @@ class VsockFlowTest extends VsockTestBase {
         for (int i = 0; i < 10_000 && !blocked; i++) {
             long r = h.trySend(chunk);
             if (r == -Errno.EAGAIN) {
-                // the device may still be moving bytes into the guest's credit: blocked once it stays so
+                // the device may still be moving bytes into the guest's credit: blocked once that is full
                 s.drain();
-                long before = s.held;
-                guest.poll(k -> false, Duration.ofMillis(200));
-                s.drain();
-                blocked = s.held == before && h.trySend(chunk) == -Errno.EAGAIN;
+                blocked = s.held == s.bufAlloc && h.trySend(chunk) == -Errno.EAGAIN;
+                if (!blocked) {
+                    VsockGuest.sleep();
+                }
                 continue;
             }
             assertThat(r).isPositive();
@@ -167,6 +168,39 @@ class VsockFlowTest extends VsockTestBase {
         s.until(() -> s.peerShutdown == (SHUTDOWN_RCV | SHUTDOWN_SEND), "a full SHUTDOWN");
         s.until(() -> s.reset, "a RST after the close timeout");
         assertThat(vsock.connections()).isZero();
+    }
+
+    @Test
+    void aHostThatClosesFullyAfterItsEndOfStreamIsNoticedWhileTheGuestIsIdle() throws Exception {
+        start(false, new VirtioVsock("vsock0", VsockGuest.CID, host, VirtioVsock.CONNECT_TIMEOUT, Duration.ofMillis(200)));
+        listen(1234);
+        GuestStream s = guestConnect(5000, 1234);
+        HostEnd h = accepted(1234, 0);
+        Libc.shutdown(h.fd, Libc.SHUT_WR);
+        s.until(() -> s.peerShutdown == SHUTDOWN_SEND, "SHUTDOWN(SEND) for the host's half-close");
+        // half-closed: the guest still writes to the host
+        s.write("still".getBytes(StandardCharsets.UTF_8));
+        assertThat(new String(h.readFully(5), StandardCharsets.UTF_8)).isEqualTo("still");
+        assertThat(vsock.connections()).isOne();
+        h.fd.close();
+        s.until(() -> s.peerShutdown == (SHUTDOWN_RCV | SHUTDOWN_SEND), "a full SHUTDOWN for the host's close");
+        s.until(() -> s.reset, "a RST after the close timeout");
+        assertThat(vsock.connections()).isZero();
+    }
+
+    @Test
+    void aHostStreamMadeBlockingBehindTheDevicesBackDoesNotBlockTheDevice() throws Exception {
+        start(false);
+        listen(1234);
+        GuestStream s = guestConnect(5000, 1234);
+        HostEnd h = accepted(1234, 0);
+        Libc.setNonBlocking(h.device, false);
+        byte[] data = new byte[VirtioVsock.BUF_ALLOC];
+        new Random(7).nextBytes(data);
+        s.write(data);
+        // more than the socket takes: the device buffers the rest and still serves other connections
+        guestConnect(5001, 1234);
+        assertThat(h.readFully(data.length)).isEqualTo(data);
     }
 
     @Test

@@ -228,6 +228,19 @@ final class VsockGuest implements AutoCloseable {
         return EV_AREA + 4096;
     }
 
+    /** Waits until the device has returned every tx chain sent so far: it has served them all. */
+    void awaitTxReturned() {
+        long end = System.nanoTime() + WAIT.toNanos();
+        pump();
+        while (freeTx.size() < TX_SLOTS) {
+            if (System.nanoTime() > end) {
+                throw new AssertionError("the device did not return tx buffers within " + WAIT);
+            }
+            sleep();
+            pump();
+        }
+    }
+
     private int txSlot() {
         long end = System.nanoTime() + WAIT.toNanos();
         while (freeTx.isEmpty()) {

@@ -51,6 +51,12 @@ class VsockTest {
                     failed.complete(e);
                 }
             });
+            // interrupted only once it waits, so the wait itself is what the interrupt ends
+            long end = System.nanoTime() + 10_000_000_000L;
+            while (t.getState() != Thread.State.WAITING && t.getState() != Thread.State.TIMED_WAITING) {
+                assertThat(System.nanoTime()).as("the connect waits").isLessThan(end);
+                Thread.onSpinWait();
+            }
             t.interrupt();
             assertThat(failed.get(10, TimeUnit.SECONDS)).isInstanceOf(InterruptedIOException.class);
             t.join(5_000);

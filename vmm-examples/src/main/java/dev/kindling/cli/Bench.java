@@ -33,4 +33,27 @@ final class Bench {
         int n = v.length;
         return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
     }
+
+    /**
+     * A bench guest program's result lines, those starting with {@code okPrefix}; a line starting with
+     * {@code errorPrefix}, or no {@code doneLine}, is a failure naming {@code side}.
+     */
+    static List<String> guestResults(String side, String console, String errorPrefix, String doneLine, String okPrefix) {
+        List<String> lines = console.lines().map(String::strip).toList();
+        for (String l : lines) {
+            if (l.startsWith(errorPrefix)) {
+                throw new IllegalStateException(side + ": " + l);
+            }
+        }
+        if (!lines.contains(doneLine)) {
+            throw new IllegalStateException(side + ": the guest program did not finish" + lastLines(console));
+        }
+        return lines.stream().filter(l -> l.startsWith(okPrefix)).toList();
+    }
+
+    /** The last five non-blank lines of a program's output, for an error message. */
+    static String lastLines(String text) {
+        List<String> l = text.lines().filter(s -> !s.isBlank()).toList();
+        return l.isEmpty() ? "; no output" : "; output ended with:\n  " + String.join("\n  ", l.subList(Math.max(0, l.size() - 5), l.size()));
+    }
 }

@@ -128,7 +128,7 @@ final class BlkBench {
         String text = console.toString(StandardCharsets.ISO_8859_1);
         if (why.isEmpty() || !why.get().isClean()) {
             throw new IllegalStateException("Kindling: the guest did not end by itself within " + LIMIT + " (" + why + ")"
-                    + lastLines(text));
+                    + Bench.lastLines(text));
         }
         return results("Kindling", text);
     }
@@ -147,29 +147,16 @@ final class BlkBench {
                 "-drive", "file=" + image + ",if=none,format=raw,id=d", "-device", "virtio-blk-device,drive=d"));
         ChildProcess.Result r = ChildProcess.run(LIMIT, cmd);
         if (r.exitStatus() != QEMU_GUEST_EXIT) {
-            throw new IllegalStateException("QEMU exited " + r.exitStatus() + ", not by the guest's reboot" + lastLines(r.output()));
+            throw new IllegalStateException("QEMU exited " + r.exitStatus() + ", not by the guest's reboot" + Bench.lastLines(r.output()));
         }
         return results("QEMU", r.output());
     }
 
     /** The program's result lines; an error line or a missing end marker is a failure. */
     static List<String> results(String side, String console) {
-        List<String> lines = console.lines().map(String::strip).toList();
-        for (String l : lines) {
-            if (l.startsWith("BLKBENCH-ERROR")) {
-                throw new IllegalStateException(side + ": " + l);
-            }
-        }
-        if (!lines.contains("BLKBENCH-DONE")) {
-            throw new IllegalStateException(side + ": the guest program did not finish" + lastLines(console));
-        }
-        return lines.stream().filter(l -> l.startsWith("BLKBENCH ")).toList();
+        return Bench.guestResults(side, console, "BLKBENCH-ERROR", "BLKBENCH-DONE", "BLKBENCH ");
     }
 
-    private static String lastLines(String text) {
-        List<String> l = text.lines().filter(s -> !s.isBlank()).toList();
-        return l.isEmpty() ? "; no console output" : "; console ended with:\n  " + String.join("\n  ", l.subList(Math.max(0, l.size() - 5), l.size()));
-    }
 
     /** {@code BLKBENCH <row> <round> <amount> <ns>} lines to rates: MiB/s for the sequential rows, requests/s for randread. */
     static Figures parse(List<String> lines) {

@@ -279,7 +279,7 @@ final class NetBench {
             if (!h.alive() || System.nanoTime() > deadline) {
                 String log = h.output();
                 h.close();
-                throw new IllegalStateException("passt did not create its socket " + socket + lastLines(log));
+                throw new IllegalStateException("passt did not create its socket " + socket + Bench.lastLines(log));
             }
             Thread.sleep(20);
         }
@@ -305,7 +305,7 @@ final class NetBench {
     private static void checkSink(Helper sink, String backend) throws IOException, InterruptedException {
         ChildProcess.Result r = sink.finish(TOOL);
         if (r.exitStatus() != 0 || !r.output().contains("NETGUEST-DONE 0")) {
-            throw new IllegalStateException("the " + backend + " receiver exited " + r.exitStatus() + lastLines(r.output()));
+            throw new IllegalStateException("the " + backend + " receiver exited " + r.exitStatus() + Bench.lastLines(r.output()));
         }
     }
 
@@ -328,7 +328,7 @@ final class NetBench {
                 String text = vm.console().text();
                 if (why.isEmpty() || !why.get().isClean()) {
                     throw new IllegalStateException("Kindling: the guest did not end by itself within " + LIMIT + " (" + why + ")"
-                            + lastLines(text));
+                            + Bench.lastLines(text));
                 }
                 List<String> lines = results("Kindling", text);
                 checkSink(tapSink, "tap");
@@ -371,7 +371,7 @@ final class NetBench {
             try (Helper tapSink = startSink(s, "tap", ports); Helper passtSink = startSink(s, "passt", ports)) {
                 ChildProcess.Result r = vm.finish(LIMIT);
                 if (r.exitStatus() != QEMU_GUEST_EXIT) {
-                    throw new IllegalStateException("QEMU exited " + r.exitStatus() + ", not by the guest's reboot" + lastLines(r.output()));
+                    throw new IllegalStateException("QEMU exited " + r.exitStatus() + ", not by the guest's reboot" + Bench.lastLines(r.output()));
                 }
                 List<String> lines = results("QEMU", r.output());
                 checkSink(tapSink, "tap");
@@ -392,7 +392,7 @@ final class NetBench {
                 return;
             }
             if (!vm.alive() || System.nanoTime() > deadline) {
-                throw new IllegalStateException("QEMU did not make tap " + tap + " within " + START + lastLines(vm.output()));
+                throw new IllegalStateException("QEMU did not make tap " + tap + " within " + START + Bench.lastLines(vm.output()));
             }
             Thread.sleep(50);
         }
@@ -400,22 +400,9 @@ final class NetBench {
 
     /** The program's result lines; an error line or a failed job is a failure. */
     static List<String> results(String side, String console) {
-        List<String> lines = console.lines().map(String::strip).toList();
-        for (String l : lines) {
-            if (l.startsWith("NETGUEST-ERROR")) {
-                throw new IllegalStateException(side + ": " + l);
-            }
-        }
-        if (!lines.contains("NETGUEST-DONE 0")) {
-            throw new IllegalStateException(side + ": the guest program did not finish" + lastLines(console));
-        }
-        return lines.stream().filter(l -> l.startsWith("NETGUEST-OK ")).toList();
+        return Bench.guestResults(side, console, "NETGUEST-ERROR", "NETGUEST-DONE 0", "NETGUEST-OK ");
     }
 
-    private static String lastLines(String text) {
-        List<String> l = text.lines().filter(s -> !s.isBlank()).toList();
-        return l.isEmpty() ? "; no output" : "; output ended with:\n  " + String.join("\n  ", l.subList(Math.max(0, l.size() - 5), l.size()));
-    }
 
     /** {@code NETGUEST-OK <backend>-<round> send <bytes> <sum> <ns>} lines to KiB/s per backend. */
     static Figures parse(List<String> lines) {

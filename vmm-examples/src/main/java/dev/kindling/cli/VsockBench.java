@@ -157,7 +157,7 @@ final class VsockBench {
         }
         if (why.isEmpty() || !why.get().isClean()) {
             throw new IllegalStateException("Kindling: the guest did not end after the bench (" + why + ")"
-                    + lastLines(console.toString(StandardCharsets.ISO_8859_1)));
+                    + Bench.lastLines(console.toString(StandardCharsets.ISO_8859_1)));
         }
         return s;
     }
@@ -187,12 +187,12 @@ final class VsockBench {
                 }
             } catch (IOException | RuntimeException e) {
                 ChildProcess.kill(p);
-                throw new IllegalStateException("QEMU: " + e.getMessage() + lastLines(Files.readString(log, StandardCharsets.ISO_8859_1)), e);
+                throw new IllegalStateException("QEMU: " + e.getMessage() + Bench.lastLines(Files.readString(log, StandardCharsets.ISO_8859_1)), e);
             }
             int status = ChildProcess.waitFor(p, "qemu", LIMIT);
             if (status != QEMU_GUEST_EXIT) {
                 throw new IllegalStateException("QEMU exited " + status + ", not by the guest's reboot"
-                        + lastLines(Files.readString(log, StandardCharsets.ISO_8859_1)));
+                        + Bench.lastLines(Files.readString(log, StandardCharsets.ISO_8859_1)));
             }
             return s;
         } finally {
@@ -324,10 +324,6 @@ final class VsockBench {
         return line.toString();
     }
 
-    private static String lastLines(String text) {
-        List<String> l = text.lines().filter(s -> !s.isBlank()).toList();
-        return l.isEmpty() ? "; no console output" : "; console ended with:\n  " + String.join("\n  ", l.subList(Math.max(0, l.size() - 5), l.size()));
-    }
 
     /** A newc cpio with /dev, /dev/console, /proc, /sys (the guest program mounts sysfs to find its port) and /init. */
     static void writeInitramfs(Path cpio, byte[] init) throws IOException {

@@ -1,6 +1,12 @@
 package dev.kindling.devices.virtio.net;
 
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+
+import dev.kindling.sys.Poller;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
+import java.util.function.Predicate;
 
 /** Ethernet, ARP, IPv4, ICMP and TCP frames built and read by hand, for backend tests. */
 final class Frames {
@@ -117,5 +123,33 @@ final class Frames {
         System.arraycopy(a, 0, r, 0, a.length);
         System.arraycopy(b, 0, r, a.length, b.length);
         return r;
+    }
+
+    /** Sends {@code frame} through {@code b}: whether it took it. */
+    static boolean send(NetBackend b, byte[] frame) {
+        try (Arena a = Arena.ofConfined()) {
+            return b.send(a.allocateFrom(JAVA_BYTE, frame));
+        }
+    }
+
+    /** The first frame from {@code b} that {@code wanted} accepts, within 10 s; others are skipped. */
+    static byte[] await(NetBackend b, Predicate<byte[]> wanted) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(VirtioNet.MAX_PACKET);
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            for (int i = 0; i < 1000 && System.nanoTime() < deadline; i++) {
+                if (!Poller.waitReadable(b.readable(), 100)) {
+                    continue;
+                }
+                int n = b.receive(buf);
+                if (n > 0) {
+                    byte[] f = buf.asSlice(0, n).toArray(JAVA_BYTE);
+                    if (wanted.test(f)) {
+                        return f;
+                    }
+                }
+            }
+            throw new AssertionError("no wanted frame from " + b + " in 10 s");
+        }
     }
 }

@@ -29,7 +29,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Predicate;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -61,31 +60,7 @@ class PasstBackendTest {
                 .anyMatch(l -> l.startsWith("Uid:") && l.substring(4).trim().split("\\s+")[1].equals("0"));
     }
 
-    private static boolean send(NetBackend b, byte[] frame) {
-        try (Arena a = Arena.ofConfined()) {
-            return b.send(a.allocateFrom(JAVA_BYTE, frame));
-        }
-    }
 
-    private static byte[] await(NetBackend b, Predicate<byte[]> wanted) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment buf = a.allocate(PasstBackend.MAX_FRAME);
-            long deadline = System.nanoTime() + 10_000_000_000L;
-            for (int i = 0; i < 1000 && System.nanoTime() < deadline; i++) {
-                if (!Poller.waitReadable(b.readable(), 100)) {
-                    continue;
-                }
-                int n = b.receive(buf);
-                if (n > 0) {
-                    byte[] f = buf.asSlice(0, n).toArray(JAVA_BYTE);
-                    if (wanted.test(f)) {
-                        return f;
-                    }
-                }
-            }
-            throw new AssertionError("no wanted frame from " + b + " in 10 s");
-        }
-    }
 
     private static boolean isSynAck(byte[] f, int srcPort, int dstPort) {
         return f.length >= 54 && Frames.u16(f, 12) == Frames.ETHER_IPV4 && f[23] == 6
@@ -110,21 +85,21 @@ class PasstBackendTest {
             server.setSoTimeout(10_000);
             try (PasstBackend passt = PasstBackend.open(options)) {
                 assertThat(passt.vnetHeader()).isFalse();
-                assertThat(send(passt, Frames.arpRequest(GUEST_MAC, guest, gateway))).isTrue();
-                byte[] arp = await(passt, f -> Frames.arpReplyFor(f, 0, gateway) >= 0);
+                assertThat(Frames.send(passt, Frames.arpRequest(GUEST_MAC, guest, gateway))).isTrue();
+                byte[] arp = Frames.await(passt, f -> Frames.arpReplyFor(f, 0, gateway) >= 0);
                 assertThat(Frames.mac(arp, 0)).isEqualTo(GUEST_MAC);
                 long gatewayMac = Frames.arpReplyFor(arp, 0, gateway);
 
                 int port = server.getLocalPort(), srcPort = 40123;
                 byte[] syn = Frames.ipv4Frame(gatewayMac, GUEST_MAC, 6, guest, gateway,
                         Frames.tcpSyn(guest, srcPort, gateway, port, 0x4b440000));
-                assertThat(send(passt, syn)).isTrue();
+                assertThat(Frames.send(passt, syn)).isTrue();
                 try (Socket accepted = server.accept()) {
                     assertThat(accepted.getInetAddress().isLoopbackAddress()).isTrue();
                 } catch (SocketTimeoutException e) {
                     throw new AssertionError("passt did not connect to 127.0.0.1:" + port + "; " + passt.log(), e);
                 }
-                await(passt, f -> isSynAck(f, port, srcPort));
+                Frames.await(passt, f -> isSynAck(f, port, srcPort));
             }
         }
         HostResources.now().assertNothingLeftSince(before);
@@ -163,8 +138,8 @@ class PasstBackendTest {
                 assertThat(connected).as("connected to passt").isNotNull();
                 try (PasstBackend backend = connected) {
                     int guest = Frames.ipv4("10.0.2.15"), gateway = Frames.ipv4("10.0.2.2");
-                    assertThat(send(backend, Frames.arpRequest(GUEST_MAC, guest, gateway))).isTrue();
-                    await(backend, f -> Frames.arpReplyFor(f, 0, gateway) >= 0);
+                    assertThat(Frames.send(backend, Frames.arpRequest(GUEST_MAC, guest, gateway))).isTrue();
+                    Frames.await(backend, f -> Frames.arpReplyFor(f, 0, gateway) >= 0);
                 }
             } finally {
                 passt.destroyForcibly();
@@ -285,7 +260,7 @@ class PasstBackendTest {
             assertThat(Poller.waitReadable(backend.readable(), 0)).isFalse();
 
             // frames the backend sends arrive length-prefixed
-            assertThat(send(backend, slice(framed(64, 3), 4, 68))).isTrue();
+            assertThat(Frames.send(backend, slice(framed(64, 3), 4, 68))).isTrue();
             MemorySegment got = arena.allocate(68);
             assertThat(Libc.recv(peer, got, 68, Libc.MSG_PEEK)).isEqualTo(68);
             assertThat(got.toArray(JAVA_BYTE)).isEqualTo(framed(64, 3));
@@ -296,7 +271,7 @@ class PasstBackendTest {
             assertThat(Poller.waitReadable(backend.readable(), 5000)).isTrue();
             assertThat(backend.receive(buf)).isZero();
             assertThat(Poller.waitReadable(backend.readable(), 0)).as("readable after passt ended").isFalse();
-            assertThat(send(backend, slice(framed(64, 3), 4, 68))).isFalse();
+            assertThat(Frames.send(backend, slice(framed(64, 3), 4, 68))).isFalse();
         }
         HostResources.now().assertNothingLeftSince(before);
     }
@@ -327,7 +302,7 @@ class PasstBackendTest {
             write(peer, framed(60, 9));
             assertThat(Poller.waitReadable(backend.readable(), 200)).as("passt is no longer listened to").isFalse();
             assertThat(backend.receive(buf)).isZero();
-            assertThat(send(backend, slice(framed(64, 3), 4, 68))).as("send after the framing is lost").isFalse();
+            assertThat(Frames.send(backend, slice(framed(64, 3), 4, 68))).as("send after the framing is lost").isFalse();
         }
         HostResources.now().assertNothingLeftSince(before);
     }
@@ -345,7 +320,7 @@ class PasstBackendTest {
             for (int i = 0; i < 2000 && refused < 3; i++) {
                 byte[] frame = slice(framed(frameLength, i), 4, 4 + frameLength);
                 long start = System.nanoTime();
-                boolean sent = send(backend, frame);
+                boolean sent = Frames.send(backend, frame);
                 slowest = Math.max(slowest, System.nanoTime() - start);
                 if (sent) {
                     accepted++;

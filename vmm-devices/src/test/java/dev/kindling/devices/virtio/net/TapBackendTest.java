@@ -15,7 +15,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.function.Predicate;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -34,32 +33,7 @@ class TapBackendTest {
         return Frames.concat(new byte[VNET], frame);
     }
 
-    private static boolean send(NetBackend b, byte[] frame) {
-        try (Arena a = Arena.ofConfined()) {
-            return b.send(a.allocateFrom(JAVA_BYTE, frame));
-        }
-    }
 
-    /** The first frame (with its vnet header) that {@code wanted} accepts, within 10 s; others are skipped. */
-    private static byte[] await(NetBackend b, Predicate<byte[]> wanted) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment buf = a.allocate(TapBackend.MAX_READ);
-            long deadline = System.nanoTime() + 10_000_000_000L;
-            for (int i = 0; i < 1000 && System.nanoTime() < deadline; i++) {
-                if (!Poller.waitReadable(b.readable(), 100)) {
-                    continue;
-                }
-                int n = b.receive(buf);
-                if (n > 0) {
-                    byte[] f = buf.asSlice(0, n).toArray(JAVA_BYTE);
-                    if (wanted.test(f)) {
-                        return f;
-                    }
-                }
-            }
-            throw new AssertionError("no wanted frame from " + b + " in 10 s");
-        }
-    }
 
     @Test
     void exchangesFramesWithTheKernelOfANamespace() throws Exception {
@@ -76,8 +50,8 @@ class TapBackendTest {
                 ns.ip("addr", "add", "10.213.7.2/24", "dev", tap);
                 ns.ip("link", "set", tap, "up");
 
-                assertThat(send(backend, withHeader(Frames.arpRequest(OUR_MAC, ours, theirs)))).isTrue();
-                byte[] reply = await(backend, f -> Frames.arpReplyFor(f, VNET, theirs) >= 0);
+                assertThat(Frames.send(backend, withHeader(Frames.arpRequest(OUR_MAC, ours, theirs)))).isTrue();
+                byte[] reply = Frames.await(backend, f -> Frames.arpReplyFor(f, VNET, theirs) >= 0);
                 assertThat(Arrays.copyOf(reply, VNET)).as("vnet header of a plain frame").containsOnly(0);
                 assertThat(Frames.mac(reply, VNET)).as("reply addressed to us, after the header").isEqualTo(OUR_MAC);
                 long theirMac = Frames.arpReplyFor(reply, VNET, theirs);
@@ -85,8 +59,8 @@ class TapBackendTest {
 
                 byte[] data = "kindling tap echo".getBytes(StandardCharsets.US_ASCII);
                 byte[] ping = Frames.ipv4Frame(theirMac, OUR_MAC, 1, ours, theirs, Frames.icmpEcho(0x4b44, 1, data));
-                assertThat(send(backend, withHeader(ping))).isTrue();
-                byte[] pong = await(backend, f -> f.length >= VNET + 34 + 8 && Frames.u16(f, VNET + 12) == Frames.ETHER_IPV4
+                assertThat(Frames.send(backend, withHeader(ping))).isTrue();
+                byte[] pong = Frames.await(backend, f -> f.length >= VNET + 34 + 8 && Frames.u16(f, VNET + 12) == Frames.ETHER_IPV4
                         && f[VNET + 23] == 1 && f[VNET + 34] == 0 && Frames.u32(f, VNET + 26) == theirs);
                 assertThat(Frames.u16(pong, VNET + 38)).as("echo id").isEqualTo(0x4b44);
                 byte[] echoed = Arrays.copyOfRange(pong, VNET + 42, VNET + 42 + data.length);
@@ -95,8 +69,8 @@ class TapBackendTest {
                 // a frame longer than the buffer is dropped whole, never handed over cut short
                 byte[] big = Frames.ipv4Frame(theirMac, OUR_MAC, 1, ours, theirs, Frames.icmpEcho(0x4b44, 2, new byte[1400]));
                 byte[] small = Frames.ipv4Frame(theirMac, OUR_MAC, 1, ours, theirs, Frames.icmpEcho(0x4b44, 3, data));
-                assertThat(send(backend, withHeader(big))).isTrue();
-                assertThat(send(backend, withHeader(small))).isTrue();
+                assertThat(Frames.send(backend, withHeader(big))).isTrue();
+                assertThat(Frames.send(backend, withHeader(small))).isTrue();
                 int room = VNET + small.length;
                 try (Arena a = Arena.ofConfined()) {
                     MemorySegment buf = a.allocate(room);
@@ -122,8 +96,8 @@ class TapBackendTest {
                 assertThat(backend.offloads()).isZero();
                 backend.setGuestOffloads(VirtioNet.GUEST_CSUM | VirtioNet.GUEST_TSO4 | VirtioNet.GUEST_TSO6);
                 assertThat(backend.offloads()).as("offloads the tap took").isEqualTo(Tun.TUN_F_CSUM | Tun.TUN_F_TSO4 | Tun.TUN_F_TSO6);
-                assertThat(send(backend, withHeader(ping))).isTrue();
-                await(backend, f -> f.length >= VNET + 42 && Frames.u16(f, VNET + 12) == Frames.ETHER_IPV4
+                assertThat(Frames.send(backend, withHeader(ping))).isTrue();
+                Frames.await(backend, f -> f.length >= VNET + 42 && Frames.u16(f, VNET + 12) == Frames.ETHER_IPV4
                         && f[VNET + 23] == 1 && f[VNET + 34] == 0);
             }
             assertThat(ns.ipResult("link", "show", tap).succeeded()).as("tap gone once closed").isFalse();

@@ -39,7 +39,8 @@ public record HostResources(long fds, Set<String> threads, long mappings) {
      * malloc arena per new thread), while a leak per cycle stays far outside the slack.
      */
     public void assertNothingLeftSince(HostResources before, long mappingSlack) {
-        assertThat(fds).as("open descriptors").isEqualTo(before.fds);
+        // fewer is no leak: a descriptor of something earlier (a child's pipe, a JDK cache) may close meanwhile
+        assertThat(fds).as("open descriptors").isLessThanOrEqualTo(before.fds);
         assertThat(threads).as("threads started since, and still alive").isSubsetOf(before.threads);
         assertThat(mappings).as("mappings").isBetween(before.mappings - mappingSlack, before.mappings + mappingSlack);
     }

@@ -155,11 +155,13 @@ class VsockLinuxTest {
         System.out.println("VsockLinuxTest: " + String.join(", ", timings));
         assertThat(uds).as("the Unix socket is removed with the VM").doesNotExist();
         List<String> fdsAfter = fdTargets();
-        if (fdsAfter.size() != fdsBefore.size()) {
+        if (fdsAfter.size() > fdsBefore.size()) {
             fdsAfter.removeAll(fdsBefore);
             fail("descriptors left open (or reused): " + fdsAfter + "; before: " + fdsBefore);
         }
-        HostResources.now().assertNothingLeftSince(before);
+        // minutes of busy guest I/O: the JVM maps more of its own meanwhile (code cache, arenas), as
+        // the 200-cycle busy-disk test allows; descriptors and threads are checked as everywhere
+        HostResources.now().assertNothingLeftSince(before, 32);
     }
 
     /** What this process's descriptors point at (files, sockets, anon inodes), for naming a leak. */

@@ -23,6 +23,8 @@ public final class Errno {
     public static final int ENXIO = 6;
     public static final int E2BIG = 7;
     public static final int ENFILE = 23;
+    /** The file is in a bad state: a tap whose device went away. */
+    public static final int EBADFD = 77;
     public static final int EMFILE = 24;
     public static final int EOPNOTSUPP = 95;
     public static final int ECONNRESET = 104;
@@ -43,6 +45,7 @@ public final class Errno {
         NAMES[61] = "ENODATA";
         NAMES[62] = "ETIME";
         NAMES[75] = "EOVERFLOW";
+        NAMES[77] = "EBADFD";
         NAMES[88] = "ENOTSOCK";
         NAMES[95] = "EOPNOTSUPP";
         NAMES[97] = "EAFNOSUPPORT";

@@ -157,7 +157,6 @@ final class BlkBench {
         return Bench.guestResults(side, console, "BLKBENCH-ERROR", "BLKBENCH-DONE", "BLKBENCH ");
     }
 
-
     /** {@code BLKBENCH <row> <round> <amount> <ns>} lines to rates: MiB/s for the sequential rows, requests/s for randread. */
     static Figures parse(List<String> lines) {
         List<List<Double>> rows = List.of(new ArrayList<>(), new ArrayList<>(), new ArrayList<>());

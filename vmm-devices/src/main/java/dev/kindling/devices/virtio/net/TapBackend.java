@@ -43,8 +43,6 @@ public final class TapBackend implements NetBackend {
     private final MemorySegment iov = arena.allocate(IoVec.LAYOUT, 2);
     /** For a caller's buffer on the Java heap, which readv cannot take. */
     private MemorySegment heapScratch;
-    /** {@code EBADFD}: the tap's file is in a bad state (its device went away). */
-    private static final int EBADFD = 77;
     private static final long DROP_LOG_INTERVAL_NANOS = 10_000_000_000L;
     private volatile boolean failed;
     private volatile int offloads;
@@ -210,7 +208,7 @@ public final class TapBackend implements NetBackend {
      * frame only.
      */
     static boolean tapGone(int errno) {
-        return errno == Errno.EBADF || errno == EBADFD;
+        return errno == Errno.EBADF || errno == Errno.EBADFD;
     }
 
     /** Logs a dropped frame's reason, at most once per {@link #DROP_LOG_INTERVAL_NANOS}. */

@@ -86,7 +86,10 @@ public final class VirtioVsock implements VirtioDevice {
     private static final int MAX_REPLIES = 4096;
     private static final int TX_BUDGET = 256, RX_BUDGET = 512;
 
-    /** How a host-initiated connection ended up; called on the device thread, once. */
+    /**
+     * How a host-initiated connection ended up, told exactly once: on the device thread, or on the
+     * caller's thread when {@link #connect} refuses at once (no driver running, the device full).
+     */
     public interface ConnectCallback {
         /** The guest accepted: relaying starts once this returns. {@code hostPort} is the connection's local port. */
         void connected(int hostPort);

@@ -51,7 +51,7 @@ public final class VsockListener implements AutoCloseable {
     /**
      * Waits for the guest's next connection.
      *
-     * @throws java.nio.channels.AsynchronousCloseException if the listener is closed meanwhile
+     * @throws java.nio.channels.AsynchronousCloseException if the listener is or becomes closed
      */
     public VsockConnection accept() throws IOException, InterruptedException {
         synchronized (lock) {

@@ -151,7 +151,8 @@ class UnixSocketServerTest {
                 assertThat(System.nanoTime() - start).as("accept tried again").isLessThan(10_000_000_000L);
                 Thread.sleep(10);
             }
-            // a listener left readable in the set would be tried thousands of times in this time
+            // a deliberate observation window: a listener left readable in the set would be tried
+            // thousands of times in it, a paused one a few times
             Thread.sleep(500);
             long seconds = (System.nanoTime() - start) / 1_000_000_000 + 1;
             assertThat(calls.get()).as("accept calls").isLessThan((int) (seconds * 1000 / UnixSocketServer.ACCEPT_PAUSE.toMillis()) + 5);

@@ -3,6 +3,9 @@ module dev.kindling.devices {
     requires transitive dev.kindling.core;
     requires transitive dev.kindling.kvm;
     requires com.fasterxml.jackson.databind;
+    // the JUnit extension and AssertJ assertions (dev.kindling.junit): only for programs that use them
+    requires static org.junit.jupiter.api;
+    requires static org.assertj.core;
 
     exports dev.kindling.devices.legacy;
     exports dev.kindling.devices.virtio;
@@ -14,6 +17,8 @@ module dev.kindling.devices {
     exports dev.kindling.devices.virtio.rng;
     exports dev.kindling.devices.virtio.vsock;
     exports dev.kindling.microvm;
+    exports dev.kindling.sandbox;
+    exports dev.kindling.junit;
 
     opens dev.kindling.microvm to com.fasterxml.jackson.databind;
 }

@@ -1,0 +1,29 @@
+package dev.kindling.junit;
+
+import java.lang.annotation.Documented;
+import java.lang.annotation.ElementType;
+import java.lang.annotation.Retention;
+import java.lang.annotation.RetentionPolicy;
+import java.lang.annotation.Target;
+
+/**
+ * How {@link KindlingExtension} builds a {@code Sandbox} for a field or parameter. Empty paths mean
+ * the defaults of {@code Sandbox.builder()}; relative paths resolve against the working directory.
+ */
+@Documented
+@Retention(RetentionPolicy.RUNTIME)
+@Target({ElementType.FIELD, ElementType.PARAMETER, ElementType.TYPE, ElementType.METHOD})
+public @interface SandboxConfig {
+    long memoryMib() default 128;
+
+    int vcpus() default 1;
+
+    String kernel() default "";
+
+    String initrd() default "";
+
+    String rootDisk() default "";
+
+    /** Seconds {@code build()} waits for the agent. */
+    long bootTimeoutSeconds() default 180;
+}

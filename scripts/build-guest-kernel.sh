@@ -108,6 +108,12 @@ input_manifest() {
     echo "$(sha256sum < "$SCRIPT_PATH" | cut -d' ' -f1)  scripts/build-guest-kernel.sh"
 }
 hash_of() { input_manifest "$1" | sha256sum | cut -c1-16; }
+# What the kernel objects depend on: the source and patches, the fragment, and the kernel steps of
+# this script (KERNEL_RECIPE: bump it when the configure or build steps below change).
+KERNEL_RECIPE=1
+kernel_key() {
+    { input_manifest src; sha256sum < "$FRAGMENT"; echo "recipe $KERNEL_RECIPE"; } | sha256sum | cut -c1-16
+}
 
 outputs_present() { [[ -f $1/vmlinux && -f $1/initramfs.cpio.gz && -f $1/initramfs.cpio ]]; }
 
@@ -192,45 +198,52 @@ if [[ ! -f $SRC_TOP/.complete ]]; then
     mv -T "$SRC_TMP" "$SRC_TOP"
 fi
 
-# --- configure -------------------------------------------------------------
-log "configuring"
+# --- kernel: configure and build, skipped when these objects were built from the same inputs --------
+# (a change to the initramfs alone then costs seconds, not a no-op kernel make of minutes)
+KERNEL_STAMP="$OBJ/.kindling-kernel-$(kernel_key)"
 export KBUILD_BUILD_USER=kindling KBUILD_BUILD_HOST=kindling
 export KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 1970"
 MAKE=(make -C "$SRC" O="$OBJ" ARCH=x86)
-mkdir -p "$OBJ"
-run "${MAKE[@]}" tinyconfig
-run "$SRC/scripts/kconfig/merge_config.sh" -m -O "$OBJ" "$OBJ/.config" "$FRAGMENT"
-run "${MAKE[@]}" olddefconfig
+if [[ -f $KERNEL_STAMP && -f $OBJ/vmlinux && -f $OBJ/arch/x86/boot/bzImage ]]; then
+    log "kernel objects up to date"
+else
+    log "configuring"
+    mkdir -p "$OBJ"
+    rm -f "$OBJ"/.kindling-kernel-*     # the objects are about to change
+    run "${MAKE[@]}" tinyconfig
+    run "$SRC/scripts/kconfig/merge_config.sh" -m -O "$OBJ" "$OBJ/.config" "$FRAGMENT"
+    run "${MAKE[@]}" olddefconfig
 
-# Every option of the fragment must have resolved exactly as requested.
-mismatches=$(awk '
-    FNR == NR {
-        if (match($0, /^CONFIG_[A-Za-z0-9_]+=/)) {
-            name = substr($0, 1, RLENGTH - 1); want[name] = substr($0, RLENGTH + 1); order[++n] = name
-        } else if (match($0, /^# CONFIG_[A-Za-z0-9_]+ is not set$/)) {
-            name = $2; want[name] = "n"; order[++n] = name
+    # Every option of the fragment must have resolved exactly as requested.
+    mismatches=$(awk '
+        FNR == NR {
+            if (match($0, /^CONFIG_[A-Za-z0-9_]+=/)) {
+                name = substr($0, 1, RLENGTH - 1); want[name] = substr($0, RLENGTH + 1); order[++n] = name
+            } else if (match($0, /^# CONFIG_[A-Za-z0-9_]+ is not set$/)) {
+                name = $2; want[name] = "n"; order[++n] = name
+            }
+            next
         }
-        next
-    }
-    match($0, /^CONFIG_[A-Za-z0-9_]+=/) { have[substr($0, 1, RLENGTH - 1)] = substr($0, RLENGTH + 1) }
-    match($0, /^# CONFIG_[A-Za-z0-9_]+ is not set$/) { have[$2] = "n" }
-    END {
-        for (i = 1; i <= n; i++) {
-            name = order[i]; got = (name in have) ? have[name] : "n"
-            if (got != want[name])
-                printf "  %s: wanted %s, got %s%s\n", name, want[name], got, (name in have) ? "" : " (absent)"
-        }
-    }' "$FRAGMENT" "$OBJ/.config")
-if [[ -n $mismatches ]]; then
-    printf '[guest] error: resolved .config differs from %s:\n%s\n' "$FRAGMENT" "$mismatches" >&2
-    exit 1
+        match($0, /^CONFIG_[A-Za-z0-9_]+=/) { have[substr($0, 1, RLENGTH - 1)] = substr($0, RLENGTH + 1) }
+        match($0, /^# CONFIG_[A-Za-z0-9_]+ is not set$/) { have[$2] = "n" }
+        END {
+            for (i = 1; i <= n; i++) {
+                name = order[i]; got = (name in have) ? have[name] : "n"
+                if (got != want[name])
+                    printf "  %s: wanted %s, got %s%s\n", name, want[name], got, (name in have) ? "" : " (absent)"
+            }
+        }' "$FRAGMENT" "$OBJ/.config")
+    if [[ -n $mismatches ]]; then
+        printf '[guest] error: resolved .config differs from %s:\n%s\n' "$FRAGMENT" "$mismatches" >&2
+        exit 1
+    fi
+
+    log "building vmlinux (several minutes)"
+    run "${MAKE[@]}" -j"$(nproc)" vmlinux
+    log "building bzImage"
+    run "${MAKE[@]}" -j"$(nproc)" bzImage
+    touch "$KERNEL_STAMP"
 fi
-
-# --- build -----------------------------------------------------------------
-log "building vmlinux (several minutes)"
-run "${MAKE[@]}" -j"$(nproc)" vmlinux
-log "building bzImage"
-run "${MAKE[@]}" -j"$(nproc)" bzImage
 
 # --- initramfs ---------------------------------------------------------------
 log "building initramfs"

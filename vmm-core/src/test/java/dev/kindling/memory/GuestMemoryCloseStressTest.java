@@ -32,5 +32,6 @@ class GuestMemoryCloseStressTest {
         }
         assertThat(r.succeeded()).as(r.describe() + ":\n" + r.output()).isTrue();
         assertThat(r.output()).containsPattern("CLOSE-RACE-ROUNDS [1-9]");
+        r.output().lines().filter(l -> l.startsWith("CLOSE-RACE-ROUNDS")).forEach(System.out::println);
     }
 }

@@ -4,13 +4,17 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.kindling.sys.Mapping;
+import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 
 class GuestMemoryTest {
@@ -147,5 +151,21 @@ class GuestMemoryTest {
         assertThat(map.isOpen()).isFalse();
         assertThat(map.length()).isEqualTo(0x2000);
         assertThatThrownBy(() -> s.get(ValueLayout.JAVA_LONG, 0x1000)).isInstanceOf(IllegalStateException.class);
+    }
+
+    @Test
+    void closeLeavesNoZeroPlaceholderMappedOnceNoThreadIsInsideAnAccess() throws Exception {
+        try (MemoryRegion r = MemoryRegion.memfd("placeholder", 0, 0x4000)) {
+            String start = Long.toHexString(r.segment().address()) + "-";
+            assertThat(mapsLinesStartingWith(start)).as("the memfd mapping").hasSize(1).allMatch(l -> l.contains("memfd:placeholder"));
+            r.close();
+            assertThat(mapsLinesStartingWith(start)).as("what is mapped there after close").isEmpty();
+        }
+    }
+
+    private static List<String> mapsLinesStartingWith(String prefix) throws IOException {
+        try (Stream<String> lines = Files.lines(Path.of("/proc/self/maps"))) {
+            return lines.filter(l -> l.startsWith(prefix)).toList();
+        }
     }
 }

@@ -485,19 +485,40 @@ static void run_get(struct session *s) {
     if (fstat(fd, &st) < 0) fail(s, errno, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) fail(s, EISDIR, "%s: %s", path, strerror(EISDIR));
     if (!S_ISREG(st.st_mode)) fail(s, EINVAL, "%s: not a regular file", path);
+    uint64_t size = (uint64_t)st.st_size;
+    size_t got = 0;
+    if (size == 0) {
+        /* stat cannot tell the size of /proc and /sys files: read it whole first (one frame at most) */
+        while (got < MAX_BODY) {
+            ssize_t r = read(fd, s->buf + 8 + got, MAX_BODY - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) fail(s, errno, "%s: %s", path, strerror(errno));
+            if (r == 0) break;
+            got += (size_t)r;
+        }
+        uint8_t more;
+        if (got == MAX_BODY && read(fd, &more, 1) > 0) fail(s, EFBIG, "%s: over %u bytes and of unknown size", path, MAX_BODY);
+        size = got;
+    }
     uint8_t f[12];
-    put_u64(f, (uint64_t)st.st_size);
+    put_u64(f, size);
     put_u32(f + 8, (uint32_t)(st.st_mode & 07777));
     send_small(s, T_FILE, f, 12);
-    for (;;) {
-        ssize_t r = read(fd, s->buf + 8, MAX_BODY);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            fail(s, errno, "%s: %s", path, strerror(errno));
+    if (got > 0) {
+        send_buf(s, T_DATA, (uint32_t)got);
+    } else {
+        /* exactly size bytes: a file that grows is cut at the size announced */
+        uint64_t left = size;
+        while (left > 0) {
+            ssize_t r = read(fd, s->buf + 8, left < MAX_BODY ? (size_t)left : MAX_BODY);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) fail(s, errno, "%s: %s", path, strerror(errno));
+            if (r == 0) fail(s, EIO, "%s: shrank while read", path);
+            left -= (uint64_t)r;
+            send_buf(s, T_DATA, (uint32_t)r);
         }
-        send_buf(s, T_DATA, (uint32_t)r);
-        if (r == 0) break;
     }
+    send_buf(s, T_DATA, 0);
     close(fd);
 }
 
@@ -599,7 +620,9 @@ int main(int argc, char **argv) {
         mount_missing("/dev", "devtmpfs", MS_NOSUID);
     }
     /* Spawned processes get pipes or /dev/null on 0-2; keep those slots taken so no socket lands there. */
-    for (int fd = open("/dev/null", O_RDWR); fd >= 0 && fd <= 2; fd = open("/dev/null", O_RDWR)) {}
+    int fd;
+    while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2) {}
+    if (fd > 2) close(fd);
     umask(022);
     /* The kernel reaps children and orphans; sessions restore SIGCHLD to wait for their own. */
     struct sigaction sa = {.sa_handler = SIG_IGN, .sa_flags = SA_NOCLDWAIT};

@@ -125,6 +125,14 @@ class AgentProtocolLinuxTest {
                     .isEqualTo("/proc\nbar /tmp C.UTF-8\neof\n");
             assertThat(o.exit()).containsExactly(0, 0);
         }
+        try (Session s = Session.open(vm)) {
+            s.hello();
+            s.send(EXEC, exec(0, "", List.of("ls", "/proc/self/fd"), List.of()));
+            assertThat(s.read().type()).isEqualTo(STARTED);
+            Outcome o = s.untilExit();
+            assertThat(o.stdout()).as("only stdin, stdout, stderr and ls's own directory: no descriptor of the agent leaks")
+                    .isEqualTo("0\n1\n2\n3\n");
+        }
     }
 
     @Test
@@ -212,6 +220,19 @@ class AgentProtocolLinuxTest {
             s.hello();
             s.send(GET, new Body().str("/no/such/file").bytes());
             s.assertError(ENOENT);
+        }
+        try (Session s = Session.open(vm)) {
+            s.hello();
+            s.send(GET, new Body().str("/proc/version").bytes());
+            Frame file = s.read();
+            assertThat(file.type()).as(file.toString()).isEqualTo(FILE);
+            long size = file.le().getLong();
+            Frame version = s.read();
+            assertThat(version.type()).isEqualTo(DATA);
+            assertThat(new String(version.body(), StandardCharsets.UTF_8)).startsWith("Linux version ");
+            assertThat(size).as("a /proc file, whose stat size is 0, announced with its real size").isEqualTo(version.body().length);
+            assertThat(s.read().body()).isEmpty();
+            s.assertClosed();
         }
     }
 
@@ -305,6 +326,21 @@ class AgentProtocolLinuxTest {
     @Test
     @Order(9)
     void pingAnswersAsOftenAsAsked() throws Exception {
+        long t0 = System.nanoTime();
+        try (Session s = Session.open(vm)) {
+            s.hello();
+            s.send(PING, new byte[0]);
+            assertThat(s.read().type()).isEqualTo(PONG);
+        }
+        long t1 = System.nanoTime();
+        try (Session s = Session.open(vm)) {
+            s.hello();
+            s.send(EXEC, exec(0, "", List.of("true"), List.of()));
+            assertThat(s.read().type()).isEqualTo(STARTED);
+            assertThat(s.untilExit().exit()).containsExactly(0, 0);
+        }
+        System.out.printf("[agent] connect+HELLO+PING: %.2f s, connect+HELLO+EXEC true: %.2f s%n", (t1 - t0) / 1e9,
+                (System.nanoTime() - t1) / 1e9);
         try (Session s = Session.open(vm)) {
             s.hello();
             for (int i = 0; i < 5; i++) {

@@ -202,10 +202,11 @@ class NetLinuxTest {
                 tool("ip", "-n", ns, "addr", "add", "10.0.1.1/24", "dev", tap);
                 tool("ip", "-n", ns, "link", "set", tap, "up");
                 CompletableFuture<BoundedProcess.Result> served = new CompletableFuture<>();
+                // the peer waits as long as the VMs may take: its tap job comes after the boots and the switch job
                 peer = Thread.ofPlatform().name("net-test-namespace-peer").daemon().start(() -> {
                     try {
                         served.complete(BoundedProcess.run(RUN, "ip", "netns", "exec", ns, program.toString(),
-                                "ng.wait=" + 3 * JOB_SECONDS, "ng.job=serve,10.0.1.1:" + TAP_PORT + "," + BYTES + ",host"));
+                                "ng.wait=" + RUN.toSeconds(), "ng.job=serve,10.0.1.1:" + TAP_PORT + "," + BYTES + ",host"));
                     } catch (IOException | InterruptedException | RuntimeException e) {
                         served.completeExceptionally(e);
                     }

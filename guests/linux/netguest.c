@@ -11,7 +11,11 @@
  *   ng.if=IF,ADDR/PREFIX   bring IF (a name, or the interface with that MAC
  *                          address, aa:bb:cc:dd:ee:ff) up with that IPv4 address (repeatable)
  *   ng.job=MODE,ADDR:PORT,BYTES[,LABEL]   (repeatable, run in order)
- *     echo   connect, send BYTES of the pattern, read the echo back and compare
+ *     echo   connect, send BYTES of the pattern, read the echo back and compare;
+ *            it shuts down writing once all is sent, while the echo still comes
+ *     echowait   the same, but shuts down writing only once the whole echo is
+ *            back: passt 2023-03 sends stale bytes to a guest that half-closed
+ *            while data still came to it (see PasstBackend), so its tests use this
  *     send   connect, send BYTES, shut down writing, read the peer's sum line
  *     serve  listen, accept one connection, echo it until the peer shuts down
  *     sink   listen, accept one connection, read to end, answer with the sum line
@@ -59,7 +63,7 @@
 static int is_init, in_guest;
 
 struct job {
-    char mode[8];
+    char mode[12];
     struct sockaddr_in addr;
     long long bytes;
     char label[32];
@@ -286,8 +290,11 @@ static void report(struct job *j, long long bytes, uint64_t sum, long long ns)
     out(line);
 }
 
-/* Sends the pattern and reads the echo at once, so neither side's buffers fill and stall both. */
-static void run_echo(struct job *j, int fd, int seconds, uint8_t *tx, uint8_t *rx)
+/*
+ * Sends the pattern and reads the echo at once, so neither side's buffers fill and stall both.
+ * Writing is shut down when all is sent, or with late once the whole echo is back.
+ */
+static void run_echo(struct job *j, int fd, int seconds, int late, uint8_t *tx, uint8_t *rx)
 {
     long long sent = 0, got = 0, t0 = now_ns();
     uint64_t sum = FNV_OFFSET;
@@ -308,7 +315,7 @@ static void run_echo(struct job *j, int fd, int seconds, uint8_t *tx, uint8_t *r
                 fail(j->label, "echo send");
             if (w > 0)
                 sent += w;
-            if (sent == j->bytes)
+            if (sent == j->bytes && !late)
                 shutdown(fd, SHUT_WR);
         }
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -331,6 +338,8 @@ static void run_echo(struct job *j, int fd, int seconds, uint8_t *tx, uint8_t *r
             }
         }
     }
+    if (late)
+        shutdown(fd, SHUT_WR);
     report(j, got, sum, now_ns() - t0);
 }
 
@@ -421,8 +430,8 @@ static void run(struct job *j, int seconds, uint8_t *tx, uint8_t *rx)
     bound(fd, seconds);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (!strcmp(j->mode, "echo"))
-        run_echo(j, fd, seconds, tx, rx);
+    if (!strcmp(j->mode, "echo") || !strcmp(j->mode, "echowait"))
+        run_echo(j, fd, seconds, !strcmp(j->mode, "echowait"), tx, rx);
     else if (!strcmp(j->mode, "send"))
         run_send(j, fd, tx, rx);
     else
@@ -450,7 +459,8 @@ static void parse_job(const char *spec, struct job *j)
         memcpy(j->label, j->mode, sizeof(j->mode));
     else
         fail(spec, "ng.job");
-    if (parse_addr(addr, &j->addr) != 0 || j->bytes < 1 || (strcmp(j->mode, "echo") && strcmp(j->mode, "send")
+    if (parse_addr(addr, &j->addr) != 0 || j->bytes < 1 || (strcmp(j->mode, "echo") && strcmp(j->mode, "echowait")
+            && strcmp(j->mode, "send")
             && strcmp(j->mode, "serve") && strcmp(j->mode, "sink")))
         fail(spec, "ng.job");
 }

@@ -47,6 +47,18 @@ import java.util.stream.Stream;
  * frame. A send never waits, so a passt that stops reading never stalls the device thread. A
  * received frame longer than the device's buffer is dropped by skipping its bytes; a length beyond
  * {@link #MAX_FRAME}, which passt never sends, means the stream is out of step: the backend ends.
+ *
+ * <p>A bug of passt itself (Debian 12's 0.0~git20230309, still in its code in 2025 where the kernel
+ * lacks SO_PEEK_OFF for TCP): once the guest has sent FIN on a TCP connection, passt takes the
+ * guest's later ACKs as acknowledged but no longer discards those bytes from the host socket, while
+ * it still reads the socket at an offset of what it sent past the last ACK. So data that still comes
+ * to a guest that half-closed is sent again from an earlier place in the stream, under new sequence
+ * numbers and with valid checksums: the guest gets wrong bytes, not a broken connection. Seen from a
+ * guest that echoed 128 KiB through passt and shut down writing while the echo still came back
+ * (passt's own capture showed each wrong segment's bytes exactly as far back as the ACKs it had not
+ * discarded); whether it shows depends on how many ACKs the guest sends after its FIN, so a slower
+ * guest sees it more often. Guests behind this passt should not half-close while they still expect
+ * data.
  */
 public final class PasstBackend implements NetBackend {
     private static final System.Logger LOG = System.getLogger(PasstBackend.class.getName());

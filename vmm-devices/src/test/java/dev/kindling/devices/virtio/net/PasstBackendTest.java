@@ -358,4 +358,99 @@ class PasstBackendTest {
             assertThat(frames).isEqualTo(accepted);
         }
     }
+
+    /**
+     * Frame {@code i} of the stream test: 14 bytes to 9 KiB, every fifth up to 64 KiB (a Unix socket
+     * takes a frame over about 32 KiB in more than one buffer, so only those can go out in part); its
+     * bytes depend on i and the offset.
+     */
+    private static byte[] streamFrame(int i) {
+        int length = 14 + (int) ((i * 2654435761L) % (i % 5 == 0 ? PasstBackend.MAX_FRAME - 14 : 9000));
+        byte[] f = new byte[length];
+        for (int j = 0; j < length; j++) {
+            f[j] = (byte) (i * 31 + j * 7 + (j >> 8));
+        }
+        return f;
+    }
+
+    @Test
+    void framesOfManyLengthsCrossAFullSocketBothWaysByteForByte() throws Exception {
+        HostResources before = HostResources.now();
+        Path path = temp.resolve("stream-passt.sock");
+        int count = 1500;
+        try (Fd listening = UnixSocket.listen(path, 1);
+                PasstBackend backend = PasstBackend.open(PasstOptions.connectTo(path));
+                Fd peer = UnixSocket.accept(listening);
+                Arena arena = Arena.ofConfined()) {
+            Libc.setNonBlocking(peer, true);
+            MemorySegment chunk = arena.allocate(1 << 16);
+            MemorySegment into = arena.allocate(PasstBackend.MAX_FRAME);
+            // to passt: the peer reads in odd chunk sizes, and only now and then, so the socket fills and
+            // the backend's sends stop inside frames and drop some whole
+            ByteArrayOutputStream toPasst = new ByteArrayOutputStream();
+            List<Integer> accepted = new ArrayList<>();
+            long deadline = System.nanoTime() + 60_000_000_000L;
+            for (int i = 0; i < count && System.nanoTime() < deadline; i++) {
+                if (Frames.send(backend, streamFrame(i))) {
+                    accepted.add(i);
+                }
+                if (i % 7 == 0) {
+                    long n = Libc.recv(peer, chunk, 1 + (i * 977L) % 40_000, 0);
+                    if (n > 0) {
+                        toPasst.write(chunk.asSlice(0, n).toArray(JAVA_BYTE));
+                    }
+                }
+                backend.receive(into); // where the backend finishes a frame it started
+            }
+            int expected = accepted.stream().mapToInt(i -> 4 + streamFrame(i).length).sum();
+            while (toPasst.size() < expected && System.nanoTime() < deadline) {
+                long n = Libc.recv(peer, chunk, 4093, 0);
+                if (n > 0) {
+                    toPasst.write(chunk.asSlice(0, n).toArray(JAVA_BYTE));
+                } else {
+                    backend.receive(into);
+                    Poller.waitReadable(peer, 10);
+                }
+            }
+            assertThat(accepted.size()).as("frames the full socket took").isBetween(count / 10, count);
+            ByteBuffer stream = ByteBuffer.wrap(toPasst.toByteArray());
+            for (int i : accepted) {
+                byte[] want = streamFrame(i);
+                assertThat(stream.remaining()).as("bytes left for frame %d", i).isGreaterThanOrEqualTo(4 + want.length);
+                assertThat(stream.getInt()).as("length of frame %d", i).isEqualTo(want.length);
+                byte[] got = new byte[want.length];
+                stream.get(got);
+                assertThat(got).as("frame %d", i).isEqualTo(want);
+            }
+            assertThat(stream.remaining()).isZero();
+
+            // from passt: the peer writes the stream in odd pieces; every frame arrives whole and in order
+            ByteArrayOutputStream fromPasst = new ByteArrayOutputStream();
+            for (int i = 0; i < 300; i++) {
+                fromPasst.write(framed(streamFrame(i).length, 0), 0, 4);
+                fromPasst.write(streamFrame(i));
+            }
+            byte[] all = fromPasst.toByteArray();
+            int written = 0, received = 0;
+            for (int piece = 0; received < 300 && System.nanoTime() < deadline; piece++) {
+                if (written < all.length) {
+                    int n = Math.min(all.length - written, 1 + (piece * 389) % 6000);
+                    MemorySegment s = arena.allocateFrom(JAVA_BYTE, slice(all, written, written + n));
+                    long w = Libc.send(peer, s, n, 0);
+                    written += (int) Math.max(w, 0);
+                }
+                int got;
+                while ((got = backend.receive(into)) > 0) {
+                    assertThat(into.asSlice(0, got).toArray(JAVA_BYTE)).as("received frame %d", received)
+                            .isEqualTo(streamFrame(received));
+                    received++;
+                }
+                if (written == all.length) {
+                    Poller.waitReadable(backend.readable(), 10);
+                }
+            }
+            assertThat(received).isEqualTo(300);
+        }
+        HostResources.now().assertNothingLeftSince(before);
+    }
 }

@@ -173,6 +173,34 @@ class VsockEndToEndTest {
         s.until(() -> s.peerShutdown == (SHUTDOWN_RCV | SHUTDOWN_SEND) || s.reset, "the host's close seen");
     }
 
+    /**
+     * 64-byte round trips through the device, timed and printed (not asserted): what the device adds
+     * to a guest round trip. The test's driver polls every millisecond, so that is the resolution.
+     */
+    @Test
+    void roundTripsOfSixtyFourBytesAreTimed() throws Exception {
+        CompletableFuture<VsockConnection> c = async(() -> vsock.connect(56));
+        GuestStream s = accept(56);
+        try (VsockConnection conn = await(c)) {
+            byte[] ping = new byte[64];
+            int rounds = 100;
+            long[] micros = new long[rounds];
+            for (int i = 0; i < rounds; i++) {
+                ping[0] = (byte) i;
+                long start = System.nanoTime();
+                conn.outputStream().write(ping);
+                long want = s.received + ping.length;
+                s.until(() -> s.received >= want, "ping " + i);
+                s.write(ping);
+                assertThat(conn.inputStream().readNBytes(64)).isEqualTo(ping);
+                micros[i] = (System.nanoTime() - start) / 1000;
+            }
+            Arrays.sort(micros);
+            System.out.printf("vsock 64-byte round trip through the device, %d rounds: median %d us, 90%% %d us, max %d us%n",
+                    rounds, micros[rounds / 2], micros[rounds * 9 / 10], micros[rounds - 1]);
+        }
+    }
+
     @Test
     void aRefusedConnectIsAConnectException() throws Exception {
         CompletableFuture<VsockConnection> c = async(() -> vsock.connect(53));

@@ -46,9 +46,9 @@ public final class Sandbox implements AutoCloseable {
     /** The arguments every sandbox kernel gets after the guest's base command line. */
     static final String AGENT_ARGS = "quiet percpu_alloc=page kindling.action=agent";
     /** One connection attempt waits at most this long for the guest; a call retries for {@link #CONNECT_LIMIT}. */
-    private static final Duration CONNECT_SLICE = Duration.ofSeconds(5);
+    private static final Duration CONNECT_SLICE = Duration.ofSeconds(10);
     private static final Duration CONNECT_LIMIT = Duration.ofMinutes(1);
-    private static final Duration BOOT_SLICE = Duration.ofSeconds(1);
+    private static final Duration BOOT_SLICE = Duration.ofSeconds(3);
 
     private final Microvm vm;
     private final Agent agent;

@@ -117,4 +117,19 @@ class SandboxFailureTest {
         assertThatThrownBy(() -> s.exec("true")).isInstanceOf(SandboxException.class)
                 .hasMessageContaining("guest stopped answering");
     }
+
+    @Test
+    void aGuestThatExitsDuringBootFailsAtOnceAndLeavesNothing() {
+        // the last kindling.action wins: init powers the guest off instead of starting the agent
+        Sandbox.Builder b = TestSandboxes.builder("exits").memoryMib(64).kernelArgs("kindling.action=poweroff");
+        long t0 = System.nanoTime();
+        assertThatThrownBy(b::build).isInstanceOfSatisfying(SandboxException.class, e -> {
+            assertThat(e.getMessage()).contains("did not boot: guest exited");
+            assertThat(e.consoleTail()).contains("KINDLING-INIT-OK");
+        });
+        Duration took = Duration.ofNanos(System.nanoTime() - t0);
+        progress(String.format("a guest that exits during boot failed the build after %.0f s", took.toNanos() / 1e9));
+        assertThat(took).isLessThan(TestSandboxes.BOOT);
+        assertThat(Thread.getAllStackTraces().keySet()).noneMatch(t -> t.getName().startsWith("sandbox-exits-"));
+    }
 }

@@ -48,7 +48,9 @@ public final class Sandbox implements AutoCloseable {
     /** One connection attempt waits at most this long for the guest; a call retries for {@link #CONNECT_LIMIT}. */
     private static final Duration CONNECT_SLICE = Duration.ofSeconds(10);
     private static final Duration CONNECT_LIMIT = Duration.ofMinutes(1);
-    private static final Duration BOOT_SLICE = Duration.ofSeconds(3);
+    private static final Duration BOOT_SLICE = Duration.ofSeconds(1);
+    /** What the agent prints on the console once it listens (docs/agent-protocol.md). */
+    static final String READY = "KINDLING-AGENT-READY 1";
 
     private final Microvm vm;
     private final Agent agent;
@@ -360,8 +362,8 @@ public final class Sandbox implements AutoCloseable {
         }
 
         /**
-         * Boots the guest and waits (up to {@link #bootTimeout}) until its agent answers a handshake and a
-         * PING. A guest that exits first fails at once. On failure nothing is left running and the
+         * Boots the guest and waits (up to {@link #bootTimeout}) until its agent prints its ready line on
+         * the console and answers a handshake and a PING. A guest that exits first fails at once. On failure nothing is left running and the
          * {@link SandboxException} carries the console's tail.
          *
          * @throws IllegalStateException when no kernel is given and none is built ({@link GuestDir#BUILD_HINT})
@@ -397,9 +399,21 @@ public final class Sandbox implements AutoCloseable {
             vm.onExit().thenAccept(r -> agent.fail("guest exited: " + r.describe()));
             agent.start(bootTimeout);
             vm.start();
+            // Connecting only once the agent says it listens: each refused attempt costs the guest
+            // kernel work, which is emulated here and slows the boot it waits for.
+            boolean ready = false;
             while (true) {
                 if (agent.failure() != null) {
                     throw new SandboxException("sandbox " + name + " did not boot: " + agent.failure(), tail(vm.console()));
+                }
+                if (!ready) {
+                    try {
+                        ready = vm.console().awaitText(READY, BOOT_SLICE);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        throw new SandboxException("interrupted while sandbox " + name + " booted", tail(vm.console()), e);
+                    }
+                    continue;
                 }
                 VsockConnection c;
                 try {

@@ -31,7 +31,7 @@ class SandboxLinuxTest {
     @BeforeAll
     static void boot() {
         long t0 = System.nanoTime();
-        sandbox = TestSandboxes.builder("linux-test").memoryMib(256).env("FROM_BUILDER", "b").env("BOTH", "builder").build();
+        sandbox = TestSandboxes.builder("linux-test").memoryMib(128).env("FROM_BUILDER", "b").env("BOTH", "builder").build();
         progress(String.format("booted to the agent in %.0f s", (System.nanoTime() - t0) / 1e9));
     }
 

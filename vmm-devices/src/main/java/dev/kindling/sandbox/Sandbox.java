@@ -417,7 +417,7 @@ public final class Sandbox implements AutoCloseable {
                 }
                 VsockConnection c;
                 try {
-                    c = vm.vsock().connect(AGENT_PORT, BOOT_SLICE);
+                    c = vm.vsock().connect(AGENT_PORT, CONNECT_SLICE);
                 } catch (SocketTimeoutException e) {
                     continue;
                 } catch (IOException e) {

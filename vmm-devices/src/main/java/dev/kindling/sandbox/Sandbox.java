@@ -33,8 +33,9 @@ import java.util.concurrent.atomic.AtomicReference;
  * {@link SandboxException} that says why and carries the console's tail.
  *
  * <p>Each call opens its own connection to the agent, so calls from several threads run at once.
- * A heartbeat session pings the agent every second; no answer for {@link Builder#unresponsiveAfter}
- * marks the sandbox hung.
+ * A heartbeat session pings the agent every second; a PING unanswered for {@link Builder#unresponsiveAfter},
+ * while no other session moved a frame either, marks the sandbox hung (a guest busy moving a large
+ * file may answer late, but it moves the file).
  */
 public final class Sandbox implements AutoCloseable {
     /** The agent's vsock port. */

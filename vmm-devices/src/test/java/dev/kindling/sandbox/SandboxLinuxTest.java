@@ -31,7 +31,9 @@ class SandboxLinuxTest {
     @BeforeAll
     static void boot() {
         long t0 = System.nanoTime();
-        sandbox = TestSandboxes.builder("linux-test").memoryMib(128).env("FROM_BUILDER", "b").env("BOTH", "builder").build();
+        // A guest kernel busy reading 16 MiB (emulated here, on a fraction of a busy core) can leave a
+        // PING unanswered for longer than the default 5 s: this class checks commands and files, not hangs.
+        sandbox = TestSandboxes.builder("linux-test").memoryMib(128).unresponsiveAfter(Duration.ofSeconds(60)).env("FROM_BUILDER", "b").env("BOTH", "builder").build();
         progress(String.format("booted to the agent in %.0f s", (System.nanoTime() - t0) / 1e9));
     }
 

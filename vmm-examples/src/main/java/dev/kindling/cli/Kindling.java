@@ -9,7 +9,7 @@ import java.util.List;
 
 /**
  * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|net|vsock},
- * {@code demo}. Exit status 64 for bad arguments (with the usage), 69 when something the command
+ * {@code demo}, {@code image debian}. Exit status 64 for bad arguments (with the usage), 69 when something the command
  * needs from the host is missing, 1 for other failures.
  */
 public final class Kindling {
@@ -31,7 +31,11 @@ public final class Kindling {
                    kindling bench blk [--runs N] [--mib N] [--ops N]
                    kindling bench net [--runs N] [--kib N]
                    kindling bench vsock [--runs N] [--kib N] [--echoes N]
-                   kindling demo""";
+                   kindling demo
+                   kindling image debian --out PATH [--packages PKG,...] [--size MIB]
+                                a Debian 12 ext4 root image (debootstrap, cached) for Sandbox.builder().rootDisk(PATH)
+                   kindling classpath
+                                the library's class path: java --enable-native-access=ALL-UNNAMED -cp "$(./kindling classpath)" App.java""";
 
     private Kindling() {}
 
@@ -51,6 +55,7 @@ public final class Kindling {
                 case "run" -> RunCommand.run(rest, in, out, err);
                 case "bench" -> Bench.run(rest, out, err);
                 case "demo" -> Demo.run(rest, in, out, err);
+                case "image" -> ImageCommand.run(rest, out, err);
                 case "help", "--help", "-h" -> {
                     out.println(USAGE);
                     yield 0;

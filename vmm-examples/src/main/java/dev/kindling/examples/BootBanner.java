@@ -1,11 +1,16 @@
 package dev.kindling.examples;
 
+import dev.kindling.microvm.Console;
 import dev.kindling.microvm.Microvm;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.regex.MatchResult;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
@@ -17,7 +22,7 @@ import java.util.regex.Pattern;
  * ({@code GUEST_DIR=$(scripts/build-guest-kernel.sh | tail -1)}).
  */
 public final class BootBanner {
-    private static final Pattern BANNER = Pattern.compile("Linux version .*");
+    private static final Pattern BANNER = Pattern.compile("(Linux version [^\\r\\n]*)\\r?\\n");
 
     private BootBanner() {}
 
@@ -37,10 +42,22 @@ public final class BootBanner {
                 .initrd(guestDir.resolve("initramfs.cpio"))
                 .cmdline(cmdline)
                 .build()) {
-            vm.start();
-            return vm.console().awaitText(BANNER, timeout).map(MatchResult::group)
-                    .orElseThrow(() -> new IllegalStateException("no kernel banner within " + timeout
-                            + "; the console said:\n" + vm.console().text()));
+            // the console's output as it comes, until a whole banner line has
+            CompletableFuture<String> banner = new CompletableFuture<>();
+            StringBuilder seen = new StringBuilder();
+            try (Console.Subscription s = vm.console().follow(text -> {
+                Matcher m = BANNER.matcher(seen.append(text));
+                if (m.find()) {
+                    banner.complete(m.group(1));
+                }
+            })) {
+                vm.onExit().thenRun(() -> banner.completeExceptionally(new IllegalStateException("the guest ended")));
+                vm.start();
+                return banner.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+            } catch (ExecutionException | TimeoutException e) {
+                throw new IllegalStateException("no kernel banner within " + timeout + " (" + e.getMessage()
+                        + "); the console said:\n" + vm.console().text(), e);
+            }
         }
     }
 }

@@ -8,7 +8,9 @@ import java.lang.annotation.Target;
 
 /**
  * How {@link KindlingExtension} builds (and starts) a {@code Microvm} for a field or parameter. An
- * empty kernel means the guest built by scripts/build-guest-kernel.sh.
+ * empty kernel means the Linux guest built by scripts/build-guest-kernel.sh (its vmlinux, initramfs
+ * and base command line); paths may name {@code ${property}}s and resolve against the working
+ * directory (see {@link KindlingExtension}).
  */
 @Documented
 @Retention(RetentionPolicy.RUNTIME)
@@ -22,7 +24,10 @@ public @interface MicrovmConfig {
 
     String initrd() default "";
 
-    /** The kernel command line; empty: the built guest's base command line. */
+    /**
+     * The kernel command line. With the built guest (empty kernel) it is added to that guest's base
+     * command line, which this host needs to boot it; empty: the base command line alone.
+     */
     String cmdline() default "";
 
     /** Whether the extension starts the VM before the test (else the test calls start()). */

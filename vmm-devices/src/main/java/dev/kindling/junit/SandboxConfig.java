@@ -8,7 +8,8 @@ import java.lang.annotation.Target;
 
 /**
  * How {@link KindlingExtension} builds a {@code Sandbox} for a field or parameter. Empty paths mean
- * the defaults of {@code Sandbox.builder()}; relative paths resolve against the working directory.
+ * the defaults of {@code Sandbox.builder()}; paths may name {@code ${property}}s and resolve against
+ * the working directory (see {@link KindlingExtension}).
  */
 @Documented
 @Retention(RetentionPolicy.RUNTIME)

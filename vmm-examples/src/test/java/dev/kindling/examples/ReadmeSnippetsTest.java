@@ -56,7 +56,7 @@ class ReadmeSnippetsTest {
     @Test
     void everyJavaBlockOfTheReadmeCompiles() throws IOException {
         List<Block> blocks = blocks(Files.readAllLines(readme(), StandardCharsets.UTF_8));
-        assertThat(blocks).as("```java blocks in README.md").hasSizeGreaterThanOrEqualTo(3);
+        assertThat(blocks).as("```java blocks in README.md").hasSizeGreaterThanOrEqualTo(7);
         List<String> failures = new ArrayList<>();
         for (Block b : blocks) {
             compile(b).ifPresent(failures::add);

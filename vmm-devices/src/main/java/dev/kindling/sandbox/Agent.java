@@ -17,6 +17,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
@@ -57,7 +58,8 @@ final class Agent {
     private volatile Session heartbeat;
     private volatile long unresponsiveNanos;
     private volatile Duration unresponsiveAfter;
-    private volatile long lastPong;
+    /** When each PING not yet answered was sent, oldest first. */
+    private final ConcurrentLinkedQueue<Long> unanswered = new ConcurrentLinkedQueue<>();
 
     Agent(String name, Link.Connector connector, Map<String, String> env, Supplier<String> consoleTail) {
         this.name = name;
@@ -79,14 +81,13 @@ final class Agent {
     void watch(Session session, Duration unresponsiveAfter) {
         this.unresponsiveAfter = unresponsiveAfter;
         this.unresponsiveNanos = unresponsiveAfter.toNanos();
-        this.lastPong = System.nanoTime();
         this.heartbeat = session;
         bootDeadline = 0;
         thread("heartbeat", () -> {
             try {
                 while (true) {
                     session.expect(Frames.PONG);
-                    lastPong = System.nanoTime();
+                    unanswered.poll();
                 }
             } catch (IOException e) {
                 if (failure == null && !session.isClosed()) {
@@ -184,12 +185,14 @@ final class Agent {
                 }
                 Session hb = heartbeat;
                 if (hb != null) {
-                    if (now - lastPong > unresponsiveNanos) {
+                    Long oldest = unanswered.peek();
+                    if (oldest != null && now - oldest > unresponsiveNanos) {
                         fail("guest stopped answering for " + human(unresponsiveAfter));
                         return;
                     }
                     if (now - nextPing >= 0) {
                         ByteBuffer.wrap(ping).putLong(++count);
+                        unanswered.add(now);
                         try {
                             hb.send(Frames.PING, ping);
                         } catch (IOException e) {

@@ -10,7 +10,7 @@ import java.util.List;
 
 /**
  * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|net|vsock|sandbox},
- * {@code demo}, {@code example}. Exit status 64 for bad arguments (with the usage), 69 when something the command
+ * {@code demo}, {@code image debian}, {@code example}. Exit status 64 for bad arguments (with the usage), 69 when something the command
  * needs from the host is missing, 1 for other failures.
  */
 public final class Kindling {
@@ -34,7 +34,11 @@ public final class Kindling {
                    kindling bench vsock [--runs N] [--kib N] [--echoes N]
                    kindling bench sandbox [--runs N] [--execs N] [--cycles N] [--idle N]
                    kindling demo
-                   kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]""";
+                   kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]
+                   kindling image debian --out PATH [--packages PKG,...] [--size MIB]
+                                a Debian 12 ext4 root image (debootstrap, cached) for Sandbox.builder().rootDisk(PATH)
+                   kindling classpath
+                                the library's class path: java --enable-native-access=ALL-UNNAMED -cp "$(./kindling classpath)" App.java""";
 
     private Kindling() {}
 
@@ -54,6 +58,7 @@ public final class Kindling {
                 case "run" -> RunCommand.run(rest, in, out, err);
                 case "bench" -> Bench.run(rest, out, err);
                 case "demo" -> Demo.run(rest, in, out, err);
+                case "image" -> ImageCommand.run(rest, out, err);
                 case "example" -> ExampleCommand.run(rest, in, out, err);
                 case "help", "--help", "-h" -> {
                     out.println(USAGE);

@@ -32,8 +32,8 @@ final class Workspace {
     private static final Duration GUEST_BUILD_LIMIT = Duration.ofMinutes(5);
     /** A kernel build that takes longer than this is given up; the first one takes several minutes. */
     private static final Duration KERNEL_BUILD_LIMIT = Duration.ofMinutes(60);
-    /** The exit status and the stderr line with which the kernel build script says the host cannot provide its packages. */
-    static final int KERNEL_UNAVAILABLE_STATUS = 69;
+    /** The exit status and the stderr line with which the build scripts say the host cannot provide what they need. */
+    static final int UNAVAILABLE_STATUS = 69;
     private static final String KERNEL_UNAVAILABLE = "[guest] unavailable: ";
 
     /**
@@ -116,18 +116,29 @@ final class Workspace {
      * with the script's reason.
      */
     static String buildKernel(ProcessBuilder script, PrintStream progress) throws IOException, InterruptedException {
+        return runBuildScript(script, KERNEL_BUILD_LIMIT, KERNEL_UNAVAILABLE, "no guest kernel: ", progress);
+    }
+
+    /**
+     * Runs one of the project's build scripts and returns its last line of standard output (what it
+     * built). Its standard error is progress, except a line starting with {@code unavailablePrefix}:
+     * with exit status 69 that line's reason becomes a {@link PrerequisiteException} starting with
+     * {@code what}, said once.
+     */
+    static String runBuildScript(ProcessBuilder script, Duration limit, String unavailablePrefix, String what,
+            PrintStream progress) throws IOException, InterruptedException {
         AtomicReference<String> unavailable = new AtomicReference<>();
-        ChildProcess.Result r = ChildProcess.run(KERNEL_BUILD_LIMIT, script, line -> {
-            if (line.startsWith(KERNEL_UNAVAILABLE)) {
-                unavailable.set(line.substring(KERNEL_UNAVAILABLE.length()).strip()); // said once, by the exception
+        ChildProcess.Result r = ChildProcess.run(limit, script, line -> {
+            if (line.startsWith(unavailablePrefix)) {
+                unavailable.set(line.substring(unavailablePrefix.length()).strip()); // said once, by the exception
             } else {
                 progress.println(line);
             }
         });
         String name = Path.of(script.command().getFirst()).getFileName().toString();
-        if (r.exitStatus() == KERNEL_UNAVAILABLE_STATUS) {
-            throw new PrerequisiteException("no guest kernel: " + (unavailable.get() != null ? unavailable.get()
-                    : name + " exited " + KERNEL_UNAVAILABLE_STATUS + " without a reason"));
+        if (r.exitStatus() == UNAVAILABLE_STATUS) {
+            throw new PrerequisiteException(what + (unavailable.get() != null ? unavailable.get()
+                    : name + " exited " + UNAVAILABLE_STATUS + " without a reason"));
         }
         List<String> lines = r.lines().stream().filter(l -> !l.isBlank()).toList();
         if (r.exitStatus() != 0 || lines.isEmpty()) {

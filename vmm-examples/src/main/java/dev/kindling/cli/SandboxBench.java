@@ -30,7 +30,7 @@ import java.util.Set;
 final class SandboxBench {
     static final int MEM_MIB = 128;
     static final String READY = "KINDLING-AGENT-READY";
-    static final Duration LIMIT = Duration.ofMinutes(5);
+    static final Duration LIMIT = Duration.ofMinutes(10);
     /** How long the idle sandboxes settle before their memory is read. */
     static final Duration SETTLE = Duration.ofSeconds(3);
     static final long QEMU_CID = 3;
@@ -75,7 +75,7 @@ final class SandboxBench {
         Path qemu = HostTool.QEMU.require(err);
         Workspace.GuestKernel k = Workspace.kernel(err);
         boolean vhostVsock = Files.exists(Path.of("/dev/vhost-vsock"));
-        String qemuCmdline = k.cmdline() + " quiet kindling.action=agent";
+        String qemuCmdline = k.cmdline() + " quiet percpu_alloc=page kindling.action=agent";  // what Sandbox adds
 
         List<Boot> boots = new ArrayList<>();
         List<Double> execs = new ArrayList<>();

@@ -4,6 +4,7 @@ import dev.kindling.sandbox.ExecResult;
 import dev.kindling.sandbox.Sandbox;
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.time.Duration;
 
 /**
  * Runs Python in a sandbox that boots from a Debian root image, such as
@@ -26,7 +27,7 @@ public final class PythonSandbox {
 
     /** Prints and returns the result of {@code python3 -c 'print(6*7)'} in a sandbox on {@code image}. */
     public static ExecResult run(Path image, PrintStream out) {
-        try (Sandbox sandbox = Sandbox.builder().rootDisk(image).memoryMib(256).build()) {
+        try (Sandbox sandbox = Sandbox.builder().rootDisk(image).memoryMib(256).bootTimeout(Duration.ofMinutes(10)).build()) {
             ExecResult r = sandbox.exec("python3", "-c", "print(6*7)");
             out.print(r.stdout());
             if (!r.stderr().isEmpty()) {

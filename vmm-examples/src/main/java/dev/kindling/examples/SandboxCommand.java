@@ -3,6 +3,7 @@ package dev.kindling.examples;
 import dev.kindling.sandbox.ExecResult;
 import dev.kindling.sandbox.Sandbox;
 import java.io.PrintStream;
+import java.time.Duration;
 
 /**
  * Runs commands in a sandbox with the default guest (the kernel and busybox initramfs of
@@ -20,7 +21,9 @@ public final class SandboxCommand {
     }
 
     public static void run(PrintStream out) {
-        try (Sandbox sandbox = Sandbox.builder().memoryMib(128).build()) {  // boots; returns once the agent answers
+        // build() boots and returns once the agent answers; where guest kernel code runs emulated
+        // (nested virtualization) on a busy host a boot can take minutes, hence the generous timeout
+        try (Sandbox sandbox = Sandbox.builder().memoryMib(128).bootTimeout(Duration.ofMinutes(10)).build()) {
             print(out, "uname -a", sandbox.exec("uname", "-a"));
             print(out, "sh -c '" + PIPELINE + "'", sandbox.exec("sh", "-c", PIPELINE));
         }

@@ -11,7 +11,7 @@ import java.time.Duration;
 /**
  * The directory of the Linux guest scripts/build-guest-kernel.sh built: KINDLING_GUEST_DIR (set by
  * scripts/test), else the script's cache if it is built. The examples' tests skip (fail in strict
- * mode) without KVM or without it, with the reason, as the machine tests do.
+ * mode) without KVM or without it, with the reason, as the machine tests do; also for the CLI tests of the examples.
  */
 final class GuestDir {
     private GuestDir() {}

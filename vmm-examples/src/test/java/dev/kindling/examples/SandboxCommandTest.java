@@ -13,7 +13,7 @@ import org.junit.jupiter.api.Timeout;
 /** {@link SandboxCommand}: one sandbox with the default guest, both commands' output and exit codes. */
 class SandboxCommandTest {
     @Test
-    @Timeout(600)
+    @Timeout(900)
     void printsWhatEachCommandLeft() throws Exception {
         GuestDir.locate();
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();

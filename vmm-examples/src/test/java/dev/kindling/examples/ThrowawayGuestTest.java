@@ -25,8 +25,8 @@ class ThrowawayGuestTest {
     }
 
     @Test
-    @Timeout(600)
-    void aThrowawayGuestRunsCommandsAndKeepsFiles(@SandboxConfig(memoryMib = 128) Sandbox sandbox) {
+    @Timeout(900)
+    void aThrowawayGuestRunsCommandsAndKeepsFiles(@SandboxConfig(memoryMib = 128, bootTimeoutSeconds = 600) Sandbox sandbox) {
         sandbox.put("/tmp/greeting", "hello\n".getBytes(StandardCharsets.UTF_8));
         ExecResult r = sandbox.exec(Duration.ofMinutes(1), "sh", "-c", "tr a-z A-Z < /tmp/greeting; echo oops >&2; exit 7");
         assertThat(r).hasExitCode(7).stdoutIsEqualTo("HELLO\n").stderrContains("oops").hasNotTimedOut();

@@ -13,10 +13,10 @@ import java.time.Duration;
  * scripts/test), else the script's cache if it is built. The examples' tests skip (fail in strict
  * mode) without KVM or without it, with the reason, as the machine tests do; also for the CLI tests of the examples.
  */
-final class GuestDir {
+public final class GuestDir {
     private GuestDir() {}
 
-    static Path locate() throws IOException, InterruptedException {
+    public static Path locate() throws IOException, InterruptedException {
         TestGuests.assumeKvm();
         String dir = System.getenv("KINDLING_GUEST_DIR");
         String unavailable = System.getenv("KINDLING_GUEST_UNAVAILABLE");

@@ -58,6 +58,8 @@ final class Agent {
     private volatile Session heartbeat;
     private volatile long unresponsiveNanos;
     private volatile Duration unresponsiveAfter;
+    /** System.nanoTime() of the last frame from the agent, or to it, on any session. */
+    private volatile long lastHeard = System.nanoTime();
     /** When each PING not yet answered was sent, oldest first. */
     private final ConcurrentLinkedQueue<Long> unanswered = new ConcurrentLinkedQueue<>();
 
@@ -185,8 +187,10 @@ final class Agent {
                 }
                 Session hb = heartbeat;
                 if (hb != null) {
+                    // hung: a PING unanswered for that long, and no other session moved a frame meanwhile
+                    // (a guest busy with a large transfer may answer late, but it moves the transfer)
                     Long oldest = unanswered.peek();
-                    if (oldest != null && now - oldest > unresponsiveNanos) {
+                    if (oldest != null && now - oldest > unresponsiveNanos && now - lastHeard > unresponsiveNanos) {
                         fail("guest stopped answering for " + human(unresponsiveAfter));
                         return;
                     }
@@ -209,6 +213,10 @@ final class Agent {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+    }
+
+    private void heard() {
+        lastHeard = System.nanoTime();
     }
 
     static String human(Duration d) {
@@ -252,7 +260,7 @@ final class Agent {
         } catch (IOException e) {
             throw broken("cannot connect to the agent", e, null);
         }
-        Session s = new Session(link);
+        Session s = new Session(link, this::heard);
         return adopt(s);
     }
 
@@ -275,7 +283,7 @@ final class Agent {
 
     /** A session on {@code link} (already connected), after the handshake; closed with the sandbox. */
     Session open(Link link) {
-        return adopt(new Session(link));
+        return adopt(new Session(link, this::heard));
     }
 
     void closed(Session s) {

@@ -41,10 +41,15 @@ record GuestDir(Path dir) {
 
     /** The guest dir, or an {@link IllegalStateException} saying where it was looked for and how to build it. */
     static GuestDir locate() {
-        String named = System.getenv("KINDLING_GUEST_DIR");
+        return locate(System.getenv("KINDLING_GUEST_DIR"), System.getProperty("kindling.guest.dir"),
+                System.getenv("KINDLING_CACHE"), System.getProperty("user.home"));
+    }
+
+    static GuestDir locate(String envDir, String propertyDir, String cacheVar, String home) {
+        String named = envDir;
         String source = "KINDLING_GUEST_DIR";
         if (named == null || named.isEmpty()) {
-            named = System.getProperty("kindling.guest.dir");
+            named = propertyDir;
             source = "system property kindling.guest.dir";
         }
         if (named != null && !named.isEmpty()) {
@@ -55,9 +60,7 @@ record GuestDir(Path dir) {
             }
             return new GuestDir(d);
         }
-        String cacheVar = System.getenv("KINDLING_CACHE");
-        Path cache = cacheVar != null && !cacheVar.isEmpty() ? Path.of(cacheVar)
-                : Path.of(System.getProperty("user.home"), ".cache", "kindling");
+        Path cache = cacheVar != null && !cacheVar.isEmpty() ? Path.of(cacheVar) : Path.of(home, ".cache", "kindling");
         return newest(cache).map(GuestDir::new).orElseThrow(() -> new IllegalStateException(
                 "no guest kernel with the agent in " + cache + " (nor KINDLING_GUEST_DIR): " + BUILD_HINT));
     }

@@ -225,13 +225,21 @@ final class Run implements ExecHandle {
         }
     }
 
-    /** Kills the command if it still runs (the agent kills it when its session closes) and waits for the pump. */
+    /**
+     * Kills the command if it still runs (the agent kills it when its session closes), drops output not
+     * read yet and waits for the pump.
+     */
     @Override
     public void close() {
         if (!exit.isDone()) {
             signalQuietly(9);
         }
         session.close();
+        for (Sink s : new Sink[] {out, err}) {
+            if (s instanceof OutputPipe p) {
+                p.close();
+            }
+        }
         try {
             joinPump();
         } catch (InterruptedException e) {

@@ -33,8 +33,9 @@ import java.util.concurrent.atomic.AtomicReference;
  * {@link SandboxException} that says why and carries the console's tail.
  *
  * <p>Each call opens its own connection to the agent, so calls from several threads run at once.
- * A heartbeat session pings the agent every second; no answer for {@link Builder#unresponsiveAfter}
- * marks the sandbox hung.
+ * A heartbeat session pings the agent every second; a PING unanswered for {@link Builder#unresponsiveAfter},
+ * while no other session moved a frame either, marks the sandbox hung (a guest busy moving a large
+ * file may answer late, but it moves the file).
  */
 public final class Sandbox implements AutoCloseable {
     /** The agent's vsock port. */
@@ -46,9 +47,11 @@ public final class Sandbox implements AutoCloseable {
     /** The arguments every sandbox kernel gets after the guest's base command line. */
     static final String AGENT_ARGS = "quiet percpu_alloc=page kindling.action=agent";
     /** One connection attempt waits at most this long for the guest; a call retries for {@link #CONNECT_LIMIT}. */
-    private static final Duration CONNECT_SLICE = Duration.ofSeconds(5);
+    private static final Duration CONNECT_SLICE = Duration.ofSeconds(10);
     private static final Duration CONNECT_LIMIT = Duration.ofMinutes(1);
     private static final Duration BOOT_SLICE = Duration.ofSeconds(1);
+    /** What the agent prints on the console once it listens (docs/agent-protocol.md). */
+    static final String READY = "KINDLING-AGENT-READY 1";
 
     private final Microvm vm;
     private final Agent agent;
@@ -360,8 +363,8 @@ public final class Sandbox implements AutoCloseable {
         }
 
         /**
-         * Boots the guest and waits (up to {@link #bootTimeout}) until its agent answers a handshake and a
-         * PING. A guest that exits first fails at once. On failure nothing is left running and the
+         * Boots the guest and waits (up to {@link #bootTimeout}) until its agent prints its ready line on
+         * the console and answers a handshake and a PING. A guest that exits first fails at once. On failure nothing is left running and the
          * {@link SandboxException} carries the console's tail.
          *
          * @throws IllegalStateException when no kernel is given and none is built ({@link GuestDir#BUILD_HINT})
@@ -397,13 +400,25 @@ public final class Sandbox implements AutoCloseable {
             vm.onExit().thenAccept(r -> agent.fail("guest exited: " + r.describe()));
             agent.start(bootTimeout);
             vm.start();
+            // Connecting only once the agent says it listens: each refused attempt costs the guest
+            // kernel work, which is emulated here and slows the boot it waits for.
+            boolean ready = false;
             while (true) {
                 if (agent.failure() != null) {
                     throw new SandboxException("sandbox " + name + " did not boot: " + agent.failure(), tail(vm.console()));
                 }
+                if (!ready) {
+                    try {
+                        ready = vm.console().awaitText(READY, BOOT_SLICE);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        throw new SandboxException("interrupted while sandbox " + name + " booted", tail(vm.console()), e);
+                    }
+                    continue;
+                }
                 VsockConnection c;
                 try {
-                    c = vm.vsock().connect(AGENT_PORT, BOOT_SLICE);
+                    c = vm.vsock().connect(AGENT_PORT, CONNECT_SLICE);
                 } catch (SocketTimeoutException e) {
                     continue;
                 } catch (IOException e) {

@@ -17,10 +17,13 @@ final class Session implements AutoCloseable {
     private final Link link;
     private final InputStream in;
     private final OutputStream out;
+    private final Runnable activity;
     private volatile boolean closed;
 
-    Session(Link link) {
+    /** {@code activity} runs after each frame read, and each frame sent (the guest took its bytes, as its credit allowed). */
+    Session(Link link, Runnable activity) {
         this.link = link;
+        this.activity = activity;
         this.in = new BufferedInputStream(link.input(), BUFFER);
         this.out = new BufferedOutputStream(link.output(), BUFFER);
     }
@@ -32,6 +35,9 @@ final class Session implements AutoCloseable {
     synchronized void send(int type, byte[] body, int off, int len) throws IOException {
         Frames.write(out, type, body, off, len);
         out.flush();
+        if (type != Frames.PING) {
+            activity.run(); // a PING fits in the socket buffer whether or not the guest runs
+        }
     }
 
     /** The next frame; end of stream is an {@link java.io.EOFException}. */
@@ -40,6 +46,7 @@ final class Session implements AutoCloseable {
         if (f == null) {
             throw new java.io.EOFException("the agent closed the connection");
         }
+        activity.run();
         return f;
     }
 

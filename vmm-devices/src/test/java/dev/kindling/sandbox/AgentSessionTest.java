@@ -145,6 +145,17 @@ class AgentSessionTest {
     }
 
     @Test
+    void closingAHandleWhoseOutputIsUnreadReturnsAtOnce() throws Exception {
+        ExecHandle h = agent.start(Exec.of("zeros", Long.toString(8L << 20)));
+        assertThat(h.stdout().read()).isZero();
+        Thread.sleep(500); // the pump fills the 1 MiB pipe and waits
+        long t0 = System.nanoTime();
+        h.close();
+        assertThat(Duration.ofNanos(System.nanoTime() - t0)).isLessThan(Duration.ofSeconds(5));
+        assertThat(agent.exec(Exec.of("echo", "next")).stdout()).isEqualTo("next\n");
+    }
+
+    @Test
     void aHungAgentFailsPendingAndLaterCalls() throws Exception {
         CompletableFuture<ExecResult> pending = CompletableFuture.supplyAsync(() -> agent.exec(Exec.of("sleep")));
         assertThat(fake.sleeping.await(30, TimeUnit.SECONDS)).isTrue();

@@ -127,8 +127,10 @@ final class SandboxBench {
     }
 
     private static Sandbox sandbox(Workspace.GuestKernel k) {
+        // with its own kernel a Sandbox has a generic base command line: add the guest's (noxsave and
+        // clearcpuid, which this kind of host needs), the same one QEMU gets
         return Sandbox.builder().name("bench-sandbox").memoryMib(MEM_MIB).vcpus(1).kernel(k.vmlinux()).initrd(k.initramfs())
-                .bootTimeout(LIMIT).build();
+                .kernelArgs(k.cmdline()).bootTimeout(LIMIT).build();
     }
 
     private static void check(ExecResult r, String what) {

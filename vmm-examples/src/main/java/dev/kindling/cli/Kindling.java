@@ -2,14 +2,15 @@ package dev.kindling.cli;
 
 import dev.kindling.boot.BootException;
 import dev.kindling.microvm.MicrovmException;
+import dev.kindling.sandbox.SandboxException;
 import dev.kindling.sys.SyscallException;
 import java.io.InputStream;
 import java.io.PrintStream;
 import java.util.List;
 
 /**
- * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|net|vsock},
- * {@code demo}, {@code image debian}. Exit status 64 for bad arguments (with the usage), 69 when something the command
+ * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|net|vsock|sandbox},
+ * {@code demo}, {@code image debian}, {@code example}. Exit status 64 for bad arguments (with the usage), 69 when something the command
  * needs from the host is missing, 1 for other failures.
  */
 public final class Kindling {
@@ -31,7 +32,9 @@ public final class Kindling {
                    kindling bench blk [--runs N] [--mib N] [--ops N]
                    kindling bench net [--runs N] [--kib N]
                    kindling bench vsock [--runs N] [--kib N] [--echoes N]
+                   kindling bench sandbox [--runs N] [--execs N] [--cycles N] [--idle N]
                    kindling demo
+                   kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]
                    kindling image debian --out PATH [--packages PKG,...] [--size MIB]
                                 a Debian 12 ext4 root image (debootstrap, cached) for Sandbox.builder().rootDisk(PATH)
                    kindling classpath
@@ -56,6 +59,7 @@ public final class Kindling {
                 case "bench" -> Bench.run(rest, out, err);
                 case "demo" -> Demo.run(rest, in, out, err);
                 case "image" -> ImageCommand.run(rest, out, err);
+                case "example" -> ExampleCommand.run(rest, in, out, err);
                 case "help", "--help", "-h" -> {
                     out.println(USAGE);
                     yield 0;
@@ -69,7 +73,7 @@ public final class Kindling {
         } catch (PrerequisiteException e) {
             err.println("kindling: " + e.getMessage());
             return 69;
-        } catch (MicrovmException | BootException | SyscallException | ChildProcess.Failure e) {
+        } catch (MicrovmException | BootException | SyscallException | SandboxException | ChildProcess.Failure e) {
             err.println("kindling: " + e.getMessage());
             return 1;
         } catch (InterruptedException e) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build Kindling's small x86-64 test/demo guest: a PVH vmlinux (plus bzImage)
 # from Debian's linux-source-6.1 with guest/kernel/config.fragment and
-# guest/kernel/patches/*.patch, and a busybox initramfs from guest/initramfs/.
+# guest/kernel/patches/*.patch, and a busybox initramfs from guest/initramfs/
+# with the guest agent (guest/agent/agent.c) as /bin/kindling-agent.
 #
 # Usage:
 #   scripts/build-guest-kernel.sh              build if needed; last stdout line = output dir
@@ -19,9 +20,11 @@
 #   initramfs.cpio     busybox initramfs, uncompressed (fastest to unpack here)
 #   initramfs.cpio.gz  the same archive, gzip -9 (~60 s more to unpack here)
 #   cmdline            base kernel command line (append your own arguments)
+#   kindling-agent     the guest agent, also in the initramfs as /bin/kindling-agent
+#   agent              the guest agent's protocol version (docs/agent-protocol.md)
 #   config  System.map  initramfs.list  inputs   (for reference)
-# where <hash> is a sha256 over the inputs (fragment, patches, initramfs files,
-# this script, and the linux-source-6.1 / busybox-static package versions).
+# where <hash> is a sha256 over the inputs (fragment, patches, initramfs and agent
+# files, this script, and the linux-source-6.1 / busybox-static package versions).
 # Progress goes to stderr; the build log to <cache>/work/build-<hash>.log.
 # Set KINDLING_GUEST_VERBOSE=1 to stream the build output to stderr too.
 # See guest/README.md.
@@ -103,7 +106,7 @@ input_manifest() {
     [[ $1 == src ]] && return 0
     echo "busybox-static $(pkg_version busybox-static)"
     (cd "$ROOT" && { echo guest/kernel/config.fragment;
-                     find guest/initramfs -type f | LC_ALL=C sort; } |
+                     find guest/initramfs guest/agent -type f | LC_ALL=C sort; } |
         while read -r f; do sha256sum "$f"; done)
     echo "$(sha256sum < "$SCRIPT_PATH" | cut -d' ' -f1)  scripts/build-guest-kernel.sh"
 }
@@ -115,7 +118,7 @@ kernel_key() {
     { input_manifest src; sha256sum < "$FRAGMENT"; echo "recipe $KERNEL_RECIPE"; } | sha256sum | cut -c1-16
 }
 
-outputs_present() { [[ -f $1/vmlinux && -f $1/initramfs.cpio.gz && -f $1/initramfs.cpio ]]; }
+outputs_present() { [[ -f $1/vmlinux && -f $1/initramfs.cpio.gz && -f $1/initramfs.cpio && -f $1/agent ]]; }
 
 # --- cache lookup ---------------------------------------------------------
 if ((PRINT_DIR)); then
@@ -256,6 +259,9 @@ if [[ ! -x $GEN_CPIO ]]; then
     GEN_CPIO="$OBJ/kindling-gen_init_cpio"
     run gcc -O2 -o "$GEN_CPIO" "$SRC/usr/gen_init_cpio.c"
 fi
+AGENT_SRC="$GUEST/agent/agent.c"
+AGENT_VERSION=1                          # docs/agent-protocol.md
+run gcc -static -Os -s -Wall -o "$OUT_TMP/kindling-agent" "$AGENT_SRC"
 available=" $("$BUSYBOX" --list | tr '\n' ' ') "
 {
     echo "dir /dev 0755 0 0"
@@ -269,8 +275,10 @@ available=" $("$BUSYBOX" --list | tr '\n' ' ') "
     echo "dir /mnt 0755 0 0"
     echo "dir /mnt/rw 0755 0 0"
     echo "dir /mnt/ro 0755 0 0"
+    echo "dir /newroot 0755 0 0"
     echo "file /etc/fstab $INITRAMFS_DIR/fstab 0644 0 0"
     echo "file /bin/busybox $BUSYBOX 0755 0 0"
+    echo "file /bin/kindling-agent $OUT_TMP/kindling-agent 0755 0 0"
     while read -r applet _; do
         [[ -z $applet || $applet == \#* ]] && continue
         [[ $available == *" $applet "* ]] || die "busybox has no applet '$applet' (guest/initramfs/applets)"
@@ -291,6 +299,7 @@ cp "$OBJ/arch/x86/boot/bzImage" "$OUT_TMP/bzImage"
 cp "$OBJ/System.map" "$OUT_TMP/System.map"
 cp "$OBJ/.config" "$OUT_TMP/config"
 echo "$CMDLINE" > "$OUT_TMP/cmdline"
+echo "$AGENT_VERSION" > "$OUT_TMP/agent"
 input_manifest all > "$OUT_TMP/inputs"
 rm -rf "$OUT"
 mv -T "$OUT_TMP" "$OUT"

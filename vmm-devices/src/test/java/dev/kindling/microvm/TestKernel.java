@@ -17,8 +17,8 @@ import java.util.Map;
  * KINDLING_GUEST_UNAVAILABLE (this distribution has no linux-source-6.1), else with the command that
  * builds it.
  */
-record TestKernel(Path vmlinux, Path bzImage, Path initramfs, String cmdline) {
-    static TestKernel locate() throws IOException, InterruptedException {
+public record TestKernel(Path vmlinux, Path bzImage, Path initramfs, String cmdline) {
+    public static TestKernel locate() throws IOException, InterruptedException {
         TestGuests.assumeKvm();
         String dir = System.getenv("KINDLING_GUEST_DIR");
         String unavailable = System.getenv("KINDLING_GUEST_UNAVAILABLE");

@@ -1,0 +1,78 @@
+package dev.kindling.sandbox;
+
+import static dev.kindling.sandbox.TestSandboxes.progress;
+import static java.nio.charset.StandardCharsets.UTF_8;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/** Eight sandboxes in one JVM at once: each runs its own commands, and the ones that die affect no other. */
+@Timeout(3600)
+class SandboxConcurrencyTest {
+    private static final int SANDBOXES = 8;
+    /** Eight guests booting on two busy cores answer slowly: a generous heartbeat, so only a real hang counts. */
+    private static final Duration UNRESPONSIVE = Duration.ofSeconds(30);
+
+    @Test
+    void eightSandboxesRunAtOnceAndOneDyingAffectsNoOther() throws Exception {
+        ExecutorService pool = Executors.newFixedThreadPool(SANDBOXES);
+        List<Sandbox> boxes = new ArrayList<>();
+        try {
+            long t0 = System.nanoTime();
+            List<Future<Sandbox>> boots = new ArrayList<>();
+            for (int i = 0; i < SANDBOXES; i++) {
+                Sandbox.Builder b = TestSandboxes.builder("c" + i).memoryMib(64).unresponsiveAfter(UNRESPONSIVE);
+                boots.add(pool.submit(b::build));
+            }
+            for (Future<Sandbox> f : boots) {
+                boxes.add(f.get());
+            }
+            progress(String.format("%d sandboxes booted at once in %.0f s", SANDBOXES, (System.nanoTime() - t0) / 1e9));
+
+            List<Future<String>> runs = new ArrayList<>();
+            for (int i = 0; i < SANDBOXES; i++) {
+                Sandbox s = boxes.get(i);
+                String n = Integer.toString(i);
+                runs.add(pool.submit(() -> {
+                    s.put("/who", n.getBytes(UTF_8));
+                    return s.exec("cat", "/who").stdout();
+                }));
+            }
+            for (int i = 0; i < SANDBOXES; i++) {
+                assertThat(runs.get(i).get(10, TimeUnit.MINUTES)).isEqualTo(Integer.toString(i));
+            }
+
+            // one closed, one stopped from the host, one whose guest reboots
+            boxes.get(0).close();
+            boxes.get(1).vm().stop();
+            assertThatThrownBy(() -> boxes.get(2).exec("reboot", "-f")).isInstanceOf(SandboxException.class)
+                    .hasMessageContaining("guest exited");
+            assertThatThrownBy(() -> boxes.get(0).exec("true")).hasMessageContaining("sandbox closed");
+            assertThatThrownBy(() -> boxes.get(1).exec("true")).hasMessageContaining("guest exited");
+
+            runs.clear();
+            for (int i = 3; i < SANDBOXES; i++) {
+                Sandbox s = boxes.get(i);
+                runs.add(pool.submit(() -> s.exec("cat", "/who").stdout()));
+            }
+            for (int i = 3; i < SANDBOXES; i++) {
+                assertThat(runs.get(i - 3).get(10, TimeUnit.MINUTES)).isEqualTo(Integer.toString(i));
+                assertThat(boxes.get(i).isAlive()).isTrue();
+            }
+        } finally {
+            for (Sandbox s : boxes) {
+                s.close();
+            }
+            pool.shutdownNow();
+        }
+    }
+}

@@ -7,6 +7,7 @@ import dev.kindling.microvm.MicrovmBuilder;
 import dev.kindling.sandbox.Sandbox;
 import java.lang.annotation.Annotation;
 import java.lang.reflect.AnnotatedElement;
+import java.lang.reflect.Constructor;
 import java.lang.reflect.Field;
 import java.lang.reflect.InaccessibleObjectException;
 import java.lang.reflect.Modifier;
@@ -157,7 +158,7 @@ public final class KindlingExtension implements BeforeAllCallback, AfterAllCallb
         Kind kind = Kind.of(parameter.getParameter().getType());
         var executable = parameter.getDeclaringExecutable();
         String name = executable.getDeclaringClass().getSimpleName() + "."
-                + (executable instanceof java.lang.reflect.Constructor<?> ? "<init>" : executable.getName())
+                + (executable instanceof Constructor<?> ? "<init>" : executable.getName())
                 + "." + parameter.getParameter().getName();
         return create(context, kind, config(kind, parameter.getParameter(), name, executable,
                 context.getTestClass().orElse(executable.getDeclaringClass())), name);

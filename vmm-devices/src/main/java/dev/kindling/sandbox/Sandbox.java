@@ -371,7 +371,7 @@ public final class Sandbox implements AutoCloseable {
          */
         public Sandbox build() {
             GuestDir guest = kernel != null && initrd != null ? null : GuestDir.locate();
-            String base = guest != null ? guest.cmdline() : defaultCmdline();
+            String base = guest != null ? guest.cmdline() : baseCmdline(kernel);
             MicrovmBuilder b = Microvm.builder().name(name).memoryMib(memoryMib).vcpus(vcpus)
                     .kernel(kernel != null ? kernel : guest.vmlinux())
                     .initrd(initrd != null ? initrd : guest.initramfs())
@@ -437,8 +437,17 @@ public final class Sandbox implements AutoCloseable {
             }
         }
 
-        private static String defaultCmdline() {
-            return "console=ttyS0 reboot=k panic=-1";
+        /**
+         * A kernel of a built guest dir brings its base line (hosts that emulate guest kernel code need
+         * its noxsave and clearcpuid); any other kernel gets the minimal one.
+         */
+        private static String baseCmdline(Path kernel) {
+            Path beside = kernel.toAbsolutePath().resolveSibling("cmdline");
+            try {
+                return Files.isRegularFile(beside) ? Files.readString(beside).strip() : "console=ttyS0 reboot=k panic=-1";
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read " + beside + ": " + e.getMessage(), e);
+            }
         }
     }
 }

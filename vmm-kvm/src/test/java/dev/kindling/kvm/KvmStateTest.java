@@ -165,14 +165,19 @@ class KvmStateTest {
             List<CpuidEntry> back = vcpu.getCpuid2();
             assertThat(back).hasSameSizeAs(entries);
             // KVM recomputes feature flags of leaves 1 and 7 and the XSAVE sizes of leaf 0xd from the
-            // vCPU's state: compare everything else, and leaf 1's signature and APIC ID.
+            // vCPU's state: compare everything else, leaf 1's signature and APIC ID, and leaf 7.0's
+            // subleaf count (7.1's eax is feature flags, which some hosts' KVM sets on the way back).
             for (int i = 0; i < entries.size(); i++) {
                 CpuidEntry want = entries.get(i), got = back.get(i);
                 assertThat(List.of(got.function(), got.index(), got.flags()))
                         .as("entry %d", i).containsExactly(want.function(), want.index(), want.flags());
                 switch (want.function()) {
                     case 1 -> assertThat(List.of(got.eax(), got.ebx())).containsExactly(want.eax(), want.ebx());
-                    case 7 -> assertThat(got.eax()).isEqualTo(want.eax());
+                    case 7 -> {
+                        if (want.index() == 0) {
+                            assertThat(got.eax()).isEqualTo(want.eax());
+                        }
+                    }
                     case 0xd -> { }
                     default -> assertThat(got).isEqualTo(want);
                 }

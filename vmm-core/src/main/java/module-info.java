@@ -7,4 +7,5 @@ module dev.kindling.core {
     exports dev.kindling.bus;
     exports dev.kindling.machine;
     exports dev.kindling.boot;
+    exports dev.kindling.snapshot;
 }

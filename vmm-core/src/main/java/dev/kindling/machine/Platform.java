@@ -1,5 +1,9 @@
 package dev.kindling.machine;
 
+import dev.kindling.snapshot.SnapshotException;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.Bus;
 import dev.kindling.device.IoEvent;
@@ -14,7 +18,7 @@ import java.util.OptionalLong;
  * One virtual machine on a hypervisor, as the {@link Machine} needs it. vmm-kvm implements it on
  * KVM; devices never see it.
  */
-public interface Platform extends AutoCloseable {
+public interface Platform extends AutoCloseable, Stateful {
     /** Makes {@code region} guest RAM. */
     void addMemory(MemoryRegion region);
 
@@ -54,6 +58,21 @@ public interface Platform extends AutoCloseable {
 
     /** The most vCPUs one VM may have. */
     int maxVcpus();
+
+    /**
+     * Saves the VM-wide state the hypervisor keeps (its clock, an in-kernel irqchip and PIT), with a
+     * signature of the host CPU, so that a restore on another CPU model is refused.
+     */
+    @Override
+    default void saveState(StateWriter out) {
+        throw new SnapshotException(getClass().getSimpleName() + " cannot be snapshotted");
+    }
+
+    /** Restores {@link #saveState}'s state into this new VM, before its vCPUs run. */
+    @Override
+    default void restoreState(StateReader in) {
+        throw new SnapshotException(getClass().getSimpleName() + " cannot be restored from a snapshot");
+    }
 
     @Override
     void close();

@@ -9,11 +9,17 @@ import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.memory.GuestMemory;
 import dev.kindling.memory.MemoryRegion;
+import dev.kindling.snapshot.SnapshotException;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import java.lang.System.Logger.Level;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
@@ -65,6 +71,8 @@ public final class Machine implements AutoCloseable {
     private final List<AutoCloseable> owned = new ArrayList<>();
     private final List<MachineDeviceContext> contexts = new ArrayList<>();
     private final List<DeviceError> deviceErrors = new ArrayList<>();
+    /** Guarded by lock: what a snapshot saves besides the platform and the vCPUs, in order. */
+    private final Map<String, Stateful> stateful = new LinkedHashMap<>();
     private final Set<String> failedDevices = new HashSet<>();
     private final CompletableFuture<StopReason> exit = new CompletableFuture<>();
     private final String name;
@@ -214,6 +222,104 @@ public final class Machine implements AutoCloseable {
         }
         String line = "device " + device + " of machine " + name + " failed: " + what;
         LOG.log(first ? Level.ERROR : Level.DEBUG, line, cause);
+    }
+
+    /**
+     * Registers {@code part} (a device model) for snapshots under {@code name}. A machine restored
+     * from a snapshot must register the same parts, under the same names, in the same order.
+     */
+    public void addStateful(String name, Stateful part) {
+        synchronized (lock) {
+            if (stateful.putIfAbsent(name, Objects.requireNonNull(part)) != null) {
+                throw new IllegalArgumentException("machine " + name() + " already has a part named " + name);
+            }
+        }
+    }
+
+    /** The names {@link #addStateful} registered, in order. */
+    public List<String> statefulNames() {
+        synchronized (lock) {
+            return List.copyOf(stateful.keySet());
+        }
+    }
+
+    /**
+     * The state of this paused machine, all but its memory: the platform's, each vCPU's and each
+     * registered part's. Guest memory does not change while the machine stays paused.
+     *
+     * @throws IllegalStateException unless the machine is paused
+     * @throws SnapshotException if a part cannot be saved
+     */
+    public MachineState saveState() {
+        synchronized (pauseLock) {
+            if (state() != State.PAUSED || !devicesQuiesced) {
+                throw new IllegalStateException("machine " + name + " is " + state().name().toLowerCase()
+                        + ": pause it before saving its state");
+            }
+            byte[] platformState = save(platform);
+            List<byte[]> vcpuStates = vcpus.stream().map(Machine::save).toList();
+            List<MachineState.Part> parts = new ArrayList<>();
+            Map<String, Stateful> all;
+            synchronized (lock) {
+                all = new LinkedHashMap<>(stateful);
+            }
+            all.forEach((n, part) -> {
+                try {
+                    parts.add(new MachineState.Part(n, save(part)));
+                } catch (RuntimeException e) {
+                    throw e instanceof SnapshotException ? e : new SnapshotException("saving the state of " + n + " failed: " + e, e);
+                }
+            });
+            return new MachineState(platformState, vcpuStates, parts);
+        }
+    }
+
+    private static byte[] save(Stateful part) {
+        StateWriter out = new StateWriter();
+        part.saveState(out);
+        return out.toByteArray();
+    }
+
+    /**
+     * Restores {@code saved} into this machine, which must be new (not started) and made with the same
+     * configuration: the same vCPU count and registered parts. The platform first, then the vCPUs (in
+     * place of their boot state), then the parts. Then {@link #start()} goes on where the saved
+     * machine stopped.
+     *
+     * @throws SnapshotException if the state does not fit this machine or is corrupted
+     */
+    public void restoreState(MachineState saved) {
+        Map<String, Stateful> all;
+        synchronized (lock) {
+            if (state != State.CREATED) {
+                throw new IllegalStateException("machine " + name + " is " + state.name().toLowerCase() + ": only a new machine is restored");
+            }
+            all = new LinkedHashMap<>(stateful);
+        }
+        if (saved.vcpus().size() != vcpus.size()) {
+            throw new SnapshotException("the snapshot has " + saved.vcpus().size() + " vCPU(s); machine " + name
+                    + " has " + vcpus.size());
+        }
+        saved.checkParts(List.copyOf(all.keySet()), name);
+        restore(platform, saved.platform(), "the VM of " + name);
+        for (int i = 0; i < vcpus.size(); i++) {
+            restore(vcpus.get(i), saved.vcpus().get(i), "vCPU " + i + " of " + name);
+        }
+        for (MachineState.Part p : saved.parts()) {
+            restore(all.get(p.name()), p.state(), p.name() + " of " + name);
+        }
+    }
+
+    private static void restore(Stateful part, byte[] state, String what) {
+        StateReader in = new StateReader(state, what);
+        try {
+            part.restoreState(in);
+        } catch (SnapshotException e) {
+            throw e;
+        } catch (RuntimeException e) {
+            throw new SnapshotException("restoring " + what + " failed: " + e, e);
+        }
+        in.expectEnd();
     }
 
     /** Starts every vCPU thread. */

@@ -1,5 +1,7 @@
 package dev.kindling.testing;
 
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
 import dev.kindling.boot.BootCpuState;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.Bus;
@@ -87,6 +89,22 @@ public final class FakePlatform implements Platform {
 
     public FakePlatform(int maxVcpus) {
         this.maxVcpus = maxVcpus;
+    }
+
+    /** A stand-in for the hypervisor's VM-wide state (its clock, say), which snapshots carry. */
+    public volatile long clock;
+
+    @Override
+    public void saveState(StateWriter out) {
+        out.putString("fake").putLong(clock);
+    }
+
+    @Override
+    public void restoreState(StateReader in) {
+        if (!in.getString().equals("fake")) {
+            throw in.bad("not a fake platform's state");
+        }
+        clock = in.getLong();
     }
 
     @Override
@@ -199,6 +217,21 @@ public final class FakePlatform implements Platform {
         @Override
         public int index() {
             return index;
+        }
+
+        /** The script position: what a snapshot of this vCPU carries. */
+        public synchronized int position() {
+            return next;
+        }
+
+        @Override
+        public synchronized void saveState(StateWriter out) {
+            out.putInt(next);
+        }
+
+        @Override
+        public synchronized void restoreState(StateReader in) {
+            next = in.getInt("script position", 0, script.size());
         }
 
         @Override

@@ -8,6 +8,8 @@ import dev.kindling.devices.virtio.vsock.Vsock;
 import dev.kindling.machine.DeviceError;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
+import dev.kindling.snapshot.SnapshotException;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -38,6 +40,8 @@ import java.util.concurrent.TimeoutException;
  * has everything the guest wrote before it.
  */
 public final class Microvm implements AutoCloseable {
+    /** Kindling's version, which on-disk snapshots record: another version's are refused. */
+    public static final String VERSION = "0.1.0";
     private final Machine machine;
     private final Console console;
     private final List<IoMapEntry> kvmOwned;
@@ -45,10 +49,13 @@ public final class Microvm implements AutoCloseable {
     private final DirectBoot.Protocol bootProtocol;
     private final CompletableFuture<StopReason> exit = new CompletableFuture<>();
     private final Vsock vsock;
+    /** The configuration it was built with, which its snapshots' clones are built with. */
+    private final MicrovmBuilder recipe;
 
     Microvm(Machine machine, Console console, Serial16550 serial, List<IoMapEntry> kvmOwned, String cmdline,
-            DirectBoot.Protocol bootProtocol, Vsock vsock) {
+            DirectBoot.Protocol bootProtocol, Vsock vsock, MicrovmBuilder recipe) {
         this.vsock = vsock;
+        this.recipe = recipe;
         this.machine = machine;
         this.console = console;
         this.kvmOwned = List.copyOf(kvmOwned);
@@ -122,6 +129,84 @@ public final class Microvm implements AutoCloseable {
     /** Ends the guest now and waits for its vCPUs to leave. */
     public void stop() {
         machine.stop();
+    }
+
+    /**
+     * Takes a snapshot in memory: pauses the guest (if it runs) while its vCPU and device state is saved,
+     * its memory copied into a sealed memfd and its writable disks copied (reflinked where the file
+     * system can), then lets it go on. {@link Snapshot#clone()} starts copies of it. Close the snapshot
+     * to free them; clones made from it are not affected.
+     *
+     * @throws SnapshotException if a device of this microVM cannot be snapshotted (a network interface,
+     *     a device of the caller's own) or the state cannot be saved; the guest goes on as before
+     * @throws IllegalStateException unless it was started and has not ended
+     */
+    public Snapshot snapshot() {
+        recipe.checkSnapshottable();
+        Machine.State was = requireStarted();
+        machine.pause();
+        try {
+            return Snapshot.take(this, recipe);
+        } finally {
+            if (was == Machine.State.RUNNING) {
+                machine.resume();
+            }
+        }
+    }
+
+    /**
+     * Writes a snapshot to {@code dir} (made if missing), as {@link #snapshot()} but on disk: the
+     * configuration and machine state in a versioned, checksummed state file, guest memory in a sparse
+     * memory file, copies of the writable disks. The guest is paused meanwhile, then goes on.
+     * {@link #restore(Path, SnapshotOverrides)} brings it back, in this JVM or another.
+     *
+     * @throws SnapshotException as {@link #snapshot()}, or if the files cannot be written
+     */
+    public void snapshot(Path dir) {
+        recipe.checkSnapshottable();
+        Machine.State was = requireStarted();
+        machine.pause();
+        try {
+            SnapshotDir.write(this, recipe, dir);
+        } finally {
+            if (was == Machine.State.RUNNING) {
+                machine.resume();
+            }
+        }
+    }
+
+    /** {@link #restore(Path, SnapshotOverrides)} with no overrides. */
+    public static Microvm restore(Path dir) {
+        return restore(dir, SnapshotOverrides.none());
+    }
+
+    /**
+     * Restores the snapshot {@link #snapshot(Path)} wrote to {@code dir} and starts it: it goes on from
+     * the moment of the snapshot, with its memory mapped privately from the memory file (read lazily;
+     * the file is never written), its writable disks on the snapshot's copies (which it writes) unless
+     * {@code overrides} names others, and a console of its own.
+     *
+     * @throws SnapshotException if the snapshot is missing, corrupted, truncated, from another Kindling
+     *     version or another host CPU model; nothing is left open
+     */
+    public static Microvm restore(Path dir, SnapshotOverrides overrides) {
+        Microvm vm = SnapshotDir.restore(dir, overrides);
+        try {
+            vm.start();
+        } catch (RuntimeException e) {
+            vm.close();
+            throw e;
+        }
+        return vm;
+    }
+
+    private Machine.State requireStarted() {
+        Machine.State was = machine.state();
+        if (was != Machine.State.RUNNING && was != Machine.State.PAUSED) {
+            throw new IllegalStateException("microVM " + machine.name() + " is " + was.name().toLowerCase()
+                    + ": only a started microVM is snapshotted");
+        }
+        return was;
     }
 
     /** The guest's serial console: its output, and input to it. */

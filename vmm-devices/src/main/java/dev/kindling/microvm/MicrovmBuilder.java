@@ -41,6 +41,11 @@ import dev.kindling.kvm.Kvm;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.kvm.platform.KvmPlatform;
 import dev.kindling.machine.Machine;
+import dev.kindling.machine.MachineState;
+import dev.kindling.snapshot.SnapshotException;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import dev.kindling.machine.StopReason;
 import dev.kindling.memory.GuestMemory;
 import dev.kindling.sys.Errno;
@@ -437,20 +442,23 @@ public final class MicrovmBuilder {
      * @throws ConfigException naming the first setting at fault
      */
     public void validate() {
-        plan();
+        plan(true);
     }
 
     /** The command line the guest would get, with the automatic entries; {@link #validate()} first. */
     String effectiveCmdline() {
-        return plan().cmd().toString();
+        return plan(true).cmd().toString();
     }
 
-    private Plan plan() {
-        if (kernel == null) {
+    /** The checked configuration; without {@code withKernel} (a restore: the kernel is in memory), no images. */
+    private Plan plan(boolean withKernel) {
+        if (withKernel && kernel == null) {
             throw new ConfigException("kernel", "no kernel: call kernel(path)");
         }
-        requireReadable("kernel", kernel);
-        if (initrd != null) {
+        if (withKernel) {
+            requireReadable("kernel", kernel);
+        }
+        if (withKernel && initrd != null) {
             requireReadable("initrd", initrd);
         }
         if (memoryMib < 1) {
@@ -497,6 +505,9 @@ public final class MicrovmBuilder {
             throw new ConfigException("cmdline", "command line: " + e.getMessage(), e);
         }
         appendRoot(cmd, drives);
+        if (!withKernel) {
+            return new Plan(picOn, pitOn, rtcOn, ramBytes, fixed, cmd, null, null);
+        }
         byte[] kernelImage = read("kernel", kernel);
         try {
             KernelLoader.forImage(kernelImage);
@@ -797,6 +808,186 @@ public final class MicrovmBuilder {
         return MicrovmLayout.VIRTIO_MMIO_BASE + (long) i * MicrovmLayout.VIRTIO_MMIO_SIZE;
     }
 
+    // ---- snapshots
+
+    /** A copy of this configuration with lists of its own, as a snapshot keeps it. */
+    MicrovmBuilder copy() {
+        MicrovmBuilder b = new MicrovmBuilder();
+        b.name = name;
+        b.memoryMib = memoryMib;
+        b.vcpus = vcpus;
+        b.kernel = kernel;
+        b.initrd = initrd;
+        b.cmdline = cmdline;
+        b.serialInput = serialInput;
+        b.serialInputFd = serialInputFd;
+        b.serialOutput = serialOutput;
+        b.pic = pic;
+        b.pit = pit;
+        b.rtc = rtc;
+        b.isaSerial = isaSerial;
+        b.autoKernelCmdline = autoKernelCmdline;
+        b.strictMmio = strictMmio;
+        b.irqchip = irqchip;
+        b.devices.addAll(devices);
+        b.virtioTransports.addAll(virtioTransports);
+        return b;
+    }
+
+    /** Throws naming the first device a snapshot cannot carry: the caller's own devices, network interfaces. */
+    void checkSnapshottable() {
+        if (!devices.isEmpty()) {
+            throw new SnapshotException(devices.getFirst().describe() + " is the caller's own device: it cannot be snapshotted");
+        }
+        for (Virtio v : virtioTransports) {
+            switch (v) {
+                case CustomTransport c -> throw new SnapshotException("a virtio-mmio transport of the caller's own cannot be snapshotted");
+                case Net n -> throw new SnapshotException(n.label() + ": virtio-net cannot be snapshotted yet");
+                case ConsolePort port when !port.machineConsole() ->
+                        throw new SnapshotException("a virtio console on the caller's streams cannot be snapshotted");
+                default -> { }
+            }
+        }
+    }
+
+    /** The writable disks' images, in the order of their devices. */
+    List<Path> writableDisks() {
+        return virtioTransports.stream().filter(v -> v instanceof Drive d && !d.options().readOnly())
+                .map(v -> ((Drive) v).image()).toList();
+    }
+
+    /**
+     * This configuration for a clone or restore: the writable disks on {@code disks} (in the order of
+     * {@link #writableDisks()}), the vsock device with {@code vsockCid} and {@code vsockPath} (null:
+     * none), and a console of its own (the snapshot's VM's serial streams are not shared).
+     */
+    MicrovmBuilder forRestore(String newName, List<Path> disks, long vsockCid, Path vsockPath) {
+        MicrovmBuilder b = copy();
+        b.name = newName;
+        b.serialInput = null;
+        b.serialInputFd = null;
+        b.serialOutput = null;
+        int next = 0;
+        for (int i = 0; i < b.virtioTransports.size(); i++) {
+            switch (b.virtioTransports.get(i)) {
+                case Drive d when !d.options().readOnly() ->
+                        b.virtioTransports.set(i, new Drive(d.field(), d.label(), disks.get(next++), d.options(), d.root()));
+                case VsockDevice v -> b.virtioTransports.set(i, new VsockDevice(vsockCid > 0 ? vsockCid : v.guestCid(), vsockPath));
+                default -> { }
+            }
+        }
+        return b;
+    }
+
+    /**
+     * Writes what a restore from disk needs of this configuration; the writable disks as
+     * {@code diskNames} (files in the snapshot's directory), in the order of {@link #writableDisks()}.
+     */
+    void writeRecipe(StateWriter out, List<String> diskNames) {
+        checkSnapshottable();
+        out.putString(name).putLong(memoryMib).putInt(vcpus).putString(cmdline);
+        out.putString(kernel == null ? "" : kernel.toString()).putString(initrd == null ? "" : initrd.toString());
+        out.putByte(pic.ordinal()).putByte(pit.ordinal()).putByte(rtc.ordinal());
+        out.putBoolean(isaSerial).putBoolean(autoKernelCmdline).putBoolean(strictMmio).putByte(irqchip.ordinal());
+        out.putInt(virtioTransports.size());
+        int next = 0;
+        for (Virtio v : virtioTransports) {
+            switch (v) {
+                case Drive d -> {
+                    out.putByte(0).putString(d.field()).putString(d.label());
+                    out.putString(d.options().readOnly() ? d.image().toAbsolutePath().toString() : diskNames.get(next++));
+                    out.putBoolean(d.options().readOnly()).putString(d.options().serial()).putBoolean(d.root());
+                }
+                case ConsolePort c -> out.putByte(1);
+                case Rng r -> out.putByte(2).putLong(r.limit() == null ? 0 : r.limit().bytesPerSecond())
+                        .putLong(r.limit() == null ? 0 : r.limit().burst());
+                case VsockDevice vs -> out.putByte(3).putLong(vs.guestCid())
+                        .putString(vs.udsPath() == null ? "" : vs.udsPath().toString());
+                default -> throw new IllegalStateException("checkSnapshottable let " + v.field() + " through");
+            }
+        }
+    }
+
+    /**
+     * Reads {@link #writeRecipe}'s configuration; a writable disk's name is resolved in {@code dir}.
+     * The kernel and initrd paths are kept for the record only: a restore does not read them.
+     */
+    static MicrovmBuilder readRecipe(StateReader in, Path dir) {
+        MicrovmBuilder b = new MicrovmBuilder();
+        b.name = in.getString();
+        b.memoryMib = in.getLong();
+        b.vcpus = in.getInt("vCPU count", 1, MpTable.MAX_CPUS);
+        b.cmdline = in.getString();
+        String k = in.getString();
+        String i = in.getString();
+        b.kernel = k.isEmpty() ? null : Path.of(k);
+        b.initrd = i.isEmpty() ? null : Path.of(i);
+        OnOffAuto[] toggles = OnOffAuto.values();
+        b.pic = toggles[ordinal(in, toggles.length)];
+        b.pit = toggles[ordinal(in, toggles.length)];
+        b.rtc = toggles[ordinal(in, toggles.length)];
+        b.isaSerial = in.getBoolean();
+        b.autoKernelCmdline = in.getBoolean();
+        b.strictMmio = in.getBoolean();
+        b.irqchip = IrqchipMode.values()[ordinal(in, IrqchipMode.values().length)];
+        int count = in.getInt("virtio device count", 0, MicrovmLayout.VIRTIO_MAX_TRANSPORTS);
+        for (int n = 0; n < count; n++) {
+            int kind = in.getByte();
+            b.virtioTransports.add(switch (kind) {
+                case 0 -> {
+                    String field = in.getString();
+                    String label = in.getString();
+                    String image = in.getString();
+                    boolean readOnly = in.getBoolean();
+                    String serial = in.getString();
+                    boolean root = in.getBoolean();
+                    BlkOptions options;
+                    try {
+                        options = new BlkOptions(readOnly, serial);
+                    } catch (IllegalArgumentException e) {
+                        throw in.bad(e.getMessage());
+                    }
+                    yield new Drive(field, label, readOnly ? Path.of(image) : dir.resolve(image), options, root);
+                }
+                case 1 -> new ConsolePort(true, null, null);
+                case 2 -> {
+                    long rate = in.getLong();
+                    long burst = in.getLong();
+                    yield new Rng(rate == 0 ? null : new VirtioRng.RateLimit(rate, burst));
+                }
+                case 3 -> {
+                    long cid = in.getLong();
+                    String uds = in.getString();
+                    yield new VsockDevice(cid, uds.isEmpty() ? null : Path.of(uds));
+                }
+                default -> throw in.bad("virtio device kind " + kind);
+            });
+        }
+        return b;
+    }
+
+    private static int ordinal(StateReader in, int count) {
+        int v = in.getByte();
+        if (v >= count) {
+            throw in.bad("an enum value " + v + " of " + count);
+        }
+        return v;
+    }
+
+    String name() {
+        return name;
+    }
+
+    /** The vsock device's Unix socket path, or null. */
+    Path vsockUdsPath() {
+        return virtioTransports.stream().filter(v -> v instanceof VsockDevice).map(v -> ((VsockDevice) v).udsPath())
+                .filter(java.util.Objects::nonNull).findFirst().orElse(null);
+    }
+
+    long memoryBytes() {
+        return memoryMib << 20;
+    }
+
     // ---- build
 
     /**
@@ -807,7 +998,7 @@ public final class MicrovmBuilder {
      * @throws HostException when this host cannot run the configuration
      */
     public Microvm build() {
-        Plan plan = plan();
+        Plan plan = plan(true);
         checkHostMemory(plan.ramBytes());
         GuestMemory memory;
         try {
@@ -830,6 +1021,28 @@ public final class MicrovmBuilder {
             throw e;
         }
 
+        return create(plan, memory, boot.protocol(), boot, null);
+    }
+
+    /**
+     * Builds this configuration around a snapshot's state instead of booting: memory is a private
+     * copy-on-write mapping of {@code memoryFile} (lazily read), the devices and vCPUs take
+     * {@code saved}. Not started. Leaves nothing open if it fails.
+     */
+    Microvm restore(MachineState saved, Fd memoryFile, DirectBoot.Protocol protocol) {
+        Plan plan = plan(false);
+        GuestMemory memory;
+        try {
+            memory = MicrovmLayout.privateMemory(memoryFile, plan.ramBytes());
+        } catch (RuntimeException e) {
+            throw new SnapshotException("cannot map the snapshot's memory: " + e.getMessage(), e);
+        }
+        return create(plan, memory, protocol, null, saved);
+    }
+
+    /** The VM around {@code memory}: booting with {@code boot}, or restoring {@code saved}. */
+    private Microvm create(Plan plan, GuestMemory memory, DirectBoot.Protocol protocol, DirectBoot.Result boot,
+                           MachineState saved) {
         KvmPlatform platform;
         try {
             platform = KvmPlatform.create(new KvmPlatform.Config(irqchip, irqchip == IrqchipMode.KERNEL && plan.pit()));
@@ -857,7 +1070,11 @@ public final class MicrovmBuilder {
             throw hostProblem(e);
         }
         try {
-            return wire(machine, platform, plan, boot);
+            Microvm vm = wire(machine, platform, plan, protocol, boot);
+            if (saved != null) {
+                machine.restoreState(saved);
+            }
+            return vm;
         } catch (RuntimeException e) {
             try {
                 machine.close();
@@ -945,17 +1162,20 @@ public final class MicrovmBuilder {
         return e;
     }
 
-    private Microvm wire(Machine machine, KvmPlatform platform, Plan plan, DirectBoot.Result boot) {
+    private Microvm wire(Machine machine, KvmPlatform platform, Plan plan, DirectBoot.Protocol protocol,
+                         DirectBoot.Result boot) {
         IntFunction<IrqLine> isaLine = platform.interrupts()::line;
         if (irqchip == IrqchipMode.SPLIT) {
             KvmIoapicSink sink = new KvmIoapicSink();
             IoApic ioapic = new IoApic("ioapic", vcpus, sink);
             attach(machine, AddressSpace.MMIO, ioapic.busRanges(), ioapic);
+            machine.addStateful("ioapic", ioapic);
             if (plan.pic()) {
                 PicWiring wiring = new PicWiring();
                 Pic8259 pic = new Pic8259(wiring);
                 wiring.connect(pic, platform);
                 attach(machine, AddressSpace.PIO, pic.busRanges(), pic);
+                machine.addStateful("pic", pic);
                 sink.connect(platform, ioapic, pic::line); // ISA IRQs drive both, as on a PC
             } else {
                 sink.connect(platform, ioapic, null);
@@ -963,6 +1183,7 @@ public final class MicrovmBuilder {
             if (plan.pit()) {
                 Pit8254 pit = new Pit8254("pit", isaLine.apply(IRQ_PIT), System::nanoTime);
                 attach(machine, AddressSpace.PIO, pit.busRanges(), pit);
+                machine.addStateful("pit", pit);
             }
         }
 
@@ -971,6 +1192,7 @@ public final class MicrovmBuilder {
             long low = MicrovmLayout.lowRamSize(plan.ramBytes());
             rtc.setMemorySize(low, plan.ramBytes() - low);
             attach(machine, AddressSpace.PIO, rtc.busRanges(), rtc);
+            machine.addStateful("rtc", rtc);
         }
         Console console = new Console(serialOutput);
         Serial16550 serial = null;
@@ -988,11 +1210,13 @@ public final class MicrovmBuilder {
                 s.close();
             });
             console.connect(s);
+            machine.addStateful("serial0", s);
         }
         I8042 i8042 = new I8042("i8042",
                 () -> machine.requestExit(new StopReason.Reset(StopReason.ResetCause.I8042)),
                 isaLine.apply(IRQ_KEYBOARD), null);
         attach(machine, AddressSpace.PIO, i8042.busRanges(), i8042);
+        machine.addStateful("i8042", i8042);
 
         InterruptService interrupts = platform.interrupts();
         Vsock vsock = null;
@@ -1029,6 +1253,9 @@ public final class MicrovmBuilder {
                     case Net n -> transport(context, base, openNet(n, "net" + nets++));
                 };
                 machine.attachMmio(base, MicrovmLayout.VIRTIO_MMIO_SIZE, d);
+                if (d instanceof Stateful stateful) {
+                    machine.addStateful("virtio-mmio" + i, stateful);
+                }
             }
         } catch (RuntimeException e) {
             if (polled != null) {
@@ -1048,9 +1275,11 @@ public final class MicrovmBuilder {
                 throw new ConfigException("device", u.describe() + ": " + e.getMessage(), e);
             }
         }
-        machine.vcpus().getFirst().setBootState(boot.bsp());
+        if (boot != null) {
+            machine.vcpus().getFirst().setBootState(boot.bsp());
+        }
         List<IoMapEntry> kvmOwned = plan.fixedWindows().stream().filter(e -> e.owner() == IoMapEntry.Owner.KVM).toList();
-        return new Microvm(machine, console, serial, kvmOwned, plan.cmd().toString(), boot.protocol(), vsock);
+        return new Microvm(machine, console, serial, kvmOwned, plan.cmd().toString(), protocol, vsock, copy());
     }
 
     /** A virtio-mmio transport at {@code base} serving {@code device}, which it closes; closes it if it cannot be made. */

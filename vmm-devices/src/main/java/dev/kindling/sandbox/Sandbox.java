@@ -55,11 +55,56 @@ public final class Sandbox implements AutoCloseable {
 
     private final Microvm vm;
     private final Agent agent;
+    private final Settings settings;
     private final AtomicBoolean closed = new AtomicBoolean();
 
-    private Sandbox(Microvm vm, Agent agent) {
+    private Sandbox(Microvm vm, Agent agent, Settings settings) {
         this.vm = vm;
         this.agent = agent;
+        this.settings = settings;
+    }
+
+    /** What a sandbox's clones share with it besides the VM. */
+    record Settings(String name, Map<String, String> env, Duration bootTimeout, Duration unresponsiveAfter) {
+        Settings {
+            env = Map.copyOf(env);
+        }
+    }
+
+    /**
+     * A sandbox on {@code vm}, a started clone whose agent already listens: connects, checks the agent
+     * answers, and mixes fresh host entropy into the guest's pool (a clone would otherwise draw the
+     * same random numbers as its siblings). Closes the VM if that fails.
+     */
+    static Sandbox attach(Microvm vm, Settings settings, byte[] entropy) {
+        AtomicReference<Agent> self = new AtomicReference<>();
+        Agent agent = new Agent(settings.name(), () -> connect(vm, self.get()), settings.env(), () -> tail(vm.console()));
+        self.set(agent);
+        try {
+            vm.onExit().thenAccept(r -> agent.fail("guest exited: " + r.describe()));
+            agent.start(settings.bootTimeout());
+            Session s;
+            try {
+                s = agent.open(connect(vm, agent));
+                agent.ping(s);
+            } catch (IOException e) {
+                throw new SandboxException("sandbox " + settings.name() + " did not answer after its restore: " + e.getMessage(),
+                        tail(vm.console()), e);
+            }
+            agent.watch(s, settings.unresponsiveAfter());
+            Sandbox box = new Sandbox(vm, agent, settings);
+            ExecResult seeded = box.exec(Exec.of("/bin/sh", "-c", "cat > /dev/urandom").withStdin(entropy));
+            if (seeded.exitCode() != 0) {
+                throw new SandboxException("sandbox " + settings.name() + " could not reseed its entropy pool: "
+                        + seeded.stderr(), tail(vm.console()));
+            }
+            return box;
+        } catch (RuntimeException | Error e) {
+            agent.fail("the sandbox did not start");
+            vm.close();
+            agent.join();
+            throw e;
+        }
     }
 
     public static Builder builder() {
@@ -195,6 +240,15 @@ public final class Sandbox implements AutoCloseable {
     /** Whether the guest is up and its agent answers. */
     public boolean isAlive() {
         return agent.failure() == null && vm.state() == Machine.State.RUNNING;
+    }
+
+    /**
+     * Snapshots this sandbox in memory (pausing it briefly); {@link SandboxSnapshot#newSandbox()} starts
+     * sandboxes that go on from this moment, each with its own memory, disks and console. Commands
+     * running now are not carried over: a clone starts with none.
+     */
+    public SandboxSnapshot snapshot() {
+        return new SandboxSnapshot(vm.snapshot(), settings);
     }
 
     /** The guest console (serial port). */
@@ -396,6 +450,17 @@ public final class Sandbox implements AutoCloseable {
             }
         }
 
+        /**
+         * Boots this sandbox once, snapshots it as soon as its agent answers, and closes it: the
+         * returned snapshot's {@link SandboxSnapshot#newSandbox()} then starts booted sandboxes without
+         * booting a kernel. Close the snapshot when done.
+         */
+        public SandboxSnapshot snapshotAfterBoot() {
+            try (Sandbox booted = build()) {
+                return booted.snapshot();
+            }
+        }
+
         private Sandbox boot(Microvm vm, Agent agent) {
             vm.onExit().thenAccept(r -> agent.fail("guest exited: " + r.describe()));
             agent.start(bootTimeout);
@@ -433,7 +498,7 @@ public final class Sandbox implements AutoCloseable {
                     throw new SandboxException("sandbox " + name + " did not boot: " + why, tail(vm.console()), e);
                 }
                 agent.watch(s, unresponsiveAfter);
-                return new Sandbox(vm, agent);
+                return new Sandbox(vm, agent, new Settings(name, env, bootTimeout, unresponsiveAfter));
             }
         }
 

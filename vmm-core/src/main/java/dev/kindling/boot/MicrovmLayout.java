@@ -2,6 +2,7 @@ package dev.kindling.boot;
 
 import dev.kindling.memory.GuestMemory;
 import dev.kindling.memory.MemoryRegion;
+import dev.kindling.sys.Fd;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -167,6 +168,14 @@ public final class MicrovmLayout {
             regions.forEach(MemoryRegion::close);
             throw e;
         }
+    }
+
+    /**
+     * Guest memory laid out by {@link #ramRanges(long)}, a private copy-on-write mapping of
+     * {@code file} as {@link GuestMemory#saveTo} wrote it ({@code file} is borrowed).
+     */
+    public static GuestMemory privateMemory(Fd file, long ramSize) {
+        return GuestMemory.mapPrivate(file, ramRanges(ramSize));
     }
 
     /**

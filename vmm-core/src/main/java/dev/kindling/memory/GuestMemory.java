@@ -1,5 +1,11 @@
 package dev.kindling.memory;
 
+import dev.kindling.boot.AddressRange;
+import dev.kindling.sys.Fd;
+import dev.kindling.sys.Libc;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
@@ -42,6 +48,195 @@ public final class GuestMemory implements AutoCloseable {
         this.regions = sorted.toArray(MemoryRegion[]::new);
         this.starts = sorted.stream().mapToLong(MemoryRegion::guestAddress).toArray();
     }
+
+    /**
+     * Guest memory of {@code layout}'s ranges, each a private copy-on-write mapping of {@code file}
+     * at consecutive offsets in guest-address order, as {@link #saveTo} wrote them. {@code file} is
+     * borrowed (each region maps a dup of it), so many memories may map one snapshot. The file must
+     * be exactly the layout's total size.
+     */
+    public static GuestMemory mapPrivate(Fd file, List<AddressRange> layout) {
+        List<AddressRange> sorted = new ArrayList<>(layout);
+        sorted.sort(Comparator.comparingLong(AddressRange::start));
+        long total = 0;
+        for (AddressRange r : sorted) {
+            total += r.size();
+        }
+        long fileSize = Libc.fileSize(file);
+        if (fileSize != total) {
+            throw new IllegalArgumentException(file.what() + " has 0x" + Long.toHexString(fileSize)
+                    + " bytes, not the 0x" + Long.toHexString(total) + " of guest memory " + sorted);
+        }
+        List<MemoryRegion> regions = new ArrayList<>();
+        try {
+            long offset = 0;
+            for (AddressRange r : sorted) {
+                regions.add(MemoryRegion.privateCopy(file.dup(), offset, r.start(), r.size()));
+                offset += r.size();
+            }
+            return new GuestMemory(regions);
+        } catch (RuntimeException e) {
+            regions.forEach(MemoryRegion::close);
+            throw e;
+        }
+    }
+
+    /** The guest-physical ranges of the regions, in address order. */
+    public List<AddressRange> layout() {
+        List<AddressRange> ranges = new ArrayList<>(regions.length);
+        for (MemoryRegion r : regions) {
+            ranges.add(new AddressRange(r.guestAddress(), r.size()));
+        }
+        return ranges;
+    }
+
+    /**
+     * Writes every region, in guest-address order, consecutively from offset 0 of {@code out}. The
+     * file is first truncated to {@link #size()}, and all-zero pages are not written, so they stay
+     * holes. Returns the bytes of data written. The guest must not run meanwhile (the machine paused).
+     */
+    public long saveTo(Fd out) {
+        if (closed) {
+            throw new GuestMemoryClosedException(0, size(), null);
+        }
+        Libc.ftruncate(out, 0);
+        Libc.ftruncate(out, size());
+        long page = Libc.pageSize();
+        long written = 0;
+        long fileOffset = 0;
+        try (Arena arena = Arena.ofConfined();
+                java.nio.channels.FileChannel pagemap = java.nio.channels.FileChannel.open(PAGEMAP)) {
+            MemorySegment zero = arena.allocate(page, page);
+            java.nio.ByteBuffer entries = java.nio.ByteBuffer.allocateDirect(PAGEMAP_CHUNK * 8).order(java.nio.ByteOrder.nativeOrder());
+            for (MemoryRegion r : regions) {
+                written += saveRegion(r, out, fileOffset, zero, page, pagemap, entries);
+                fileOffset += r.size();
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } catch (IllegalStateException e) {
+            if (closed) {
+                throw new GuestMemoryClosedException(0, size(), e);
+            }
+            throw e;
+        }
+        return written;
+    }
+
+    /** Largest run of data pages given to one pwrite. */
+    private static final long SAVE_CHUNK = 64L << 20;
+
+    private static long saveRegion(MemoryRegion r, Fd out, long fileOffset, MemorySegment zero, long page,
+            java.nio.channels.FileChannel pagemap, java.nio.ByteBuffer entries) throws IOException {
+        MemorySegment seg = r.segment();
+        long pages = seg.byteSize() / page;
+        // an anonymous page the process never touched is zero: known from the page map without
+        // faulting it in (a file's page that is not mapped may still hold data, so only anonymous)
+        boolean anonymous = r.fd().isEmpty();
+        long written = 0;
+        long runStart = -1;
+        for (long chunk = 0; chunk < pages; chunk += PAGEMAP_CHUNK) {
+            int n = (int) Math.min(PAGEMAP_CHUNK, pages - chunk);
+            if (anonymous) {
+                readPagemap(pagemap, entries, seg.address() / page + chunk, n);
+            }
+            for (int i = 0; i < n; i++) {
+                long at = (chunk + i) * page;
+                boolean untouched = anonymous && (entries.getLong(i * 8) & (PM_PRESENT | PM_SWAPPED)) == 0;
+                boolean data = !untouched && !isZero(seg, at, zero, page);
+                if (data && runStart < 0) {
+                    runStart = at;
+                } else if (runStart >= 0 && (!data || at - runStart >= SAVE_CHUNK)) {
+                    written += writeFully(out, seg.asSlice(runStart, at - runStart), fileOffset + runStart);
+                    runStart = data ? at : -1;
+                }
+            }
+        }
+        if (runStart >= 0) {
+            written += writeFully(out, seg.asSlice(runStart, seg.byteSize() - runStart), fileOffset + runStart);
+        }
+        return written;
+    }
+
+    private static void readPagemap(java.nio.channels.FileChannel pagemap, java.nio.ByteBuffer entries, long firstPage, int n)
+            throws IOException {
+        entries.clear().limit(n * 8);
+        long at = firstPage * 8;
+        while (entries.hasRemaining()) {
+            if (pagemap.read(entries, at + entries.position()) < 0) {
+                throw new IllegalStateException("/proc/self/pagemap ended early");
+            }
+        }
+    }
+
+    private static boolean isZero(MemorySegment seg, long at, MemorySegment zero, long page) {
+        return MemorySegment.mismatch(seg, at, at + page, zero, 0, page) < 0;
+    }
+
+    private static long writeFully(Fd out, MemorySegment data, long offset) {
+        long done = 0;
+        long length = data.byteSize();
+        while (done < length) {
+            long n = Libc.pwrite(out, data.asSlice(done), length - done, offset + done);
+            if (n == 0) {
+                throw new IllegalStateException("pwrite(" + out.what() + ") wrote nothing at offset " + (offset + done));
+            }
+            done += n;
+        }
+        return length;
+    }
+
+    /**
+     * A new sealed memfd holding this memory (see {@link #saveTo}): it can never be written, grown or
+     * shrunk again, so clones may map it privately ({@link #mapPrivate}) for as long as they live.
+     */
+    public Fd saveToMemfd(String name) {
+        Fd fd = Fd.adopt(Libc.memfdCreate(name, Libc.MFD_ALLOW_SEALING), "memfd " + name);
+        try {
+            saveTo(fd);
+            Libc.addSeals(fd, Libc.F_SEAL_WRITE | Libc.F_SEAL_SHRINK | Libc.F_SEAL_GROW | Libc.F_SEAL_SEAL);
+            return fd;
+        } catch (RuntimeException e) {
+            fd.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Host bytes of this memory that are its own, not pages of the file it maps: for a private
+     * mapping, the pages written since (copied on write); for anonymous memory, every page touched.
+     * Counted per page from /proc/self/pagemap (present or swapped, and not a file page), so that it
+     * holds whatever the kernel merged the regions' mappings with.
+     */
+    public long privateBytes() {
+        long page = Libc.pageSize();
+        long pages = 0;
+        try (java.nio.channels.FileChannel map = java.nio.channels.FileChannel.open(PAGEMAP)) {
+            java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocateDirect(PAGEMAP_CHUNK * 8).order(java.nio.ByteOrder.nativeOrder());
+            for (MemoryRegion r : regions) {
+                long first = r.segment().address() / page;
+                long count = r.size() / page;
+                for (long done = 0; done < count; ) {
+                    int n = (int) Math.min(PAGEMAP_CHUNK, count - done);
+                    readPagemap(map, buf, first + done, n);
+                    for (int i = 0; i < n; i++) {
+                        long e = buf.getLong(i * 8);
+                        if ((e & (PM_PRESENT | PM_SWAPPED)) != 0 && (e & PM_FILE) == 0) {
+                            pages++;
+                        }
+                    }
+                    done += n;
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return pages * page;
+    }
+
+    private static final java.nio.file.Path PAGEMAP = java.nio.file.Path.of("/proc/self/pagemap");
+    private static final int PAGEMAP_CHUNK = 8192;
+    private static final long PM_PRESENT = 1L << 63, PM_SWAPPED = 1L << 62, PM_FILE = 1L << 61;
 
     public List<MemoryRegion> regions() {
         return List.of(regions);

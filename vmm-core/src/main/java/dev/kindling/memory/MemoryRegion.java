@@ -8,7 +8,8 @@ import java.util.Optional;
 
 /**
  * A contiguous piece of guest-physical address space backed by host memory: anonymous, or a shared
- * mapping of a memfd or file so that another VM or the host program can map the same pages.
+ * mapping of a memfd or file so that another VM or the host program can map the same pages, or a
+ * private copy-on-write mapping of a file (a snapshot's memory).
  */
 public final class MemoryRegion implements AutoCloseable {
     private final long guestAddress;
@@ -62,15 +63,36 @@ public final class MemoryRegion implements AutoCloseable {
     public static MemoryRegion shared(Fd fd, long fileOffset, long guestAddress, long size) {
         try {
             checkPlacement(guestAddress, size);
-            long fileSize = Libc.fileSize(fd);
-            if (fileOffset < 0 || fileOffset > fileSize || size > fileSize - fileOffset) {
-                throw new IllegalArgumentException(fd.what() + " has 0x" + Long.toHexString(fileSize)
-                        + " bytes, too few for 0x" + Long.toHexString(size) + " at offset 0x" + Long.toHexString(fileOffset));
-            }
+            checkFileSize(fd, fileOffset, size);
             return new MemoryRegion(guestAddress, Mapping.shared(fd, fileOffset, size), fd, fileOffset);
         } catch (RuntimeException e) {
             fd.close();
             throw e;
+        }
+    }
+
+    /**
+     * A private copy-on-write mapping of {@code size} bytes of {@code fd} from {@code fileOffset}:
+     * pages are read from the file on first touch and writes stay in this region (a snapshot's
+     * memory for a restored VM or a clone). Takes ownership of {@code fd}; the file must be at least
+     * {@code fileOffset + size} long.
+     */
+    public static MemoryRegion privateCopy(Fd fd, long fileOffset, long guestAddress, long size) {
+        try {
+            checkPlacement(guestAddress, size);
+            checkFileSize(fd, fileOffset, size);
+            return new MemoryRegion(guestAddress, Mapping.privateOf(fd, fileOffset, size), fd, fileOffset);
+        } catch (RuntimeException e) {
+            fd.close();
+            throw e;
+        }
+    }
+
+    private static void checkFileSize(Fd fd, long fileOffset, long size) {
+        long fileSize = Libc.fileSize(fd);
+        if (fileOffset < 0 || fileOffset > fileSize || size > fileSize - fileOffset) {
+            throw new IllegalArgumentException(fd.what() + " has 0x" + Long.toHexString(fileSize)
+                    + " bytes, too few for 0x" + Long.toHexString(size) + " at offset 0x" + Long.toHexString(fileOffset));
         }
     }
 

@@ -41,6 +41,11 @@ public final class Fd implements AutoCloseable {
         return v;
     }
 
+    /** A new owned descriptor for the same open file (close-on-exec), named as this one. */
+    public Fd dup() {
+        return adopt(Libc.dup(this), what);
+    }
+
     public boolean isOpen() {
         return fd.get() != CLOSED;
     }

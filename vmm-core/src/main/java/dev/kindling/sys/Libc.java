@@ -41,6 +41,11 @@ public final class Libc {
     public static final int MSG_PEEK = 0x2, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
     public static final int SHUT_RD = 0, SHUT_WR = 1, SHUT_RDWR = 2;
     private static final int F_GETFL = 3, F_SETFL = 4;
+    private static final int F_DUPFD_CLOEXEC = 1030, F_ADD_SEALS = 1033, F_GET_SEALS = 1034;
+    public static final int F_SEAL_SEAL = 1, F_SEAL_SHRINK = 2, F_SEAL_GROW = 4, F_SEAL_WRITE = 8;
+    public static final int SEEK_SET = 0, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
+    /** FICLONE = _IOW(0x94, 9, int): share the source's extents (a reflink). */
+    public static final Ioctl FICLONE = Ioctl.iow("FICLONE", 0x94, 9, 4);
     public static final int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
     public static final int SIG_BLOCK = 0, SIG_UNBLOCK = 1, SIG_SETMASK = 2;
 
@@ -97,6 +102,8 @@ public final class Libc {
         static final MethodHandle PWRITE = errnoCall("pwrite", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
         static final MethodHandle PREADV = errnoCall("preadv", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG);
         static final MethodHandle PWRITEV = errnoCall("pwritev", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG);
+        static final MethodHandle COPY_FILE_RANGE = errnoCall("copy_file_range", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS,
+                JAVA_LONG, JAVA_INT);
     }
 
     /** What a disk image needs besides reads and writes: durability, space, a lock, its type. */
@@ -423,6 +430,75 @@ public final class Libc {
             MemorySegment state = STATE.get();
             return check((long) Files.LSEEK.invokeExact(state, fd.value(), 0L, 2 /* SEEK_END */), state,
                     "lseek(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * lseek with SEEK_DATA or SEEK_HOLE (or SEEK_SET/SEEK_END): the resulting offset, or -1 when
+     * there is no data at or after {@code offset} (ENXIO).
+     */
+    public static long lseek(Fd fd, long offset, int whence) {
+        try {
+            MemorySegment state = STATE.get();
+            long r = (long) Files.LSEEK.invokeExact(state, fd.value(), offset, whence);
+            if (r < 0 && errno(state) == 6 /* ENXIO */) {
+                return -1;
+            }
+            return check(r, state, "lseek(" + fd.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * copy_file_range from {@code inOffset} of {@code in} to {@code outOffset} of {@code out} (the
+     * descriptors' own offsets are not used); returns the bytes copied, 0 at the source's end.
+     */
+    public static long copyFileRange(Fd in, long inOffset, Fd out, long outOffset, long length) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment inOff = arena.allocateFrom(JAVA_LONG, inOffset);
+            MemorySegment outOff = arena.allocateFrom(JAVA_LONG, outOffset);
+            MemorySegment state = STATE.get();
+            long r;
+            do {
+                r = (long) Files.COPY_FILE_RANGE.invokeExact(state, in.value(), inOff, out.value(), outOff, length, 0);
+            } while (interrupted(r, state));
+            return check(r, state, "copy_file_range(" + in.what() + " -> " + out.what() + ")");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** A new descriptor (close-on-exec) for the same open file. */
+    public static int dup(Fd fd) {
+        try {
+            MemorySegment state = STATE.get();
+            return check((int) Sockets.FCNTL.invokeExact(state, fd.value(), F_DUPFD_CLOEXEC, 0), state,
+                    "fcntl(" + fd.what() + ", F_DUPFD_CLOEXEC)");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Adds seals (F_SEAL_*) to a memfd made with MFD_ALLOW_SEALING. */
+    public static void addSeals(Fd fd, int seals) {
+        try {
+            MemorySegment state = STATE.get();
+            check((int) Sockets.FCNTL.invokeExact(state, fd.value(), F_ADD_SEALS, seals), state,
+                    "fcntl(" + fd.what() + ", F_ADD_SEALS)");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** The seals a memfd has. */
+    public static int seals(Fd fd) {
+        try {
+            MemorySegment state = STATE.get();
+            return check((int) Sockets.FCNTL.invokeExact(state, fd.value(), F_GET_SEALS, 0), state,
+                    "fcntl(" + fd.what() + ", F_GET_SEALS)");
         } catch (Throwable t) {
             throw rethrow(t);
         }

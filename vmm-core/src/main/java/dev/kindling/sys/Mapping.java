@@ -55,6 +55,14 @@ public final class Mapping implements AutoCloseable {
         return of(fd, offset, length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED);
     }
 
+    /**
+     * A private read-write (copy-on-write) mapping of {@code fd}: pages are read from the file on
+     * first touch, writes go to private copies and never reach the file.
+     */
+    public static Mapping privateOf(Fd fd, long offset, long length) {
+        return of(fd, offset, length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_NORESERVE);
+    }
+
     private static Mapping adopt(MemorySegment p, long length) {
         try {
             return new Mapping(p, length);

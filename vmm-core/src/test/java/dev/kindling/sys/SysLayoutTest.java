@@ -67,6 +67,21 @@ class SysLayoutTest {
         CONSTANTS.put("AF_UNIX", (long) Libc.AF_UNIX);
         CONSTANTS.put("SOCK_STREAM", (long) Libc.SOCK_STREAM);
         CONSTANTS.put("SOCK_CLOEXEC", (long) Libc.SOCK_CLOEXEC);
+        CONSTANTS.put("MAP_PRIVATE", (long) Libc.MAP_PRIVATE);
+        CONSTANTS.put("MAP_NORESERVE", (long) Libc.MAP_NORESERVE);
+        CONSTANTS.put("MFD_ALLOW_SEALING", (long) Libc.MFD_ALLOW_SEALING);
+        CONSTANTS.put("F_DUPFD_CLOEXEC", 1030L);
+        CONSTANTS.put("F_ADD_SEALS", 1033L);
+        CONSTANTS.put("F_GET_SEALS", 1034L);
+        CONSTANTS.put("F_SEAL_SEAL", (long) Libc.F_SEAL_SEAL);
+        CONSTANTS.put("F_SEAL_SHRINK", (long) Libc.F_SEAL_SHRINK);
+        CONSTANTS.put("F_SEAL_GROW", (long) Libc.F_SEAL_GROW);
+        CONSTANTS.put("F_SEAL_WRITE", (long) Libc.F_SEAL_WRITE);
+        CONSTANTS.put("SEEK_SET", (long) Libc.SEEK_SET);
+        CONSTANTS.put("SEEK_END", (long) Libc.SEEK_END);
+        CONSTANTS.put("SEEK_DATA", (long) Libc.SEEK_DATA);
+        CONSTANTS.put("SEEK_HOLE", (long) Libc.SEEK_HOLE);
+        CONSTANTS.put("FICLONE", Libc.FICLONE.number());
     }
 
     @Test
@@ -88,6 +103,8 @@ class SysLayoutTest {
                 #include <fcntl.h>
                 #include <limits.h>
                 #include <linux/fs.h>
+                #include <sys/mman.h>
+                #include <unistd.h>
                 int main(void) {
                     printf("sigset_t %zu\\n", sizeof(sigset_t));
                 """);

@@ -98,7 +98,7 @@ class Pit8254SnapshotTest {
         assertThat(fresh.pit.count(0)).isEqualTo(old.pit.count(0)).isEqualTo(11932 - 5966);
         assertThat(fresh.pit.count(2)).isEqualTo(old.pit.count(2)).isEqualTo((int) Math.floorMod(0x2000 - elapsed, 0x10000));
         assertThat(fresh.pit.speakerPort().read(0, 1) & 0x23).isEqualTo(old.pit.speakerPort().read(0, 1) & 0x23)
-                .isEqualTo(0x02);
+                .isEqualTo(0x22); // gate low, speaker on, counter 2 past terminal count: OUT high
 
         // both go on the same: counter 0 fires at the end of its fourth period, and every period after
         for (Rig rig : new Rig[] {old, fresh}) {
@@ -115,7 +115,9 @@ class Pit8254SnapshotTest {
         assertThat(fresh.latched(0)).isEqualTo(old.latched(0));
         old.timer.advanceBy(nanos(100));
         fresh.timer.advanceBy(nanos(100));
-        assertThat(fresh.latched(2)).isEqualTo(old.latched(2)).isEqualTo((int) Math.floorMod(0x2000 - elapsed - 100, 0x10000));
+        int expected = (int) Math.floorMod(0x2000 - elapsed - 100, 0x10000);
+        // resuming rounds the paused clocks to nanoseconds: one clock either way
+        assertThat(fresh.latched(2)).isEqualTo(old.latched(2)).isBetween(expected - 1, expected + 1);
     }
 
     @Test

@@ -9,7 +9,6 @@ import dev.kindling.snapshot.StateReader;
 import dev.kindling.snapshot.StateWriter;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -40,8 +39,7 @@ class Serial16550SnapshotTest {
 
         /** The registers that reading does not change (IIR, LSR, MSR, RBR can). */
         List<Integer> quietRegisters() {
-            List<Integer> r = new ArrayList<>(List.of(in(IER), in(LCR), in(MCR), in(SCR), uart.divisor()));
-            return r;
+            return List.of(in(IER), in(LCR), in(MCR), in(SCR), uart.divisor());
         }
 
         @Override

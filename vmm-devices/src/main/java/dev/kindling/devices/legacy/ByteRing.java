@@ -78,6 +78,15 @@ final class ByteRing {
         return n;
     }
 
+    /** The bytes held, oldest first, without removing them. */
+    byte[] toArray() {
+        byte[] b = new byte[size];
+        for (int i = 0; i < size; i++) {
+            b[i] = buf[(head + i) % buf.length];
+        }
+        return b;
+    }
+
     void clear() {
         head = 0;
         size = 0;

@@ -3,6 +3,9 @@ package dev.kindling.devices.legacy;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.irq.IrqLine;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import java.util.ArrayDeque;
 import java.util.List;
 import java.util.Objects;
@@ -36,7 +39,7 @@ import java.util.Objects;
  * interrupt, lowered when the guest reads it, and raised again (a new edge) if another byte follows. Either line may be null. Without an IRQ 12 line,
  * Linux spends 250 ms testing the aux interrupt at boot; pass one, or boot with {@code i8042.noaux}.
  */
-public final class I8042 implements Device, BusMapped {
+public final class I8042 implements Device, BusMapped, Stateful {
     /** The data port. */
     public static final long DATA_PORT = 0x60;
     /** The status (read) and command (write) port. */
@@ -185,6 +188,80 @@ public final class I8042 implements Device, BusMapped {
     /** The command byte (controller RAM byte 0). */
     public synchronized int commandByte() {
         return ram[0];
+    }
+
+    /**
+     * The controller RAM (command byte first), output port, pending controller and keyboard commands,
+     * the output buffer and its flags, the keyboard's queued bytes and scancode set.
+     */
+    @Override
+    public synchronized void saveState(StateWriter out) {
+        byte[] bytes = new byte[ram.length];
+        for (int i = 0; i < ram.length; i++) {
+            bytes[i] = (byte) ram[i];
+        }
+        byte[] queue = new byte[keyboardQueue.size()];
+        int n = 0;
+        for (int b : keyboardQueue) {
+            queue[n++] = (byte) b;
+        }
+        out.putBytes(bytes).putByte(outputPort).putShort(pendingCommand & 0xffff).putBoolean(lastWriteWasCommand)
+                .putBoolean(outputFull).putByte(outputByte).putBoolean(outputAux).putBoolean(outputTimeout)
+                .putBoolean(outputFromKeyboard).putBytes(queue).putShort(keyboardCommand & 0xffff)
+                .putByte(scancodeSet);
+    }
+
+    /** Checks it all first (a bad state changes nothing), then drives IRQ 1 and 12 as the state says. */
+    @Override
+    public synchronized void restoreState(StateReader in) {
+        byte[] bytes = in.getBytes();
+        int port = in.getByte();
+        int command = (short) in.getShort();
+        boolean wasCommand = in.getBoolean();
+        boolean full = in.getBoolean();
+        int data = in.getByte();
+        boolean aux = in.getBoolean();
+        boolean timeout = in.getBoolean();
+        boolean fromKeyboard = in.getBoolean();
+        byte[] queue = in.getBytes();
+        int kbdCommand = (short) in.getShort();
+        int set = in.getByte();
+        if (bytes.length != ram.length) {
+            throw in.bad(bytes.length + " bytes of controller RAM, not " + ram.length);
+        }
+        if (command != NO_COMMAND && !(command >= 0x60 && command <= 0x7f) && !(command >= 0xd1 && command <= 0xd4)) {
+            throw in.bad("pending controller command is " + command);
+        }
+        if (kbdCommand != NO_COMMAND && kbdCommand != 0xed && kbdCommand != 0xf0 && kbdCommand != 0xf3) {
+            throw in.bad("pending keyboard command is " + kbdCommand);
+        }
+        if (queue.length > KEYBOARD_QUEUE) {
+            throw in.bad(queue.length + " bytes in a keyboard queue of " + KEYBOARD_QUEUE);
+        }
+        if (set < 1 || set > 3) {
+            throw in.bad("scancode set is " + set);
+        }
+        if (fromKeyboard && (!full || aux)) {
+            throw in.bad("a keyboard byte in an output buffer that is empty or the aux device's");
+        }
+        for (int i = 0; i < ram.length; i++) {
+            ram[i] = bytes[i] & 0xff;
+        }
+        outputPort = port;
+        pendingCommand = command;
+        lastWriteWasCommand = wasCommand;
+        outputFull = full;
+        outputByte = data;
+        outputAux = aux;
+        outputTimeout = timeout;
+        outputFromKeyboard = fromKeyboard;
+        keyboardQueue.clear();
+        for (byte b : queue) {
+            keyboardQueue.add(b & 0xff);
+        }
+        keyboardCommand = kbdCommand;
+        scancodeSet = set;
+        updateIrqs(); // the new machine's lines start low
     }
 
     // ---- ports

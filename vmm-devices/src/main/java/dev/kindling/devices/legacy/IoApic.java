@@ -3,6 +3,9 @@ package dev.kindling.devices.legacy;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.irq.IrqLine;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.Future;
@@ -40,7 +43,7 @@ import java.util.function.Supplier;
  *
  * <p>Other offsets and sizes read as all ones and ignore writes.
  */
-public final class IoApic implements Device, BusMapped {
+public final class IoApic implements Device, BusMapped, Stateful {
     public static final long BASE = 0xfec00000L;
     public static final int LENGTH = 0x1000;
     public static final int PINS = 24;
@@ -190,6 +193,57 @@ public final class IoApic implements Device, BusMapped {
             }
         }
         return ended;
+    }
+
+    /** ID, IOREGSEL, the redirection table (with Remote IRR), pending requests, input levels, EOI runs. */
+    @Override
+    public synchronized void saveState(StateWriter out) {
+        out.putByte(id).putByte(regsel).putLongs(table).putInt(irr).putInt(inputs).putInts(successiveEois);
+    }
+
+    /**
+     * Checks everything first (a bad state changes nothing), then tells the sink every pin's route, as
+     * the guest's programming did on the saved machine (KVM's GSI routes with a split irqchip), and
+     * sends what may go: a request the saved one held back for a storm delay goes now.
+     */
+    @Override
+    public synchronized void restoreState(StateReader in) {
+        int newId = in.getByte();
+        int newRegsel = in.getByte();
+        long[] newTable = in.getLongs();
+        int newIrr = in.getInt();
+        int newInputs = in.getInt();
+        int[] eois = in.getInts();
+        if (newId > 0xf) {
+            throw in.bad("IOAPIC ID is " + newId);
+        }
+        if (newTable.length != PINS || eois.length != PINS) {
+            throw in.bad(newTable.length + " redirection entries and " + eois.length + " EOI counts, not " + PINS);
+        }
+        int pinMask = (1 << PINS) - 1;
+        if ((newIrr & ~pinMask) != 0 || (newInputs & ~pinMask) != 0) {
+            throw in.bad(String.format("IRR 0x%x or inputs 0x%x name pins past %d", newIrr, newInputs, PINS - 1));
+        }
+        for (int pin = 0; pin < PINS; pin++) {
+            long e = newTable[pin];
+            if ((e & DELIVERY_STATUS) != 0 || ((e & TRIGGER_LEVEL) == 0 && (e & REMOTE_IRR) != 0)) {
+                throw in.bad(String.format("redirection entry %d is 0x%x", pin, e));
+            }
+            if (eois[pin] < 0 || eois[pin] >= STORM_LIMIT) {
+                throw in.bad("pin " + pin + " has " + eois[pin] + " successive EOIs");
+            }
+        }
+        id = newId;
+        regsel = newRegsel;
+        System.arraycopy(newTable, 0, table, 0, PINS);
+        System.arraycopy(eois, 0, successiveEois, 0, PINS);
+        irr = newIrr;
+        inputs = newInputs;
+        for (int pin = 0; pin < PINS; pin++) {
+            long e = table[pin];
+            sink.routeChanged(pin, msiAddress(e), msiData(e), (e & MASKED) != 0);
+        }
+        service();
     }
 
     /** Stops the storm timer. */

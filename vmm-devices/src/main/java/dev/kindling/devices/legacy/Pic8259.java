@@ -3,6 +3,9 @@ package dev.kindling.devices.legacy;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.irq.IrqLine;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import java.util.List;
 import java.util.Objects;
 
@@ -27,7 +30,7 @@ import java.util.Objects;
  *
  * <p>Only one-byte accesses are decoded; others read as all ones and writes are ignored.
  */
-public final class Pic8259 implements BusMapped, AutoCloseable {
+public final class Pic8259 implements BusMapped, AutoCloseable, Stateful {
     public static final long MASTER_BASE = 0x20;
     public static final long SLAVE_BASE = 0xa0;
     public static final long ELCR_BASE = 0x4d0;
@@ -129,6 +132,28 @@ public final class Pic8259 implements BusMapped, AutoCloseable {
     @Override
     public void close() {}
 
+    /** Both chips' registers, latches and input levels; INTR follows from them. */
+    @Override
+    public synchronized void saveState(StateWriter out) {
+        master.save(out);
+        slave.save(out);
+    }
+
+    /**
+     * Everything is read and checked before anything changes, so a bad state leaves the controllers
+     * as they were; then INTR is driven to the level the state implies (the new machine's starts low).
+     */
+    @Override
+    public synchronized void restoreState(StateReader in) {
+        Chip m = new Chip(true, master.elcrMask);
+        Chip s = new Chip(false, slave.elcrMask);
+        m.load(in);
+        s.load(in);
+        master.copyFrom(m);
+        slave.copyFrom(s);
+        update();
+    }
+
     /** Propagates the slave's INT to the master's cascade pin and the master's INT to {@link PicOutput}. */
     private void update() {
         master.setInput(CASCADE_IRQ, slave.highestRequest() >= 0);
@@ -164,6 +189,67 @@ public final class Pic8259 implements BusMapped, AutoCloseable {
         Chip(boolean isMaster, int elcrMask) {
             this.isMaster = isMaster;
             this.elcrMask = elcrMask;
+        }
+
+        void save(StateWriter out) {
+            out.putByte(irr).putByte(imr).putByte(isr).putByte(lastInput).putByte(priorityAdd)
+                    .putByte(vectorBase).putByte(initState).putByte(elcr);
+            out.putBoolean(readIsr).putBoolean(poll).putBoolean(specialMask).putBoolean(autoEoi)
+                    .putBoolean(rotateOnAutoEoi).putBoolean(specialFullyNested).putBoolean(needIcw4)
+                    .putBoolean(single).putBoolean(levelTriggeredAll);
+        }
+
+        void load(StateReader in) {
+            irr = in.getByte();
+            imr = in.getByte();
+            isr = in.getByte();
+            lastInput = in.getByte();
+            priorityAdd = in.getByte();
+            vectorBase = in.getByte();
+            initState = in.getByte();
+            elcr = in.getByte();
+            readIsr = in.getBoolean();
+            poll = in.getBoolean();
+            specialMask = in.getBoolean();
+            autoEoi = in.getBoolean();
+            rotateOnAutoEoi = in.getBoolean();
+            specialFullyNested = in.getBoolean();
+            needIcw4 = in.getBoolean();
+            single = in.getBoolean();
+            levelTriggeredAll = in.getBoolean();
+            String chip = isMaster ? "master" : "slave";
+            if (priorityAdd > 7) {
+                throw in.bad(chip + " priority rotation is " + priorityAdd);
+            }
+            if ((vectorBase & 7) != 0) {
+                throw in.bad(chip + " vector base is " + vectorBase);
+            }
+            if (initState > 3) {
+                throw in.bad(chip + " initialization step is " + initState);
+            }
+            if ((elcr & ~elcrMask) != 0) {
+                throw in.bad(chip + " ELCR is " + elcr);
+            }
+        }
+
+        void copyFrom(Chip c) {
+            irr = c.irr;
+            imr = c.imr;
+            isr = c.isr;
+            lastInput = c.lastInput;
+            priorityAdd = c.priorityAdd;
+            vectorBase = c.vectorBase;
+            initState = c.initState;
+            elcr = c.elcr;
+            readIsr = c.readIsr;
+            poll = c.poll;
+            specialMask = c.specialMask;
+            autoEoi = c.autoEoi;
+            rotateOnAutoEoi = c.rotateOnAutoEoi;
+            specialFullyNested = c.specialFullyNested;
+            needIcw4 = c.needIcw4;
+            single = c.single;
+            levelTriggeredAll = c.levelTriggeredAll;
         }
 
         boolean levelTriggered(int bit) {

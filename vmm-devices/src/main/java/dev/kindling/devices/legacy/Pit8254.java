@@ -3,6 +3,9 @@ package dev.kindling.devices.legacy;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.irq.IrqLine;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.Future;
@@ -31,7 +34,7 @@ import java.util.function.LongSupplier;
  *
  * <p>Only one-byte accesses are decoded; others read as all ones and writes are ignored.
  */
-public final class Pit8254 implements Device, BusMapped {
+public final class Pit8254 implements Device, BusMapped, Stateful {
     public static final long BASE = 0x40;
     public static final int LENGTH = 4;
     public static final long SPEAKER_PORT = 0x61;
@@ -143,6 +146,47 @@ public final class Pit8254 implements Device, BusMapped {
         return channels[n].out(nanoTime.getAsLong());
     }
 
+    /**
+     * Every counter's registers, latches and gate, its load time as the time elapsed since (so the
+     * count goes on from there on another clock, as QEMU's PIT state does), counter 0's last edge
+     * delivered, and port 0x61's speaker bit.
+     */
+    @Override
+    public synchronized void saveState(StateWriter out) {
+        long now = nanoTime.getAsLong();
+        for (Channel c : channels) {
+            c.save(out, now);
+        }
+        out.putLong(lastEdge).putBoolean(speakerData);
+    }
+
+    /** Checks it all first (a bad state changes nothing), then re-arms IRQ 0 from the edge it had reached. */
+    @Override
+    public synchronized void restoreState(StateReader in) {
+        long now = nanoTime.getAsLong();
+        Channel[] loaded = new Channel[3];
+        for (int n = 0; n < 3; n++) {
+            loaded[n] = new Channel();
+            loaded[n].load(in, now, n);
+        }
+        long edge = in.getLong();
+        boolean speakerBit = in.getBoolean();
+        if (edge < 0 || edge > loaded[0].risingEdgesSinceLoad(now)) {
+            throw in.bad("counter 0's last edge is " + edge);
+        }
+        for (int n = 0; n < 3; n++) {
+            channels[n].copyFrom(loaded[n]);
+        }
+        speakerData = speakerBit;
+        irqGeneration++;
+        if (nextIrq != null) {
+            nextIrq.cancel(false);
+            nextIrq = null;
+        }
+        lastEdge = edge;
+        scheduleIrq(irqGeneration, now);
+    }
+
     private void writeControl(int v, long now) {
         int sc = v >> 6;
         if (sc == 3) { // read-back
@@ -249,6 +293,82 @@ public final class Pit8254 implements Device, BusMapped {
         boolean triggered;
         /** Input clocks counted when the gate went low (modes that pause). */
         long pausedTicks;
+
+        void save(StateWriter out, long now) {
+            out.putInt(count).putByte(mode).putBoolean(bcd).putByte(rwMode).putByte(readState)
+                    .putBoolean(readHigh).putByte(writeState).putBoolean(writeHigh).putByte(writeLatch)
+                    .putInt(latchedCount).putByte(latchedState).putBoolean(latchedHigh).putByte(status)
+                    .putBoolean(statusLatched).putBoolean(loaded).putLong(loaded ? Math.max(now - loadTime, 0) : 0)
+                    .putBoolean(gate).putBoolean(triggered).putLong(pausedTicks);
+        }
+
+        /** Reads counter {@code n}'s state into this spare Channel, checking every value. */
+        void load(StateReader in, long now, int n) {
+            String what = "counter " + n + " ";
+            int newCount = in.getInt();
+            mode = in.getByte();
+            bcd = in.getBoolean();
+            rwMode = in.getByte();
+            readState = in.getByte();
+            readHigh = in.getBoolean();
+            writeState = in.getByte();
+            writeHigh = in.getBoolean();
+            writeLatch = in.getByte();
+            latchedCount = in.getInt();
+            latchedState = in.getByte();
+            latchedHigh = in.getBoolean();
+            status = in.getByte();
+            statusLatched = in.getBoolean();
+            loaded = in.getBoolean();
+            long elapsed = in.getLong();
+            gate = in.getBoolean();
+            triggered = in.getBoolean();
+            pausedTicks = in.getLong();
+            if (mode > 5) {
+                throw in.bad(what + "mode is " + mode);
+            }
+            if (newCount < 1 || newCount > modulus()) {
+                throw in.bad(what + "count is " + newCount);
+            }
+            count = newCount;
+            if (rwMode < RW_LSB || rwMode > RW_WORD || readState < RW_LSB || readState > RW_WORD
+                    || writeState < RW_LSB || writeState > RW_WORD || latchedState > RW_WORD) {
+                throw in.bad(what + "access modes are " + rwMode + "/" + readState + "/" + writeState + "/"
+                        + latchedState);
+            }
+            if ((latchedCount & ~0xffff) != 0) {
+                throw in.bad(what + "latched count is " + latchedCount);
+            }
+            if (elapsed < 0 || pausedTicks < 0) {
+                throw in.bad(what + "elapsed time is " + elapsed + " ns, paused at " + pausedTicks + " clocks");
+            }
+            if (n != 2 && !gate) {
+                throw in.bad(what + "has its gate low, but it is tied high");
+            }
+            loadTime = now - elapsed;
+        }
+
+        void copyFrom(Channel c) {
+            count = c.count;
+            mode = c.mode;
+            bcd = c.bcd;
+            rwMode = c.rwMode;
+            readState = c.readState;
+            readHigh = c.readHigh;
+            writeState = c.writeState;
+            writeHigh = c.writeHigh;
+            writeLatch = c.writeLatch;
+            latchedCount = c.latchedCount;
+            latchedState = c.latchedState;
+            latchedHigh = c.latchedHigh;
+            status = c.status;
+            statusLatched = c.statusLatched;
+            loaded = c.loaded;
+            loadTime = c.loadTime;
+            gate = c.gate;
+            triggered = c.triggered;
+            pausedTicks = c.pausedTicks;
+        }
 
         int modulus() {
             return bcd ? 10000 : 0x10000;

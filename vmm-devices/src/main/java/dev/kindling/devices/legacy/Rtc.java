@@ -3,6 +3,9 @@ package dev.kindling.devices.legacy;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.irq.IrqLine;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import java.time.Clock;
 import java.time.DateTimeException;
 import java.time.Instant;
@@ -39,7 +42,7 @@ import java.util.concurrent.Future;
  *
  * <p>Only one-byte accesses are decoded; others read as all ones and writes are ignored.
  */
-public final class Rtc implements Device, BusMapped {
+public final class Rtc implements Device, BusMapped, Stateful {
     /** The index port; the data port follows it. */
     public static final long BASE = 0x70;
     public static final int LENGTH = 2;
@@ -215,6 +218,63 @@ public final class Rtc implements Device, BusMapped {
         if (t != null) {
             t.stop();
         }
+    }
+
+    /** How far the guest may set its clock from the host's: 200 years, so guest time never overflows. */
+    private static final long MAX_OFFSET_NANOS = 200L * 366 * 86_400 * LegacyIo.NANOS_PER_SECOND;
+
+    /**
+     * The CMOS bytes (clock registers, alarms, A-C, RAM), the index, the guest's offset from the host
+     * clock (the time goes on from the host's, as QEMU's rtc base does), the last update and periodic
+     * period accounted for, and the IRQ level.
+     */
+    @Override
+    public synchronized void saveState(StateWriter out) {
+        byte[] bytes = new byte[cmos.length];
+        for (int i = 0; i < bytes.length; i++) {
+            bytes[i] = (byte) cmos[i];
+        }
+        out.putBytes(bytes).putByte(index).putLong(offsetNanos).putLong(lastUpdateSecond).putLong(lastPeriod)
+                .putBoolean(irqLevel);
+    }
+
+    /** Checks it all first (a bad state changes nothing), then drives IRQ 8 as saved and re-arms the timer. */
+    @Override
+    public synchronized void restoreState(StateReader in) {
+        byte[] bytes = in.getBytes();
+        int newIndex = in.getByte();
+        long offset = in.getLong();
+        long updateSecond = in.getLong();
+        long period = in.getLong();
+        boolean level = in.getBoolean();
+        if (bytes.length != cmos.length) {
+            throw in.bad(bytes.length + " CMOS bytes, not " + cmos.length);
+        }
+        if (newIndex > 0x7f) {
+            throw in.bad("CMOS index is " + newIndex);
+        }
+        if (Math.abs(offset) > MAX_OFFSET_NANOS) {
+            throw in.bad("the guest clock is " + offset + " ns off the host's");
+        }
+        int a = bytes[REG_A] & 0xff;
+        int b = bytes[REG_B] & 0xff;
+        int c = bytes[REG_C] & 0xff;
+        if ((a & A_UIP) != 0 || (c & 0x0f) != 0 || (bytes[REG_D] & 0xff) != D_VRT) {
+            throw in.bad(String.format("registers A-D are 0x%x 0x%x 0x%x 0x%x", a, b, c, bytes[REG_D] & 0xff));
+        }
+        boolean pending = (c & b & (C_PF | C_AF | C_UF)) != 0;
+        if (level != pending || ((c & C_IRQF) != 0) != pending) {
+            throw in.bad(String.format("IRQ 8 is %s with register B 0x%x and C 0x%x", level ? "high" : "low", b, c));
+        }
+        for (int i = 0; i < cmos.length; i++) {
+            cmos[i] = bytes[i] & 0xff;
+        }
+        index = newIndex;
+        offsetNanos = offset;
+        lastUpdateSecond = updateSecond;
+        lastPeriod = period;
+        updateIrq(); // the new machine's line starts low
+        reschedule();
     }
 
     // ---- registers

@@ -3,6 +3,9 @@ package dev.kindling.devices.legacy;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.irq.IrqLine;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import dev.kindling.sys.PollingInputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -56,7 +59,7 @@ import java.util.concurrent.locks.ReentrantLock;
  *
  * <p>Only one-byte accesses are decoded; others read as all ones and writes are ignored.
  */
-public final class Serial16550 implements Device, BusMapped {
+public final class Serial16550 implements Device, BusMapped, Stateful {
     private static final System.Logger LOG = System.getLogger(Serial16550.class.getName());
 
     /** The standard base port of COM1. */
@@ -334,6 +337,76 @@ public final class Serial16550 implements Device, BusMapped {
         if (reader != null) {
             reader.interrupt();
             LegacyIo.join(reader, 2_000);
+        }
+    }
+
+    /**
+     * The registers, the divisor latch, the pending THR-empty interrupt and the receive FIFO's bytes.
+     * Not saved: output already handed to the stream (transmission is instant, nothing is in flight
+     * for the guest), and host input still in the host-side queue, which belongs to the old machine's
+     * input stream (a clone would otherwise get the same keystrokes as its original).
+     */
+    @Override
+    public void saveState(StateWriter w) {
+        lock.lock();
+        try {
+            w.putByte(ier).putByte(fcr).putBoolean(fifo64).putByte(lcr).putByte(mcr).putByte(lsr).putByte(msr)
+                    .putByte(scr).putShort(divisor).putBoolean(thrInterruptPending).putBytes(rx.toArray());
+        } finally {
+            unlock();
+        }
+    }
+
+    /** Checks it all first (a bad state changes nothing), then drives the IRQ line as the state says. */
+    @Override
+    public void restoreState(StateReader r) {
+        int newIer = r.getByte();
+        int newFcr = r.getByte();
+        boolean newFifo64 = r.getBoolean();
+        int newLcr = r.getByte();
+        int newMcr = r.getByte();
+        int newLsr = r.getByte();
+        int newMsr = r.getByte();
+        int newScr = r.getByte();
+        int newDivisor = r.getShort();
+        boolean thr = r.getBoolean();
+        byte[] fifo = r.getBytes();
+        if ((newIer & ~0x0f) != 0 || (newFcr & ~0xc9) != 0 || (newMcr & ~0x1f) != 0) {
+            throw r.bad(String.format("IER 0x%x, FCR 0x%x, MCR 0x%x", newIer, newFcr, newMcr));
+        }
+        int capacity = (newFcr & FCR_ENABLE) == 0 ? 1 : newFifo64 ? 64 : 16;
+        if (fifo.length > capacity) {
+            throw r.bad(fifo.length + " bytes in a receive FIFO of " + capacity);
+        }
+        if ((newLsr & (LSR_THRE | LSR_TEMT)) != (LSR_THRE | LSR_TEMT) || (newLsr & 0x80) != 0
+                || ((newLsr & LSR_DR) != 0) != (fifo.length > 0)) {
+            throw r.bad(String.format("LSR 0x%x with %d bytes received", newLsr, fifo.length));
+        }
+        lock.lock();
+        try {
+            int savedMcr = mcr;
+            mcr = newMcr;
+            int lines = modemLines();
+            mcr = savedMcr;
+            if ((newMsr & 0xf0) != lines) {
+                throw r.bad(String.format("MSR 0x%x with MCR 0x%x", newMsr, newMcr));
+            }
+            ier = newIer;
+            fcr = newFcr;
+            fifo64 = newFifo64;
+            lcr = newLcr;
+            mcr = newMcr;
+            lsr = newLsr;
+            msr = newMsr;
+            scr = newScr;
+            divisor = newDivisor;
+            thrInterruptPending = thr;
+            rx.clear();
+            rx.push(fifo, 0, fifo.length);
+            admitInput(); // host input that reached this new machine before the restore
+            updateIrq(); // the new machine's line starts low
+        } finally {
+            unlock();
         }
     }
 

@@ -11,6 +11,7 @@ import dev.kindling.memory.MemoryRegion;
 import dev.kindling.snapshot.SnapshotException;
 import dev.kindling.snapshot.StateReader;
 import dev.kindling.snapshot.StateWriter;
+import dev.kindling.testing.HostResources;
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.Arrays;
@@ -119,6 +120,27 @@ class SnapshotOnKvmTest {
                 MicrovmLayout.anonymousMemory(TestGuests.RAM), 1, false)) {
             assertThatThrownBy(() -> m.platform().restoreState(new StateReader(s.platform(), "platform")))
                     .isInstanceOf(SnapshotException.class).hasMessageContaining("KERNEL").hasMessageContaining("SPLIT");
+        }
+    }
+
+    /** Save, restore into a new machine, run, close: repeated, it leaves no descriptor, mapping or thread. */
+    @Test
+    void saveRestoreCyclesLeaveNothingBehind() throws Exception {
+        KvmPlatform.Config config = TestGuests.KERNEL_IRQCHIP;
+        restoreAndClose(config, runAndSave(config)); // warm up
+        HostResources before = HostResources.now();
+        for (int i = 0; i < 5; i++) {
+            restoreAndClose(config, runAndSave(config));
+        }
+        HostResources.now().assertNothingLeftSince(before);
+    }
+
+    private static void restoreAndClose(KvmPlatform.Config config, Saved s) throws Exception {
+        try (Machine m = restored(config, s)) {
+            Recorder rec = new Recorder("restored");
+            m.attachPio(PORT, 8, rec);
+            m.start();
+            assertThat(rec.awaitWrites(2, WAIT)).isTrue();
         }
     }
 }

@@ -57,6 +57,10 @@ public final class KvmIoctls {
     public static final Ioctl KVM_IOEVENTFD = iow("KVM_IOEVENTFD", 0x79, KvmStructs.KVM_IOEVENTFD.byteSize());
     public static final Ioctl KVM_SET_CLOCK = iow("KVM_SET_CLOCK", 0x7b, KvmStructs.KVM_CLOCK_DATA.byteSize());
     public static final Ioctl KVM_GET_CLOCK = ior("KVM_GET_CLOCK", 0x7c, KvmStructs.KVM_CLOCK_DATA.byteSize());
+    public static final Ioctl KVM_GET_IRQCHIP = iowr("KVM_GET_IRQCHIP", 0x62, KvmStructs.KVM_IRQCHIP.byteSize());
+    public static final Ioctl KVM_SET_IRQCHIP = ior("KVM_SET_IRQCHIP", 0x63, KvmStructs.KVM_IRQCHIP.byteSize());
+    public static final Ioctl KVM_GET_PIT2 = ior("KVM_GET_PIT2", 0x9f, KvmStructs.KVM_PIT_STATE2.byteSize());
+    public static final Ioctl KVM_SET_PIT2 = iow("KVM_SET_PIT2", 0xa0, KvmStructs.KVM_PIT_STATE2.byteSize());
     public static final Ioctl KVM_SIGNAL_MSI = iow("KVM_SIGNAL_MSI", 0xa5, KvmStructs.KVM_MSI.byteSize());
 
     // VM and vCPU
@@ -80,6 +84,16 @@ public final class KvmIoctls {
     public static final Ioctl KVM_GET_MP_STATE = ior("KVM_GET_MP_STATE", 0x98, KvmStructs.KVM_MP_STATE.byteSize());
     public static final Ioctl KVM_SET_MP_STATE = iow("KVM_SET_MP_STATE", 0x99, KvmStructs.KVM_MP_STATE.byteSize());
     public static final Ioctl KVM_NMI = io("KVM_NMI", 0x9a);
+
+    public static final Ioctl KVM_GET_VCPU_EVENTS = ior("KVM_GET_VCPU_EVENTS", 0x9f, KvmStructs.KVM_VCPU_EVENTS.byteSize());
+    public static final Ioctl KVM_SET_VCPU_EVENTS = iow("KVM_SET_VCPU_EVENTS", 0xa0, KvmStructs.KVM_VCPU_EVENTS.byteSize());
+    public static final Ioctl KVM_GET_DEBUGREGS = ior("KVM_GET_DEBUGREGS", 0xa1, KvmStructs.KVM_DEBUGREGS.byteSize());
+    public static final Ioctl KVM_SET_DEBUGREGS = iow("KVM_SET_DEBUGREGS", 0xa2, KvmStructs.KVM_DEBUGREGS.byteSize());
+    public static final Ioctl KVM_GET_XSAVE = ior("KVM_GET_XSAVE", 0xa4, KvmStructs.KVM_XSAVE.byteSize());
+    public static final Ioctl KVM_SET_XSAVE = iow("KVM_SET_XSAVE", 0xa5, KvmStructs.KVM_XSAVE.byteSize());
+    public static final Ioctl KVM_GET_XCRS = ior("KVM_GET_XCRS", 0xa6, KvmStructs.KVM_XCRS.byteSize());
+    public static final Ioctl KVM_SET_XCRS = iow("KVM_SET_XCRS", 0xa7, KvmStructs.KVM_XCRS.byteSize());
+    public static final Ioctl KVM_GET_XSAVE2 = ior("KVM_GET_XSAVE2", 0xcf, KvmStructs.KVM_XSAVE.byteSize());
 
     /** Every ioctl above, for the test that compares them with the header's macros. */
     public static List<Ioctl> all() {

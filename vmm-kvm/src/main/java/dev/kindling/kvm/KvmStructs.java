@@ -169,6 +169,37 @@ public final class KvmStructs {
     public static final StructLayout KVM_CLOCK_DATA = register("kvm_clock_data",
             u64("clock"), u32("flags"), u32("pad0"), u64("realtime"), u64("host_tsc"), array("pad", 4, U32));
 
+    // ---- state that snapshots save and restore as opaque blocks
+
+    public static final StructLayout KVM_XSAVE = register("kvm_xsave",
+            array("region", 1024, U32), flexible("extra", U32));
+
+    public static final StructLayout KVM_XCR = inner("kvm_xcr", u32("xcr"), u32("reserved"), u64("value"));
+
+    public static final StructLayout KVM_XCRS = register("kvm_xcrs",
+            u32("nr_xcrs"), u32("flags"), array("xcrs", 16, KVM_XCR), array("padding", 16, U64));
+
+    public static final StructLayout KVM_VCPU_EVENTS = register("kvm_vcpu_events",
+            inner("exception", u8("injected"), u8("nr"), u8("has_error_code"), u8("pending"), u32("error_code"))
+                    .withName("exception"),
+            inner("interrupt", u8("injected"), u8("nr"), u8("soft"), u8("shadow")).withName("interrupt"),
+            inner("nmi", u8("injected"), u8("pending"), u8("masked"), u8("pad")).withName("nmi"),
+            u32("sipi_vector"), u32("flags"),
+            inner("smi", u8("smm"), u8("pending"), u8("smm_inside_nmi"), u8("latched_init")).withName("smi"),
+            inner("triple_fault", u8("pending")).withName("triple_fault"),
+            array("reserved", 26, U8), u8("exception_has_payload"), u64("exception_payload"));
+
+    public static final StructLayout KVM_DEBUGREGS = register("kvm_debugregs",
+            array("db", 4, U64), u64("dr6"), u64("dr7"), u64("flags"), array("reserved", 9, U64));
+
+    /** chip_id 0 = PIC master, 1 = PIC slave, 2 = IOAPIC; the chip's state is kept opaque. */
+    public static final StructLayout KVM_IRQCHIP = register("kvm_irqchip",
+            u32("chip_id"), u32("pad"), union("chip", array("dummy", 512, U8), array("ioapic", 27, U64)));
+
+    /** The three channels (struct kvm_pit_channel_state, 24 bytes each) kept opaque. */
+    public static final StructLayout KVM_PIT_STATE2 = register("kvm_pit_state2",
+            array("channels", 9, U64), u32("flags"), array("reserved", 9, U32));
+
     /** The shared page KVM_RUN reports exits through (offset 0 of the vCPU mmap). */
     public static final StructLayout KVM_RUN = register("kvm_run",
             u8("request_interrupt_window"), u8("immediate_exit"), array("padding1", 6, U8),

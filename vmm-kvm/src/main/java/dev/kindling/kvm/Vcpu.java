@@ -55,6 +55,8 @@ public final class Vcpu implements AutoCloseable {
     private static final long MSRS_NMSRS = KvmStructs.offsetOf(KvmStructs.KVM_MSRS, "nmsrs");
     private static final long MSRS_ENTRIES = KvmStructs.offsetOf(KvmStructs.KVM_MSRS, "entries");
     private static final long MSR_SIZE = KvmStructs.KVM_MSR_ENTRY.byteSize();
+    /** Size of the legacy struct kvm_xsave. */
+    public static final int XSAVE_SIZE = (int) KvmStructs.KVM_XSAVE.byteSize();
     private static final long MSR_INDEX = KvmStructs.offsetOf(KvmStructs.KVM_MSR_ENTRY, "index");
     private static final long MSR_DATA = KvmStructs.offsetOf(KvmStructs.KVM_MSR_ENTRY, "data");
     private static final long CPUID_NENT = KvmStructs.offsetOf(KvmStructs.KVM_CPUID2, "nent");
@@ -402,6 +404,36 @@ public final class Vcpu implements AutoCloseable {
         }
     }
 
+    /** KVM_GET_MSRS for {@code indices}: the MSRs before the first KVM would not read (all, if it read all). */
+    public List<Msr> getMsrsPrefix(int... indices) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = msrBuffer(a, indices.length);
+            for (int i = 0; i < indices.length; i++) {
+                s.set(JAVA_INT, MSRS_ENTRIES + i * MSR_SIZE + MSR_INDEX, indices[i]);
+            }
+            int n = Libc.ioctl(fd, KvmIoctls.KVM_GET_MSRS, s);
+            List<Msr> msrs = new ArrayList<>(n);
+            for (int i = 0; i < n; i++) {
+                long at = MSRS_ENTRIES + i * MSR_SIZE;
+                msrs.add(new Msr(s.get(JAVA_INT, at + MSR_INDEX), s.get(JAVA_LONG, at + MSR_DATA)));
+            }
+            return List.copyOf(msrs);
+        }
+    }
+
+    /** KVM_SET_MSRS: how many of {@code msrs} KVM set (it stops at the first it rejects). */
+    public int setMsrsPrefix(List<Msr> msrs) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = msrBuffer(a, msrs.size());
+            for (int i = 0; i < msrs.size(); i++) {
+                long at = MSRS_ENTRIES + i * MSR_SIZE;
+                s.set(JAVA_INT, at + MSR_INDEX, msrs.get(i).index());
+                s.set(JAVA_LONG, at + MSR_DATA, msrs.get(i).value());
+            }
+            return Libc.ioctl(fd, KvmIoctls.KVM_SET_MSRS, s);
+        }
+    }
+
     /** KVM_SET_MSRS; fails naming the first MSR KVM rejected. */
     public void setMsrs(List<Msr> msrs) {
         try (Arena a = Arena.ofConfined()) {
@@ -458,6 +490,88 @@ public final class Vcpu implements AutoCloseable {
 
     public void setMpState(MpState mpState) {
         setStruct(KvmIoctls.KVM_SET_MP_STATE, KvmStructs.KVM_MP_STATE, s -> s.set(JAVA_INT, 0, mpState.value()));
+    }
+
+    /** KVM_GET_REGS as the raw struct kvm_regs, for snapshots. */
+    public byte[] getRegsBytes() {
+        return getBytes(KvmIoctls.KVM_GET_REGS, KvmStructs.KVM_REGS.byteSize());
+    }
+
+    public void setRegsBytes(byte[] regs) {
+        setBytes(KvmIoctls.KVM_SET_REGS, KvmStructs.KVM_REGS.byteSize(), regs);
+    }
+
+    /** KVM_GET_SREGS as the raw struct kvm_sregs (with the pending-interrupt bitmap), for snapshots. */
+    public byte[] getSregsBytes() {
+        return getBytes(KvmIoctls.KVM_GET_SREGS, KvmStructs.KVM_SREGS.byteSize());
+    }
+
+    public void setSregsBytes(byte[] sregs) {
+        setBytes(KvmIoctls.KVM_SET_SREGS, KvmStructs.KVM_SREGS.byteSize(), sregs);
+    }
+
+    // ---- opaque state blocks for snapshots: saved and restored as they are, never interpreted
+
+    /** An ioctl that fills {@code size} bytes (at least the layout's), returned as they are. */
+    private byte[] getBytes(Ioctl request, long size) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(size, 8);
+            Libc.ioctl(fd, request, s);
+            return s.toArray(JAVA_BYTE);
+        }
+    }
+
+    /** An ioctl that takes {@code bytes}, which must be exactly {@code size} long. */
+    private void setBytes(Ioctl request, long size, byte[] bytes) {
+        if (bytes.length != size) {
+            throw new IllegalArgumentException(request.name() + " takes " + size + " bytes, not " + bytes.length);
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(size, 8);
+            MemorySegment.copy(bytes, 0, s, JAVA_BYTE, 0, bytes.length);
+            Libc.ioctl(fd, request, s);
+        }
+    }
+
+    /**
+     * The XSAVE area: KVM_GET_XSAVE2 of {@code size} bytes when {@code size} (KVM_CAP_XSAVE2 on the VM)
+     * is larger than the legacy 4096 (AMX state does not fit), else KVM_GET_XSAVE.
+     */
+    public byte[] getXsave(int size) {
+        return size > XSAVE_SIZE ? getBytes(KvmIoctls.KVM_GET_XSAVE2, size) : getBytes(KvmIoctls.KVM_GET_XSAVE, XSAVE_SIZE);
+    }
+
+    /** KVM_SET_XSAVE: takes the 4096 bytes or more that {@link #getXsave} gave. */
+    public void setXsave(byte[] xsave) {
+        if (xsave.length < XSAVE_SIZE) {
+            throw new IllegalArgumentException("KVM_SET_XSAVE takes at least " + XSAVE_SIZE + " bytes, not " + xsave.length);
+        }
+        setBytes(KvmIoctls.KVM_SET_XSAVE, xsave.length, xsave);
+    }
+
+    public byte[] getXcrs() {
+        return getBytes(KvmIoctls.KVM_GET_XCRS, KvmStructs.KVM_XCRS.byteSize());
+    }
+
+    public void setXcrs(byte[] xcrs) {
+        setBytes(KvmIoctls.KVM_SET_XCRS, KvmStructs.KVM_XCRS.byteSize(), xcrs);
+    }
+
+    /** KVM_GET_VCPU_EVENTS: pending/injected exception, interrupt, NMI, SIPI vector, SMM. */
+    public byte[] getVcpuEvents() {
+        return getBytes(KvmIoctls.KVM_GET_VCPU_EVENTS, KvmStructs.KVM_VCPU_EVENTS.byteSize());
+    }
+
+    public void setVcpuEvents(byte[] events) {
+        setBytes(KvmIoctls.KVM_SET_VCPU_EVENTS, KvmStructs.KVM_VCPU_EVENTS.byteSize(), events);
+    }
+
+    public byte[] getDebugRegs() {
+        return getBytes(KvmIoctls.KVM_GET_DEBUGREGS, KvmStructs.KVM_DEBUGREGS.byteSize());
+    }
+
+    public void setDebugRegs(byte[] debugRegs) {
+        setBytes(KvmIoctls.KVM_SET_DEBUGREGS, KvmStructs.KVM_DEBUGREGS.byteSize(), debugRegs);
     }
 
     /**

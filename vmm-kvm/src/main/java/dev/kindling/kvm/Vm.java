@@ -1,6 +1,7 @@
 package dev.kindling.kvm;
 
 import static dev.kindling.kvm.KvmStructs.offsetOf;
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -283,7 +284,60 @@ public final class Vm implements AutoCloseable {
         }
     }
 
-    /** KVM_GET_CLOCK: the kvmclock value the guest sees now. */
+    /** PIC master, PIC slave and IOAPIC: the chip ids of KVM_GET/SET_IRQCHIP. */
+    public static final int IRQCHIP_PIC_MASTER = 0;
+    public static final int IRQCHIP_PIC_SLAVE = 1;
+    public static final int IRQCHIP_IOAPIC = 2;
+
+    private static final long IRQCHIP_SIZE = KvmStructs.KVM_IRQCHIP.byteSize();
+    private static final long IRQCHIP_CHIP = offsetOf(KvmStructs.KVM_IRQCHIP, "chip");
+    private static final long IRQCHIP_CHIP_SIZE = IRQCHIP_SIZE - IRQCHIP_CHIP;
+    private static final long PIT2_SIZE = KvmStructs.KVM_PIT_STATE2.byteSize();
+
+    /** KVM_GET_IRQCHIP: the in-kernel chip's state (512 opaque bytes); needs a full in-kernel irqchip. */
+    public byte[] getIrqchip(int chipId) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment s = arena.allocate(IRQCHIP_SIZE, 8);
+            s.set(JAVA_INT, 0, chipId);
+            Libc.ioctl(fd, KvmIoctls.KVM_GET_IRQCHIP, s);
+            return s.asSlice(IRQCHIP_CHIP).toArray(JAVA_BYTE);
+        }
+    }
+
+    /** KVM_SET_IRQCHIP with the 512 bytes {@link #getIrqchip} gave. */
+    public void setIrqchip(int chipId, byte[] state) {
+        if (state.length != IRQCHIP_CHIP_SIZE) {
+            throw new IllegalArgumentException("irqchip state is " + IRQCHIP_CHIP_SIZE + " bytes, not " + state.length);
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment s = arena.allocate(IRQCHIP_SIZE, 8);
+            s.set(JAVA_INT, 0, chipId);
+            MemorySegment.copy(state, 0, s, JAVA_BYTE, IRQCHIP_CHIP, state.length);
+            Libc.ioctl(fd, KvmIoctls.KVM_SET_IRQCHIP, s);
+        }
+    }
+
+    /** KVM_GET_PIT2: the in-kernel PIT's state (struct kvm_pit_state2, opaque). */
+    public byte[] getPit2() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment s = arena.allocate(PIT2_SIZE, 8);
+            Libc.ioctl(fd, KvmIoctls.KVM_GET_PIT2, s);
+            return s.toArray(JAVA_BYTE);
+        }
+    }
+
+    public void setPit2(byte[] state) {
+        if (state.length != PIT2_SIZE) {
+            throw new IllegalArgumentException("kvm_pit_state2 is " + PIT2_SIZE + " bytes, not " + state.length);
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment s = arena.allocate(PIT2_SIZE, 8);
+            MemorySegment.copy(state, 0, s, JAVA_BYTE, 0, state.length);
+            Libc.ioctl(fd, KvmIoctls.KVM_SET_PIT2, s);
+        }
+    }
+
+   /** KVM_GET_CLOCK: the kvmclock value the guest sees now. */
     public ClockData getClock() {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment s = arena.allocate(CLOCK);

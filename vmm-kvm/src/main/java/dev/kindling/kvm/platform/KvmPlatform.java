@@ -6,6 +6,7 @@ import dev.kindling.device.IoEvent;
 import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Capability;
+import dev.kindling.kvm.ClockData;
 import dev.kindling.kvm.CpuidEntry;
 import dev.kindling.kvm.Kvm;
 import dev.kindling.kvm.KvmConstants;
@@ -18,7 +19,11 @@ import dev.kindling.machine.Platform;
 import dev.kindling.machine.VirtualCpu;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.memory.MemorySlot;
+import dev.kindling.snapshot.SnapshotException;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
 import dev.kindling.sys.EventFd;
+import dev.kindling.sys.SyscallException;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -58,6 +63,7 @@ public final class KvmPlatform implements Platform {
     private final Config config;
     private final List<CpuidEntry> supportedCpuid;
     private final boolean archCapabilitiesMsr;
+    private final int[] msrIndexList;
     private final List<KvmVirtualCpu> vcpus = new ArrayList<>();
     /** Closed after the VM: KVM drops the registrations with the VM. */
     private final List<KvmIoEvent> ioEvents = new ArrayList<>();
@@ -73,7 +79,8 @@ public final class KvmPlatform implements Platform {
         this.vm = vm;
         this.config = config;
         this.supportedCpuid = kvm.supportedCpuid();
-        this.archCapabilitiesMsr = Arrays.stream(kvm.msrIndexList()).anyMatch(m -> m == MSR_IA32_ARCH_CAPABILITIES);
+        this.msrIndexList = kvm.msrIndexList();
+        this.archCapabilitiesMsr = Arrays.stream(msrIndexList).anyMatch(m -> m == MSR_IA32_ARCH_CAPABILITIES);
         this.slots = new MemorySlots(vm, Math.max(1, kvm.checkExtension(Capability.NR_MEMSLOTS)),
                 kvm.hasExtension(Capability.READONLY_MEM));
         if (config.irqchip() == IrqchipMode.KERNEL) {
@@ -152,7 +159,8 @@ public final class KvmPlatform implements Platform {
         if (exits == null || !exits.serves(pio, mmio, strictMmio)) {
             exits = new ExitDispatch(pio, mmio, strictMmio);
         }
-        KvmVirtualCpu v = new KvmVirtualCpu(vcpu, exits, interrupts::endOfInterruptExit);
+        KvmVirtualCpu v = new KvmVirtualCpu(vcpu, exits, interrupts::endOfInterruptExit,
+                vm.checkExtension(Capability.XSAVE2), msrIndexList);
         vcpus.add(v);
         return v;
     }
@@ -292,6 +300,106 @@ public final class KvmPlatform implements Platform {
         KvmVirtualCpu bsp = vcpus.getFirst();
         bsp.connectPic(pic);
         return bsp::kick;
+    }
+
+    /** Snapshot format of the platform part; a restore refuses any other. */
+    private static final int STATE_VERSION = 1;
+    private static final int[] IRQCHIPS = {Vm.IRQCHIP_PIC_MASTER, Vm.IRQCHIP_PIC_SLAVE, Vm.IRQCHIP_IOAPIC};
+
+    /**
+     * The host CPU as KVM's supported CPUID reports it: leaf 0's vendor and leaf 1's EAX (family, model,
+     * stepping). KVM passes these through from the host unchanged, and they are what the guest was given, so
+     * a snapshot taken here is refused on a host whose guests would see a different CPU.
+     */
+    String cpuSignature() {
+        CpuidEntry l0 = cpuid(0);
+        CpuidEntry l1 = cpuid(1);
+        byte[] vendor = new byte[12];
+        int[] words = {l0.ebx(), l0.edx(), l0.ecx()};
+        for (int i = 0; i < 12; i++) {
+            vendor[i] = (byte) (words[i / 4] >>> (8 * (i % 4)));
+        }
+        int eax = l1.eax();
+        int family = ((eax >>> 8) & 0xf) + (((eax >>> 8) & 0xf) == 0xf ? (eax >>> 20) & 0xff : 0);
+        int model = ((eax >>> 4) & 0xf) | ((eax >>> 12) & 0xf0);
+        return new String(vendor, java.nio.charset.StandardCharsets.US_ASCII) + " family " + family + " model " + model
+                + " stepping " + (eax & 0xf);
+    }
+
+    private CpuidEntry cpuid(int leaf) {
+        return supportedCpuid.stream().filter(e -> e.function() == leaf && e.index() == 0).findFirst()
+                .orElseThrow(() -> new IllegalStateException("KVM's supported CPUID has no leaf " + leaf));
+    }
+
+    private boolean hasPit() {
+        return config.irqchip() == IrqchipMode.KERNEL && config.kernelPit();
+    }
+
+    /**
+     * The CPU signature, vCPU count and irqchip mode; the KVM clock; with a kernel irqchip the PIC master,
+     * PIC slave and IOAPIC, and the PIT if there is one. The LAPICs are saved with their vCPUs; in split
+     * mode the IOAPIC, PIC and PIT are Kindling's device models, saved with the devices.
+     */
+    @Override
+    public synchronized void saveState(StateWriter out) {
+        out.putInt(STATE_VERSION);
+        out.putString(cpuSignature());
+        out.putInt(vcpus.size());
+        out.putString(config.irqchip().name());
+        out.putBoolean(hasPit());
+        ClockData clock = vm.getClock();
+        out.putLong(clock.clock());
+        if (config.irqchip() == IrqchipMode.KERNEL) {
+            for (int chip : IRQCHIPS) {
+                out.putBytes(vm.getIrqchip(chip));
+            }
+            if (hasPit()) {
+                out.putBytes(vm.getPit2());
+            }
+        }
+    }
+
+    @Override
+    public synchronized void restoreState(StateReader in) {
+        in.getInt("platform state version", STATE_VERSION, STATE_VERSION);
+        String cpu = in.getString();
+        if (!cpu.equals(cpuSignature())) {
+            throw new SnapshotException("the snapshot was taken on a " + cpu + ", this host is a " + cpuSignature());
+        }
+        int count = in.getInt();
+        if (count != vcpus.size()) {
+            throw new SnapshotException("the snapshot has " + count + " vCPUs, this machine " + vcpus.size());
+        }
+        String mode = in.getString();
+        boolean pit = in.getBoolean();
+        if (!mode.equals(config.irqchip().name()) || pit != hasPit()) {
+            throw new SnapshotException("the snapshot's irqchip is " + mode + (pit ? " with" : " without")
+                    + " an in-kernel PIT, this machine's " + config.irqchip() + (hasPit() ? " with" : " without") + " one");
+        }
+        long clock = in.getLong();
+        List<byte[]> chips = new ArrayList<>();
+        byte[] pitState = null;
+        if (config.irqchip() == IrqchipMode.KERNEL) {
+            for (int i = 0; i < IRQCHIPS.length; i++) {
+                chips.add(in.getBytes());
+            }
+            if (pit) {
+                pitState = in.getBytes();
+            }
+        }
+        in.expectEnd();
+        try {
+            // Guest time continues from the saved value (flags 0: KVM takes the clock as of now).
+            vm.setClock(new ClockData(clock, 0, 0, 0));
+            for (int i = 0; i < chips.size(); i++) {
+                vm.setIrqchip(IRQCHIPS[i], chips.get(i));
+            }
+            if (pitState != null) {
+                vm.setPit2(pitState);
+            }
+        } catch (IllegalArgumentException | SyscallException e) {
+            throw in.bad(e.getMessage());
+        }
     }
 
     @Override

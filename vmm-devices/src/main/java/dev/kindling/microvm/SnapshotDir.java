@@ -87,6 +87,8 @@ final class SnapshotDir {
         }
         MicrovmBuilder b = recipe.forRestore(recipe.name(), disks, overrides.vsockCid(),
                 overrides.vsockUdsPath() != null ? overrides.vsockUdsPath() : recipe.vsockUdsPath());
+        b.serialInput(overrides.serialInput());
+        b.serialOutput(overrides.serialOutput());
         Path memory = dir.resolve(MEMORY);
         try (Fd fd = Fd.adopt(Libc.open(memory.toString(), Libc.O_RDONLY), "snapshot memory " + memory)) {
             long size = Libc.fileSize(fd);

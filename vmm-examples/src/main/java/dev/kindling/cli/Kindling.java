@@ -21,6 +21,10 @@ public final class Kindling {
                                 [--irqchip split|kernel] [--disk PATH[,ro][,root]]... [--virtio-console] [--rng]
                                 [--net tap=TAP[,mac=MAC] | passt[,socket=PATH][,mac=MAC] | switch=NAME[,mac=MAC]]...
                                 [--vsock CID[,PATH]] [--config FILE.json] [--timeout SECONDS] [--print-io-map]
+                                [--snapshot DIR --snapshot-on TEXT]
+                   kindling run --restore DIR [--vsock CID[,PATH]] [--timeout SECONDS]
+                                --snapshot  when the console first shows TEXT, write a snapshot to DIR and stop
+                                --restore   start the microVM a snapshot in DIR holds, where it stopped
                                 --net    a virtio-net interface (eth0, eth1, ... in the order given) on the tap TAP, on passt
                                          (started by kindling, or the one listening on socket=PATH) or on in-process switch NAME
                                 --vsock  virtio-vsock for guest CID (3 to 4294967294); with PATH, Firecracker's Unix-socket

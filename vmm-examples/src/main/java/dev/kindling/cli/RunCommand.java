@@ -13,6 +13,8 @@ import dev.kindling.microvm.Microvm;
 import dev.kindling.microvm.MicrovmBuilder;
 import dev.kindling.microvm.MicrovmException;
 import dev.kindling.microvm.OnOffAuto;
+import dev.kindling.microvm.SnapshotOverrides;
+import dev.kindling.snapshot.SnapshotException;
 import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.file.InvalidPathException;
@@ -39,7 +41,7 @@ import java.util.function.Function;
  */
 final class RunCommand {
     static final Set<String> OPTIONS = Set.of("kernel", "initrd", "cmdline", "mem", "vcpus", "pic", "pit", "rtc",
-            "isa-serial", "irqchip", "config", "timeout", "disk", "vsock", "net");
+            "isa-serial", "irqchip", "config", "timeout", "disk", "vsock", "net", "snapshot", "snapshot-on", "restore");
     static final Set<String> FLAGS = Set.of("print-io-map", "virtio-console", "rng");
     /** How long a stopped guest's last output may take to reach stdout. */
     private static final Duration LAST_OUTPUT = Duration.ofSeconds(5);
@@ -248,10 +250,22 @@ final class RunCommand {
 
     static int run(List<String> argv, InputStream in, PrintStream out, PrintStream err) throws InterruptedException {
         Args a = new Args(argv, OPTIONS, FLAGS);
-        if (!a.has("kernel") && !a.has("config")) {
-            throw new UsageException("run needs --kernel PATH or --config FILE");
-        }
         int timeout = a.intValue("timeout", 0);
+        if (a.has("snapshot") != a.has("snapshot-on")) {
+            throw new UsageException("--snapshot DIR and --snapshot-on TEXT go together: the snapshot is written when"
+                    + " the console first shows TEXT");
+        }
+        if (a.has("restore")) {
+            for (String o : List.of("kernel", "config", "initrd", "cmdline", "mem", "vcpus", "disk", "net")) {
+                if (a.has(o)) {
+                    throw new UsageException("--restore DIR brings back a saved microVM: --" + o + " does not apply");
+                }
+            }
+            return restore(Path.of(a.get("restore")), a, timeout, in, out, err);
+        }
+        if (!a.has("kernel") && !a.has("config")) {
+            throw new UsageException("run needs --kernel PATH, --config FILE or --restore DIR");
+        }
         // the switches outlive the VM, whose ports on them it closes first
         try (Switches switches = new Switches()) {
             return run(configure(a, switches).serialOutput(out), a, timeout, in, out, err);
@@ -277,6 +291,34 @@ final class RunCommand {
         }
     }
 
+    /** {@code --restore DIR}: the saved microVM, started, on this terminal; {@code --vsock PATH} moves its socket. */
+    private static int restore(Path dir, Args a, int timeout, InputStream in, PrintStream out, PrintStream err)
+            throws InterruptedException {
+        SnapshotOverrides overrides = SnapshotOverrides.none();
+        if (a.has("vsock")) {
+            Vsock v = Vsock.parse(a.get("vsock"));
+            overrides = overrides.withVsockCid(v.guestCid());
+            if (v.udsPath().isPresent()) {
+                overrides = overrides.withVsockUdsPath(v.udsPath().get());
+            }
+        }
+        try (HostConsole console = HostConsole.open(in, err)) {
+            Microvm vm;
+            try {
+                vm = Microvm.restore(dir, overrides.withSerial(console.stream(), out));
+            } catch (SnapshotException | MicrovmException e) {
+                err.println("kindling: " + e.getMessage());
+                return 1;
+            }
+            try {
+                return run(vm, a, timeout, console, out, err);
+            } finally {
+                console.endInput();
+                vm.close();
+            }
+        }
+    }
+
     private static int run(Microvm vm, Args a, int timeout, HostConsole console, PrintStream out, PrintStream err)
             throws InterruptedException {
         if (a.has("print-io-map")) {
@@ -285,9 +327,14 @@ final class RunCommand {
             }
         }
         console.enterRawMode();
-        vm.start();
+        if (vm.machine().state() == dev.kindling.machine.Machine.State.CREATED) {
+            vm.start();
+        }
         CompletableFuture<StopReason> exit = vm.onExit();
-        CompletableFuture<Object> first = CompletableFuture.anyOf(exit, console.quitRequested());
+        CompletableFuture<Boolean> snapshot = a.has("snapshot")
+                ? snapshotWhenSeen(vm, a.get("snapshot-on"), Path.of(a.get("snapshot")), err)
+                : new CompletableFuture<>();
+        CompletableFuture<Object> first = CompletableFuture.anyOf(exit, console.quitRequested(), snapshot);
         try {
             if (timeout > 0) {
                 first.get(timeout, TimeUnit.SECONDS);
@@ -303,6 +350,12 @@ final class RunCommand {
         } catch (ExecutionException e) {
             throw new IllegalStateException(e.getCause()); // neither future fails
         }
+        if (snapshot.isDone()) {
+            vm.stop();
+            vm.awaitExit(LAST_OUTPUT);
+            out.flush();
+            return snapshot.join() ? 0 : 1;
+        }
         if (!exit.isDone()) {
             vm.stop();
             vm.awaitExit(LAST_OUTPUT);
@@ -317,5 +370,33 @@ final class RunCommand {
         }
         err.println("kindling: " + why.describe());
         return 1;
+    }
+
+    /**
+     * Writes a snapshot of {@code vm} to {@code dir} once its console shows {@code text}; completes
+     * with whether that worked (the line says which), or never if the guest ends first.
+     */
+    private static CompletableFuture<Boolean> snapshotWhenSeen(Microvm vm, String text, Path dir, PrintStream err) {
+        CompletableFuture<Boolean> done = new CompletableFuture<>();
+        Thread t = new Thread(() -> {
+            try {
+                while (!vm.console().awaitText(text, Duration.ofMillis(200))) {
+                    if (vm.onExit().isDone()) {
+                        return;
+                    }
+                }
+                vm.snapshot(dir);
+                err.println("kindling: snapshot written to " + dir);
+                done.complete(true);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (RuntimeException e) {
+                err.println("kindling: snapshot failed: " + e.getMessage());
+                done.complete(false);
+            }
+        }, "kindling-snapshot");
+        t.setDaemon(true);
+        t.start();
+        return done;
     }
 }

@@ -6,9 +6,16 @@ import dev.kindling.devices.virtio.VirtioFeatures;
 import dev.kindling.devices.virtio.VirtioIds;
 import dev.kindling.devices.virtio.VirtioWorkers;
 import dev.kindling.devices.virtio.blk.BlkRequest.Limits;
+import dev.kindling.snapshot.SnapshotException;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
 import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -25,6 +32,7 @@ public final class VirtioBlk implements VirtioDevice {
     public static final int QUEUE_SIZE = 256;
     /** How long a stop or pause waits for the request in flight: only a hung backend takes longer. */
     private static final Duration REQUEST_WAIT = Duration.ofSeconds(60);
+    private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final String name;
     private final DiskImage image;
@@ -130,6 +138,26 @@ public final class VirtioBlk implements VirtioDevice {
     @Override
     public void reset() {
         workers.reset();
+    }
+
+    /**
+     * The configuration space the driver read (capacity, block size, limits), so that a restore on
+     * another disk is refused rather than the guest's disk changing size under it. The disk's
+     * content is the caller's to carry (the image file); no request is in flight once quiesced.
+     */
+    @Override
+    public void saveState(StateWriter out) {
+        out.putBytes(configSpace);
+    }
+
+    @Override
+    public void restoreState(StateReader in) {
+        byte[] saved = in.getBytes();
+        if (!Arrays.equals(saved, configSpace)) {
+            String was = saved.length >= 8 ? MemorySegment.ofArray(saved).get(LE_LONG, 0) + " sectors" : saved.length + " bytes of configuration";
+            throw new SnapshotException(name + ": the disk " + image.path() + " (" + config.capacity() + " sectors of "
+                    + config.blkSize() + " bytes) is not the snapshot's (" + was + ")");
+        }
     }
 
     @Override

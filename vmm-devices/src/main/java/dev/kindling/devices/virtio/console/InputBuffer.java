@@ -69,6 +69,31 @@ final class InputBuffer {
         return n;
     }
 
+    /** A copy of what is buffered, in order, leaving it there. */
+    synchronized byte[] contents() {
+        byte[] b = new byte[size];
+        int first = Math.min(size, ring.length - head);
+        System.arraycopy(ring, head, b, 0, first);
+        System.arraycopy(ring, 0, b, first, size - first);
+        return b;
+    }
+
+    /**
+     * Puts {@code bytes} before what is buffered (they came first); false, adding nothing, if there
+     * is no room for them or the buffer is closed.
+     */
+    synchronized boolean prepend(byte[] bytes) {
+        if (closed || bytes.length > ring.length - size) {
+            return false;
+        }
+        head = Math.floorMod(head - bytes.length, ring.length);
+        int first = Math.min(bytes.length, ring.length - head);
+        System.arraycopy(bytes, 0, ring, head, first);
+        System.arraycopy(bytes, first, ring, 0, bytes.length - first);
+        size += bytes.length;
+        return true;
+    }
+
     synchronized boolean isEmpty() {
         return size == 0;
     }

@@ -10,6 +10,9 @@ import dev.kindling.devices.virtio.queue.DescriptorChain;
 import dev.kindling.devices.virtio.queue.Virtqueue;
 import dev.kindling.devices.virtio.queue.VirtqueueException;
 import dev.kindling.memory.GuestMemory;
+import dev.kindling.snapshot.SnapshotException;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
 import dev.kindling.sys.PollingInputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -32,7 +35,8 @@ import java.util.Optional;
  * Both go into a buffer of {@link #INPUT_BUFFER} bytes, where they wait until the guest posts
  * receive buffers; the device thread then fills each posted chain with what is there (a chain may be
  * partly filled). When the buffer is full the reader waits for room and {@code enqueueInput} refuses,
- * so no accepted byte is lost; nothing here waits in a vCPU. Buffered input survives a device reset.
+ * so no accepted byte is lost; nothing here waits in a vCPU. Buffered input survives a device reset,
+ * and is what a snapshot saves of the device.
  *
  * <p><b>Transmit</b> (queue 1). The device thread writes each chain's device-readable bytes to the
  * {@link OutputStream} in order, flushes after each batch, and returns the chain. A slow stream slows
@@ -163,6 +167,28 @@ public final class VirtioConsole implements VirtioDevice {
     public synchronized void reset() {
         server = null;
         workers.reset();
+    }
+
+    /**
+     * The host input accepted and not yet given to the guest: the guest gets it after a restore,
+     * as it would have here. (Its chains are all returned: a pause comes between two.)
+     */
+    @Override
+    public void saveState(StateWriter out) {
+        out.putBytes(input.contents());
+    }
+
+    /** Puts the saved input ahead of any the restored console was given before it started. */
+    @Override
+    public void restoreState(StateReader in) {
+        byte[] saved = in.getBytes();
+        if (saved.length > INPUT_BUFFER) {
+            throw in.bad(saved.length + " bytes of pending input, more than the buffer's " + INPUT_BUFFER);
+        }
+        if (!input.prepend(saved)) {
+            throw new SnapshotException(name + ": no room for the " + saved.length
+                    + " bytes of input the snapshot had pending (input was queued before the restore)");
+        }
     }
 
     @Override

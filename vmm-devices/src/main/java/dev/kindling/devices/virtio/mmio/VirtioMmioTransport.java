@@ -9,6 +9,10 @@ import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.VirtioFeatures;
 import dev.kindling.devices.virtio.queue.Virtqueue;
 import dev.kindling.memory.GuestMemory;
+import dev.kindling.snapshot.SnapshotException;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import dev.kindling.sys.EventFd;
 import java.lang.System.Logger.Level;
 import java.util.ArrayList;
@@ -53,9 +57,20 @@ import java.util.concurrent.locks.ReentrantLock;
  * space takes accesses of 1, 2 and 4 bytes inside the device's {@link VirtioDevice#configSize()};
  * others read all ones and writes are dropped. Nothing the guest does makes this class throw.
  *
+ * <p><b>Snapshots.</b> {@link #saveState} (with the device quiesced) writes the registers, each
+ * queue's registers and positions ({@link Virtqueue#saveState}), then the device's state
+ * ({@link VirtioDevice#saveState}); a queue with chains taken and not completed cannot be saved.
+ * {@link #restoreState} on a fresh transport of the same device (its type, features and queues are
+ * checked) takes them back; if the driver had set DRIVER_OK it validates the ready queues as at
+ * DRIVER_OK, checks that each used ring's index in guest memory (restored first) is the queue's,
+ * and activates the device with the queues where they stood, so the driver notices nothing; a
+ * pending interrupt is raised again. A state that does not fit throws {@link SnapshotException} and
+ * leaves the transport reset, with no device thread running. The device threads and the interrupt
+ * start at once: guest memory and the interrupt controller are restored before the transports.
+ *
  * <p>The transport owns the device: {@link #close()} closes it.
  */
-public final class VirtioMmioTransport implements Device {
+public final class VirtioMmioTransport implements Device, Stateful {
     private static final System.Logger LOG = System.getLogger(VirtioMmioTransport.class.getName());
 
     /** Bytes of MMIO space one transport decodes. */
@@ -360,6 +375,22 @@ public final class VirtioMmioTransport implements Device {
         if (needsReset.get()) {
             return;
         }
+        start().ifPresent(f -> {
+            if (f.cause() != null) {
+                context.reportFatal(name() + ": " + f.why() + " (" + device.name() + ")", f.cause());
+            }
+            raiseNeedsReset(f.cause() == null ? f.why() : f.why() + ": " + f.cause());
+        });
+    }
+
+    /** Why the device could not start: a queue that does not validate, or what threw. */
+    private record Failure(String why, RuntimeException cause) {}
+
+    /**
+     * Validates the ready queues, makes the notifiers and activates the device with the queues as
+     * they stand; empty if it started.
+     */
+    private Optional<Failure> start() {
         GuestMemory memory = context.memory();
         for (int i = 0; i < queues.size(); i++) {
             Virtqueue q = queues.get(i);
@@ -368,8 +399,7 @@ public final class VirtioMmioTransport implements Device {
             }
             Optional<String> problem = q.validate(memory);
             if (problem.isPresent()) {
-                raiseNeedsReset("queue " + i + ": " + problem.get());
-                return;
+                return Optional.of(new Failure("queue " + i + ": " + problem.get(), null));
             }
             q.setFeatures(driverFeatures);
         }
@@ -377,18 +407,16 @@ public final class VirtioMmioTransport implements Device {
         try {
             notifiers = notifiers();
         } catch (RuntimeException e) {
-            context.reportFatal(name() + ": no queue notifiers for " + device.name(), e);
-            raiseNeedsReset("no queue notifiers: " + e);
-            return;
+            return Optional.of(new Failure("no queue notifiers", e));
         }
         Activation a = new Activation(driverFeatures, notifiers);
         active = a;
         try {
             device.activate(a);
         } catch (RuntimeException e) {
-            context.reportFatal(name() + ": " + device.name() + " failed to start", e);
-            raiseNeedsReset("activation failed: " + e);
+            return Optional.of(new Failure("activation failed", e));
         }
+        return Optional.empty();
     }
 
     /**
@@ -483,6 +511,168 @@ public final class VirtioMmioTransport implements Device {
 
     private boolean configAccess(int offset, int size) {
         return (size == 1 || size == 2 || size == 4) && offset >= 0 && offset + size <= device.configSize();
+    }
+
+    // ---- snapshots
+
+    /** The layout of {@link #saveState}; a state of another is refused. */
+    static final int STATE_VERSION = 1;
+    private static final int STATUS_BITS = ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK | FAILED;
+
+    /**
+     * Writes the transport's registers, the queues and the device's state. Runs with the machine
+     * paused: the device is quiesced, so its threads hold no chain.
+     *
+     * @throws SnapshotException a queue of an active device has chains taken and not returned (the
+     *     device did not finish them when it was quiesced), or the device cannot be saved
+     */
+    @Override
+    public void saveState(StateWriter out) {
+        lock.lock();
+        try {
+            if (closed) {
+                throw new SnapshotException(name() + " is closed");
+            }
+            boolean broken = needsReset.get();
+            if (active != null && !broken) {
+                for (int i = 0; i < queues.size(); i++) {
+                    Virtqueue q = queues.get(i);
+                    if (q.ready() && q.inFlight() != 0) {
+                        throw new SnapshotException(name() + " (" + device.name() + "): queue " + i + " has " + q.inFlight()
+                                + " requests taken and not completed; the device did not finish them when it was paused");
+                    }
+                }
+            }
+            out.putInt(STATE_VERSION);
+            out.putInt(device.deviceType()).putLong(offered).putInt(queues.size());
+            for (Virtqueue q : queues) {
+                out.putInt(q.maxSize());
+            }
+            out.putInt(status).putBoolean(broken).putInt(deviceFeaturesSel).putInt(driverFeaturesSel)
+                    .putLong(driverFeatures).putInt(queueSel).putInt(interruptStatus.get()).putInt(configGeneration.get());
+            for (Virtqueue q : queues) {
+                out.putState(q);
+            }
+            out.putState(device);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Takes back what {@link #saveState} wrote, on a transport of the same device that the machine
+     * has not run yet (one that was used is reset first). With DRIVER_OK saved, the device is
+     * activated on the restored queues and a pending interrupt raised again.
+     *
+     * @throws SnapshotException the state is short, corrupted, of another layout or another device;
+     *     the transport is then reset and the device not running
+     */
+    @Override
+    public void restoreState(StateReader in) {
+        lock.lock();
+        try {
+            if (closed) {
+                throw new IllegalStateException(name() + " is closed");
+            }
+            if (status != 0 || active != null) {
+                resetDevice();
+            }
+            int version = in.getInt();
+            if (version != STATE_VERSION) {
+                throw in.bad("layout version " + version + ", not " + STATE_VERSION);
+            }
+            int type = in.getInt();
+            long savedOffered = in.getLong();
+            int count = in.getInt();
+            if (type != device.deviceType() || savedOffered != offered || count != queues.size()) {
+                throw otherDevice(in, "device type " + type + ", features 0x" + Long.toHexString(savedOffered) + ", "
+                        + count + " queues");
+            }
+            for (int i = 0; i < count; i++) {
+                int max = in.getInt();
+                if (max != queues.get(i).maxSize()) {
+                    throw otherDevice(in, "queue " + i + " of at most " + max + " entries");
+                }
+            }
+            int st = in.getInt();
+            boolean broken = in.getBoolean();
+            int devSel = in.getInt();
+            int drvSel = in.getInt();
+            long features = in.getLong();
+            int sel = in.getInt();
+            int interrupts = in.getInt();
+            int generation = in.getInt();
+            if ((st & ~STATUS_BITS) != 0 || (st & DRIVER) != 0 && (st & ACKNOWLEDGE) == 0
+                    || (st & FEATURES_OK) != 0 && (st & DRIVER) == 0 || (st & DRIVER_OK) != 0 && (st & FEATURES_OK) == 0) {
+                throw in.bad("device status 0x" + Integer.toHexString(st) + " is not one the driver can set");
+            }
+            if ((st & FEATURES_OK) != 0 && ((features & ~offered) != 0 || (features & VirtioFeatures.VERSION_1) == 0)) {
+                throw in.bad("FEATURES_OK with features 0x" + Long.toHexString(features) + " (offered 0x"
+                        + Long.toHexString(offered) + ")");
+            }
+            if ((interrupts & ~(INT_VRING | INT_CONFIG)) != 0) {
+                throw in.bad("interrupt status 0x" + Integer.toHexString(interrupts));
+            }
+            boolean activate = (st & DRIVER_OK) != 0 && !broken;
+            try {
+                GuestMemory memory = context.memory();
+                for (int i = 0; i < count; i++) {
+                    Virtqueue q = queues.get(i);
+                    in.getState(q, in.what() + " queue " + i);
+                    if (activate && q.ready()) {
+                        checkQueue(in, i, q, memory);
+                    }
+                }
+                in.getState(device, in.what() + " (" + device.name() + ")");
+                status = st;
+                deviceFeaturesSel = devSel;
+                driverFeaturesSel = drvSel;
+                driverFeatures = features;
+                queueSel = sel;
+                needsReset.set(broken);
+                interruptStatus.set(interrupts);
+                configGeneration.set(generation);
+                if (activate) {
+                    Optional<Failure> f = start();
+                    if (f.isPresent()) {
+                        throw new SnapshotException(name() + " (" + device.name() + ") cannot go on from its snapshot: "
+                                + f.get().why(), f.get().cause());
+                    }
+                }
+            } catch (RuntimeException e) {
+                resetDevice();
+                configGeneration.set(0);
+                throw e instanceof SnapshotException se ? se
+                        : new SnapshotException(name() + " (" + device.name() + ") could not be restored: " + e, e);
+            }
+            if (interrupts != 0) {
+                context.irq().pulse();
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** A ready queue of an active device: its rings as DRIVER_OK checks them, and the used index in memory its own. */
+    private static void checkQueue(StateReader in, int index, Virtqueue q, GuestMemory memory) {
+        Optional<String> problem = q.validate(memory);
+        if (problem.isPresent()) {
+            throw in.bad("queue " + index + ": " + problem.get());
+        }
+        int usedIdx = Short.toUnsignedInt(memory.loadAcquire16(q.usedRing() + 2));
+        if (usedIdx != q.nextUsed()) {
+            throw in.bad("queue " + index + ": the used ring's index in guest memory is " + usedIdx
+                    + ", the device's next is " + q.nextUsed() + " (the memory is not this snapshot's)");
+        }
+    }
+
+    private SnapshotException otherDevice(StateReader in, String saved) {
+        StringBuilder here = new StringBuilder("device type " + device.deviceType() + ", features 0x"
+                + Long.toHexString(offered) + ", " + queues.size() + " queues of at most");
+        for (Virtqueue q : queues) {
+            here.append(' ').append(q.maxSize());
+        }
+        return new SnapshotException("the state of " + in.what() + " is of another device: " + saved + "; this one has " + here);
     }
 
     // ---- lifecycle

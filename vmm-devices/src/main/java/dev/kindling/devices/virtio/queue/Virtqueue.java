@@ -3,6 +3,9 @@ package dev.kindling.devices.virtio.queue;
 import dev.kindling.devices.virtio.VirtioFeatures;
 import dev.kindling.memory.GuestMemory;
 import dev.kindling.memory.MemoryRegion;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
+import dev.kindling.snapshot.Stateful;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -38,8 +41,13 @@ import java.util.Optional;
  * while the device is not active. A queue that is not ready serves nothing ({@link #pop} is empty);
  * one whose rings {@link #validate} rejects fails {@link #pop} with BrokenQueue; on either the
  * notification calls do nothing.
+ *
+ * <p><b>Snapshots.</b> {@link #saveState} keeps the registers and the device side's positions (next
+ * available and used index, the used index last signalled); the rings themselves are guest memory.
+ * {@link #restoreState} takes them back as the driver could have written them, checking only the
+ * indices: the transport validates the layout against guest memory as at DRIVER_OK.
  */
-public final class Virtqueue {
+public final class Virtqueue implements Stateful {
     /** The largest size the split ring format allows. */
     public static final int MAX_SIZE = 32768;
 
@@ -158,6 +166,16 @@ public final class Virtqueue {
         return nextUsed;
     }
 
+    /** The used index when the driver was last interrupted (or found not to want it) for used buffers. */
+    public int signalledUsed() {
+        return signalledUsed;
+    }
+
+    /** Chains taken by {@link #pop} and not yet returned by {@link #addUsed} (mod 2^16). */
+    public int inFlight() {
+        return (nextAvail - nextUsed) & 0xffff;
+    }
+
     /**
      * Checks what the driver configured before the device uses the queue: a power-of-two size up to
      * {@link #maxSize()}, the rings' alignment (16, 2, 4) and that all three lie in guest RAM. Empty
@@ -260,6 +278,28 @@ public final class Virtqueue {
                     + " names head " + head + ", past the queue size " + size);
         }
         return Optional.of(new DescriptorChain(head, walk(memory, head)));
+    }
+
+    /**
+     * Gives back {@code chain}, which the last {@link #pop} returned, for a device that cannot serve
+     * it now (no tokens, no data for an rx buffer): the next pop returns it again, read afresh from
+     * the ring, which the driver does not touch while the device owns the chain. So no chain stays
+     * taken across a pause, and a snapshot of the quiesced device loses none.
+     *
+     * @throws IllegalStateException the previous available ring entry does not name {@code chain}
+     * (it was not the last chain popped)
+     */
+    public void undoPop(GuestMemory memory, DescriptorChain chain) {
+        if (!usable(memory)) {
+            throw new IllegalStateException("undoPop on a queue that is not ready or whose rings are not in RAM");
+        }
+        int previous = (nextAvail - 1) & 0xffff;
+        int head = Short.toUnsignedInt(memory.read16(availableRing + 4 + 2L * (previous & (size - 1))));
+        if (inFlight() == 0 || head != chain.head()) {
+            throw new IllegalStateException("chain " + chain.head() + " is not the last one popped (entry "
+                    + previous + " names " + head + ", " + inFlight() + " in flight)");
+        }
+        nextAvail = previous;
     }
 
     /** True if {@link #pop} would find a chain (or a fault); false for a queue that is not usable. */
@@ -433,5 +473,46 @@ public final class Virtqueue {
         // between is missed by both sides.
         GuestMemory.fullFence();
         return Short.toUnsignedInt(memory.loadAcquire16(availableRing + 2)) != nextAvail;
+    }
+
+    // ---- snapshots
+
+    @Override
+    public void saveState(StateWriter out) {
+        out.putInt(size).putLong(descriptorTable).putLong(availableRing).putLong(usedRing).putBoolean(ready)
+                .putShort(nextAvail).putShort(nextUsed).putShort(signalledUsed);
+    }
+
+    /**
+     * Takes back what {@link #saveState} wrote (the features come from the transport's
+     * {@link #setFeatures}). The size and addresses are any the driver could have written; the
+     * transport {@link #validate}s them before the queue is used.
+     */
+    @Override
+    public void restoreState(StateReader in) {
+        int savedSize = in.getInt();
+        long desc = in.getLong();
+        long avail = in.getLong();
+        long used = in.getLong();
+        boolean savedReady = in.getBoolean();
+        int savedNextAvail = in.getShort();
+        int savedNextUsed = in.getShort();
+        int savedSignalled = in.getShort();
+        if (savedReady && (savedSize < 1 || savedSize > maxSize || Integer.bitCount(savedSize) != 1)) {
+            throw in.bad("a ready queue's size " + savedSize + " is not a power of two in 1.." + maxSize);
+        }
+        if (((savedNextAvail - savedNextUsed) & 0xffff) > Math.max(savedSize, 0) && savedReady) {
+            throw in.bad("next available index " + savedNextAvail + " is more than the queue size " + savedSize
+                    + " past the next used index " + savedNextUsed);
+        }
+        reset();
+        size = savedSize;
+        descriptorTable = desc;
+        availableRing = avail;
+        usedRing = used;
+        ready = savedReady;
+        nextAvail = savedNextAvail;
+        nextUsed = savedNextUsed;
+        signalledUsed = savedSignalled;
     }
 }

@@ -29,7 +29,9 @@ import java.util.function.LongSupplier;
  * <p><b>Rate limit.</b> With a {@link RateLimit}, a token bucket of {@code burst} bytes refilled at
  * {@code bytesPerSecond}: a request waits, in the device thread (the vCPU that notified goes on at
  * once), until the bucket holds its size; one larger than the burst is filled with {@code burst}
- * bytes. Later requests queue behind it in the ring.
+ * bytes. Later requests queue behind it in the ring. The waiting request stays in the ring (it is
+ * taken again when the bucket has refilled), so a pause finds no request taken: a snapshot of the
+ * device is its queue alone.
  */
 public final class VirtioRng implements VirtioDevice {
     /** The largest fill of one request; the driver asks again for more. */
@@ -148,7 +150,7 @@ public final class VirtioRng implements VirtioDevice {
         return name + " (virtio-rng" + (limit == null ? "" : ", " + limit.bytesPerSecond() + " B/s, burst " + limit.burst()) + ")";
     }
 
-    /** One activation: the queue, the bucket and the request waiting for it. Used by its thread only. */
+    /** One activation: the queue and the bucket. Used by its thread only. */
     private final class Server {
         private final VirtioContext context;
         private final GuestMemory memory;
@@ -157,7 +159,6 @@ public final class VirtioRng implements VirtioDevice {
         private final byte[] pool = new byte[CHUNK];
         private int poolUsed = CHUNK;
         private final TokenBucket bucket;
-        private DescriptorChain waiting;
         private boolean broken;
 
         Server(VirtioContext context) {
@@ -177,35 +178,33 @@ public final class VirtioRng implements VirtioDevice {
                     if (worker.yieldAsked()) {
                         return 0; // a stop or a pause between two requests; served again after a resume
                     }
-                    if (waiting == null) {
-                        Optional<DescriptorChain> next;
-                        try {
-                            next = queue.pop(memory);
-                        } catch (VirtqueueException.InvalidChain e) {
-                            queue.addUsed(memory, e.head(), 0);
-                            used = true;
-                            continue;
-                        }
-                        if (next.isEmpty()) {
-                            if (queue.setNotificationsEnabled(memory, true)) {
-                                continue; // chains arrived while enabling
-                            }
-                            return -1;
-                        }
-                        waiting = next.get();
+                    Optional<DescriptorChain> next;
+                    try {
+                        next = queue.pop(memory);
+                    } catch (VirtqueueException.InvalidChain e) {
+                        queue.addUsed(memory, e.head(), 0);
+                        used = true;
+                        continue;
                     }
-                    DescriptorChain chain = waiting;
+                    if (next.isEmpty()) {
+                        if (queue.setNotificationsEnabled(memory, true)) {
+                            continue; // chains arrived while enabling
+                        }
+                        return -1;
+                    }
+                    DescriptorChain chain = next.get();
                     // a request is device-writable buffers only; anything else is answered with nothing
                     long want = chain.readable().isEmpty() ? Math.min(chain.writableLength(), MAX_REQUEST) : 0;
                     if (want > 0 && bucket != null) {
                         long granted = bucket.take(want);
                         if (granted == 0) {
+                            // given back while it waits, so a pause (and a snapshot) finds no request taken
+                            queue.undoPop(memory, chain);
                             return bucket.millisUntilAvailable(want);
                         }
                         want = granted;
                     }
                     queue.addUsed(memory, chain.head(), fill(chain.writable(), (int) want));
-                    waiting = null;
                     used = true;
                 }
             } catch (VirtqueueException e) {

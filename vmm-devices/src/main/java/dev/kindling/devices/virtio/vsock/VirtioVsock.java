@@ -22,6 +22,8 @@ import dev.kindling.devices.virtio.queue.DescriptorChain;
 import dev.kindling.devices.virtio.queue.Virtqueue;
 import dev.kindling.devices.virtio.queue.VirtqueueException;
 import dev.kindling.memory.GuestMemory;
+import dev.kindling.snapshot.StateReader;
+import dev.kindling.snapshot.StateWriter;
 import dev.kindling.sys.Epoll;
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
@@ -106,6 +108,8 @@ public final class VirtioVsock implements VirtioDevice {
     private final VirtioWorkers workers;
     // guarded by this
     private Server current;
+    /** Restored from a snapshot: the next activation starts with VIRTIO_VSOCK_EVENT_TRANSPORT_RESET. */
+    private boolean resetOnActivate;
 
     /**
      * A device for a guest with CID {@code guestCid} (3 and up, below 2^32 - 1), whose guest-initiated
@@ -224,6 +228,14 @@ public final class VirtioVsock implements VirtioDevice {
     @Override
     public void activate(VirtioContext context) {
         Server s = new Server(context);
+        boolean restored;
+        synchronized (this) {
+            restored = resetOnActivate;
+            resetOnActivate = false;
+        }
+        if (restored) {
+            s.askReset(); // before its thread starts: the first round sends the event
+        }
         try {
             workers.activate(context, a -> a.start("vsock",
                     List.of(context.queueNotifier(RX), context.queueNotifier(TX), context.queueNotifier(EVENT)),
@@ -241,8 +253,28 @@ public final class VirtioVsock implements VirtioDevice {
     public void reset() {
         synchronized (this) {
             current = null;
+            resetOnActivate = false;
         }
         workers.reset();
+    }
+
+    /**
+     * Nothing of the device is saved: connections belong to the host side of the machine that was
+     * snapshotted, and do not carry over to the restored one (as in Firecracker).
+     */
+    @Override
+    public void saveState(StateWriter out) {}
+
+    /**
+     * The restored device, once its transport activates it, sends the driver
+     * VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, as Firecracker does: the guest drops the connections it had
+     * (their host ends are gone) and reads the guest CID again, which is this device's, possibly not
+     * the snapshotted one's. The guest's listening sockets stay, and this device's host side listens
+     * as configured.
+     */
+    @Override
+    public synchronized void restoreState(StateReader in) {
+        resetOnActivate = true;
     }
 
     @Override
@@ -386,7 +418,7 @@ public final class VirtioVsock implements VirtioDevice {
         final ArrayDeque<Conn> readable = new ArrayDeque<>();
         final ArrayDeque<Reply> replies = new ArrayDeque<>();
         int nextPort = FIRST_HOST_PORT;
-        /** An rx chain taken from the ring but not filled (the socket had nothing after all). */
+        /** An rx chain taken from the ring but not filled (the socket had nothing after all), given back at the round's end. */
         DescriptorChain spare;
         boolean rxStarved;
         boolean eventPending;
@@ -487,6 +519,7 @@ public final class VirtioVsock implements VirtioDevice {
                 pollSockets();
                 serveRx();
                 postEvent();
+                giveBackSpare();
                 // every round: a busy device still gives up connections past their deadline
                 int wait = timeouts();
                 return more ? 0 : wait;
@@ -1137,6 +1170,18 @@ public final class VirtioVsock implements VirtioDevice {
                 return c;
             }
             return null;
+        }
+
+        /**
+         * The rx chain kept for later goes back to the ring at the end of each round: a pause comes
+         * between two rounds, and must find no chain taken (a snapshot would lose it). It was the
+         * last one popped: {@link #rxChain} hands it out before it pops again.
+         */
+        private void giveBackSpare() {
+            if (spare != null) {
+                rxq.undoPop(memory, spare);
+                spare = null;
+            }
         }
 
         /** No rx buffers: stop watching sockets for input until the driver posts some. */

@@ -19,6 +19,8 @@ import java.util.Optional;
  */
 public final class MmioDriver {
     public static final long WAIT_MS = 10_000;
+    /** The status register's offset, for tests outside this package. */
+    public static final int STATUS_REG = STATUS;
 
     private final VirtioMmioTransport t;
 

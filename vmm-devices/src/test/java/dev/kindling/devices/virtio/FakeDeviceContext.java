@@ -27,14 +27,27 @@ public final class FakeDeviceContext implements DeviceContext, AutoCloseable {
 
     public record Fatal(String what, Throwable cause) {}
 
-    private final GuestMemory memory = new GuestMemory(List.of(MemoryRegion.anonymous(RAM_BASE, RAM_SIZE)));
+    private final GuestMemory memory;
+    private final boolean ownsMemory;
     private final RecordingLine irq = new RecordingLine(5);
     private final RecordingThreads threads = new RecordingThreads("fake-vm-virtio0");
     private final List<FakeIoEvent> ioEvents = new CopyOnWriteArrayList<>();
     private final List<Fatal> fatals = new CopyOnWriteArrayList<>();
     private volatile boolean ioEventsFail;
 
-    public FakeDeviceContext() {}
+    public FakeDeviceContext() {
+        this.memory = new GuestMemory(List.of(MemoryRegion.anonymous(RAM_BASE, RAM_SIZE)));
+        this.ownsMemory = true;
+    }
+
+    /**
+     * A machine on {@code memory} of another context, which keeps it (close() leaves it open): the
+     * machine restored from a snapshot of the other, whose memory content it starts from.
+     */
+    public FakeDeviceContext(FakeDeviceContext sharingMemoryOf) {
+        this.memory = sharingMemoryOf.memory;
+        this.ownsMemory = false;
+    }
 
     @Override
     public String name() {
@@ -104,6 +117,8 @@ public final class FakeDeviceContext implements DeviceContext, AutoCloseable {
 
     @Override
     public void close() {
-        memory.close();
+        if (ownsMemory) {
+            memory.close();
+        }
     }
 }

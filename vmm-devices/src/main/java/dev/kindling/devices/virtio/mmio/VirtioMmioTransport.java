@@ -561,8 +561,9 @@ public final class VirtioMmioTransport implements Device, Stateful {
 
     /**
      * Takes back what {@link #saveState} wrote, on a transport of the same device that the machine
-     * has not run yet (one that was used is reset first). With DRIVER_OK saved, the device is
-     * activated on the restored queues and a pending interrupt raised again.
+     * has not run yet (one that was used is reset first). {@code in} is the transport's block
+     * alone ({@link StateReader#getState}), read to its end before the device starts. With DRIVER_OK
+     * saved, the device is activated on the restored queues and a pending interrupt raised again.
      *
      * @throws SnapshotException the state is short, corrupted, of another layout or another device;
      *     the transport is then reset and the device not running
@@ -624,6 +625,7 @@ public final class VirtioMmioTransport implements Device, Stateful {
                     }
                 }
                 in.getState(device, in.what() + " (" + device.name() + ")");
+                in.expectEnd(); // here, not after the device has started
                 status = st;
                 deviceFeaturesSel = devSel;
                 driverFeaturesSel = drvSel;

@@ -501,7 +501,7 @@ public final class Virtqueue implements Stateful {
         if (savedReady && (savedSize < 1 || savedSize > maxSize || Integer.bitCount(savedSize) != 1)) {
             throw in.bad("a ready queue's size " + savedSize + " is not a power of two in 1.." + maxSize);
         }
-        if (((savedNextAvail - savedNextUsed) & 0xffff) > Math.max(savedSize, 0) && savedReady) {
+        if (savedReady && ((savedNextAvail - savedNextUsed) & 0xffff) > savedSize) {
             throw in.bad("next available index " + savedNextAvail + " is more than the queue size " + savedSize
                     + " past the next used index " + savedNextUsed);
         }

@@ -36,7 +36,7 @@ class SnapshotBenchTest {
         SnapshotBench.Results r = new SnapshotBench.Results(
                 List.of(new SnapshotBench.Guest(1, 10, 2, 4, 0.5), new SnapshotBench.Guest(3, 30, 6, 8, 1.5),
                         new SnapshotBench.Guest(2, 20, 4, 6, 1)),
-                List.of(new SnapshotBench.Boxed(5, 50, 7, 9, 3)), List.of(new SnapshotBench.Qemu(40, 100)), "QEMU -M microvm");
+                List.of(new SnapshotBench.Boxed(5, 50, 7, 9, 3)), List.of(new SnapshotBench.Qemu(40, 100)), "QEMU -M microvm", List.of());
         List<String> t = SnapshotBench.table(r, new SnapshotBench.Options(3, true));
         assertThat(t.get(0).split("\\s+")).containsExactly("metric", "(median)", "kindling", "qemu", "ratio");
         assertThat(t.get(1).split("\\s+")).containsExactly("guest-snapshot-memory-ms", "2.00", "-", "-");
@@ -48,6 +48,17 @@ class SnapshotBenchTest {
         assertThat(t.get(10).split("\\s+")).containsExactly("sandbox-clone-private-mib", "3.00", "-", "-");
         assertThat(t.getLast()).isEqualTo(
                 "snapshot: restore-ratio 0.06 clone-ratio 0.04 clone-line-ms 4.00 clone-exec-ms 9.00 clone-private-mib 3.00");
+
+        // a run whose sandbox clone failed keeps its snapshot figures; the clone rows are dashes and the note says why
+        List<String> f = SnapshotBench.table(new SnapshotBench.Results(r.guest(), List.of(SnapshotBench.cloneFailed(5, 50)), List.of(),
+                "QEMU left out: qemu-system-x86_64 is not installed", List.of("the agent closed the connection")),
+                new SnapshotBench.Options(3, true));
+        assertThat(f.get(3).split("\\s+")).containsExactly("guest-restore-to-line-ms", "6.00", "-", "-");
+        assertThat(f.get(6).split("\\s+")).containsExactly("sandbox-snapshot-memory-ms", "5.00", "-", "-");
+        assertThat(f.get(9).split("\\s+")).containsExactly("sandbox-clone-to-first-exec-ms", "-", "-", "-");
+        assertThat(f.get(11)).contains("QEMU left out: qemu-system-x86_64 is not installed")
+                .contains("clone failed in 1 run(s): the agent closed the connection");
+        assertThat(f.getLast()).isEqualTo("snapshot: restore-ratio - clone-ratio - clone-line-ms 4.00 clone-exec-ms - clone-private-mib -");
     }
 
     @Test

@@ -4,13 +4,13 @@ import java.io.PrintStream;
 import java.util.Arrays;
 import java.util.List;
 
-/** {@code kindling bench exits|boot|startup|blk|net|vsock|sandbox}. */
+/** {@code kindling bench exits|boot|startup|blk|net|vsock|sandbox|snapshot}. */
 final class Bench {
     private Bench() {}
 
     static int run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         if (argv.isEmpty()) {
-            throw new UsageException("bench needs a benchmark: exits, boot, startup, blk, net, vsock or sandbox");
+            throw new UsageException("bench needs a benchmark: exits, boot, startup, blk, net, vsock, sandbox or snapshot");
         }
         List<String> rest = argv.subList(1, argv.size());
         return switch (argv.getFirst()) {
@@ -24,6 +24,7 @@ final class Bench {
             case "net" -> NetBench.run(rest, out, err);
             case "vsock" -> VsockBench.run(rest, out, err);
             case "sandbox" -> SandboxBench.run(rest, out, err);
+            case "snapshot" -> SnapshotBench.run(rest, out, err);
             default -> throw new UsageException("unknown benchmark '" + argv.getFirst() + "'");
         };
     }

@@ -9,7 +9,7 @@ import java.io.PrintStream;
 import java.util.List;
 
 /**
- * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|net|vsock|sandbox},
+ * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|net|vsock|sandbox|snapshot},
  * {@code demo}, {@code image debian}, {@code example}. Exit status 64 for bad arguments (with the usage), 69 when something the command
  * needs from the host is missing, 1 for other failures.
  */
@@ -37,6 +37,7 @@ public final class Kindling {
                    kindling bench net [--runs N] [--kib N]
                    kindling bench vsock [--runs N] [--kib N] [--echoes N]
                    kindling bench sandbox [--runs N] [--execs N] [--cycles N] [--idle N]
+                   kindling bench snapshot [--runs N] [--no-sandbox]
                    kindling demo
                    kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]
                    kindling image debian --out PATH [--packages PKG,...] [--size MIB]

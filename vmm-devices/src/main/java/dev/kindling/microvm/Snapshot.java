@@ -100,9 +100,14 @@ public final class Snapshot implements AutoCloseable {
             List<Path> cloneDisks = copyDisks(disks, cloneDir);
             MicrovmBuilder b = recipe.forRestore(recipe.name() + "-clone" + n, cloneDisks, vsockCid, null);
             Microvm vm = b.restore(state, memory, protocol);
-            Path owned = cloneDir;
-            vm.machine().own(() -> deleteTree(owned)); // unlinking open images is fine: they go at close
-            vm.start();
+            try {
+                Path owned = cloneDir;
+                vm.machine().own(() -> deleteTree(owned)); // unlinking open images is fine: they go at close
+                vm.start();
+            } catch (RuntimeException e) {
+                vm.close();
+                throw e;
+            }
             return vm;
         } catch (IOException e) {
             deleteTree(cloneDir);

@@ -5,6 +5,7 @@ import dev.kindling.microvm.Console;
 import dev.kindling.microvm.Microvm;
 import dev.kindling.microvm.MicrovmBuilder;
 import dev.kindling.sandbox.Sandbox;
+import dev.kindling.sandbox.SandboxSnapshot;
 import java.lang.annotation.Annotation;
 import java.lang.reflect.AnnotatedElement;
 import java.lang.reflect.Constructor;
@@ -44,7 +45,7 @@ import org.opentest4j.TestAbortedException;
  * @ExtendWith(KindlingExtension.class)
  * @SandboxConfig(memoryMib = 256)
  * class MyTest {
- *     static Sandbox shared;                       // one for the class: booted before all, closed after all
+ *     static Sandbox shared;                       // one for the class: started before all, closed after all
  *     @SandboxConfig(vcpus = 2) Sandbox mine;       // a fresh one for each test
  *
  *     @Test
@@ -64,6 +65,10 @@ import org.opentest4j.TestAbortedException;
  *       (before {@code @BeforeEach} methods), a parameter a fresh one for that call; both are closed
  *       after the test and its {@code @AfterEach} methods, whether it failed or not, newest first. They
  *       are also held in JUnit's store, which closes whatever is left when the test's context ends.
+ *   <li>A {@code Sandbox} is a clone unless its {@link SandboxConfig#fromSnapshot()} says otherwise: the
+ *       first one of each configuration boots a sandbox and snapshots it, once for the whole test run
+ *       (the root context's store holds the snapshot and closes it at the end); every field and
+ *       parameter then gets its own clone, which starts without booting a kernel.
  *   <li>When a test or one of its lifecycle methods fails (an aborted test is no failure), the end of
  *       each console its guests printed ({@link GuestConsoleOutput#TAIL_LINES} lines) is added to the
  *       failure as a suppressed {@link GuestConsoleOutput}, and published as the report entry
@@ -82,6 +87,8 @@ public final class KindlingExtension implements BeforeAllCallback, AfterAllCallb
         AfterEachCallback, ParameterResolver, TestExecutionExceptionHandler, LifecycleMethodExecutionExceptionHandler {
     private static final Namespace NAMESPACE = Namespace.create(KindlingExtension.class);
     private static final Pattern PLACEHOLDER = Pattern.compile("\\$\\{([^}]+)}");
+    /** The name of the sandbox each snapshot is taken of, and so of its clones. */
+    static final String SNAPSHOT_NAME = "kindling-junit";
 
     /** The annotations' defaults, for an element and class without one. */
     @SandboxConfig
@@ -269,7 +276,7 @@ public final class KindlingExtension implements BeforeAllCallback, AfterAllCallb
                 .getOrComputeIfAbsent(new GuestsKey(context.getUniqueId()), k -> new Guests(), Guests.class);
         try {
             return switch (kind) {
-                case SANDBOX -> guests.add(name, sandbox((SandboxConfig) config, name, parameters));
+                case SANDBOX -> guests.add(name, sandbox(context, (SandboxConfig) config, name, parameters));
                 case MICROVM -> guests.add(name, microvm((MicrovmConfig) config, name, parameters));
             };
         } catch (ConfigException e) {
@@ -278,13 +285,34 @@ public final class KindlingExtension implements BeforeAllCallback, AfterAllCallb
         }
     }
 
-    private static Sandbox sandbox(SandboxConfig c, String name, Function<String, Optional<String>> parameters) {
+    private static Sandbox sandbox(ExtensionContext context, SandboxConfig c, String name,
+            Function<String, Optional<String>> parameters) {
+        Optional<Path> kernel = path("kernel", c.kernel(), parameters);
+        Optional<Path> initrd = path("initrd", c.initrd(), parameters);
+        Optional<Path> rootDisk = path("rootDisk", c.rootDisk(), parameters);
+        if (!c.fromSnapshot()) {
+            return builder(c, name, kernel, initrd, rootDisk).build();
+        }
+        // one boot per configuration for the whole run: the root store closes the snapshot when the run ends
+        SnapshotKey key = new SnapshotKey(c.memoryMib(), c.vcpus(), c.bootTimeoutSeconds(), kernel, initrd, rootDisk);
+        SandboxSnapshot snapshot = context.getRoot().getStore(NAMESPACE).getOrComputeIfAbsent(key,
+                k -> builder(c, SNAPSHOT_NAME, kernel, initrd, rootDisk).snapshotAfterBoot(), SandboxSnapshot.class);
+        return snapshot.newSandbox();
+    }
+
+    private static Sandbox.Builder builder(SandboxConfig c, String name, Optional<Path> kernel, Optional<Path> initrd,
+            Optional<Path> rootDisk) {
         Sandbox.Builder b = Sandbox.builder().name(name).memoryMib(c.memoryMib()).vcpus(c.vcpus())
                 .bootTimeout(Duration.ofSeconds(c.bootTimeoutSeconds()));
-        path("kernel", c.kernel(), parameters).ifPresent(b::kernel);
-        path("initrd", c.initrd(), parameters).ifPresent(b::initrd);
-        path("rootDisk", c.rootDisk(), parameters).ifPresent(b::rootDisk);
-        return b.build();
+        kernel.ifPresent(b::kernel);
+        initrd.ifPresent(b::initrd);
+        rootDisk.ifPresent(b::rootDisk);
+        return b;
+    }
+
+    /** A {@link SandboxConfig} with its paths resolved: the sandboxes one snapshot serves. */
+    private record SnapshotKey(long memoryMib, int vcpus, long bootTimeoutSeconds, Optional<Path> kernel,
+            Optional<Path> initrd, Optional<Path> rootDisk) {
     }
 
     private static Microvm microvm(MicrovmConfig c, String name, Function<String, Optional<String>> parameters) {

@@ -27,4 +27,12 @@ public @interface SandboxConfig {
 
     /** Seconds {@code build()} waits for the agent. */
     long bootTimeoutSeconds() default 180;
+
+    /**
+     * Whether the sandbox is a clone (the default): the extension boots one sandbox per configuration
+     * per test run, snapshots it and hands every field and parameter a fresh clone of it, which starts
+     * without booting a kernel and writes only to its own memory and disk copies. A clone's console
+     * holds what the guest printed since the clone started, not the boot. {@code false} boots each one.
+     */
+    boolean fromSnapshot() default true;
 }

@@ -33,7 +33,12 @@ final class Agent {
 
     /** DATA and STDIN frames carry at most this much. */
     static final int CHUNK = 256 << 10;
-    static final Duration PING_EVERY = Duration.ofSeconds(1);
+    /**
+     * A PING is sent every {@code unresponsiveAfter / PINGS_PER_WINDOW}, at least {@link #MIN_PING} apart: each
+     * costs the guest kernel a vsock round trip, which adds up where many idle sandboxes run at once.
+     */
+    static final int PINGS_PER_WINDOW = 5;
+    static final Duration MIN_PING = Duration.ofSeconds(1);
     private static final long TICK_MILLIS = 200;
     /** How long a command may take to end after SIGKILL before its session is dropped. */
     static final Duration KILL_GRACE = Duration.ofSeconds(30);
@@ -173,8 +178,14 @@ final class Agent {
         return t;
     }
 
+    static Duration pingEvery(Duration unresponsiveAfter) {
+        Duration d = unresponsiveAfter.dividedBy(PINGS_PER_WINDOW);
+        return d.compareTo(MIN_PING) < 0 ? MIN_PING : d;
+    }
+
     private void watchdog() {
         long nextPing = 0;
+        long pingEvery = 0;
         byte[] ping = new byte[8];
         long count = 0;
         try {
@@ -187,6 +198,7 @@ final class Agent {
                 }
                 Session hb = heartbeat;
                 if (hb != null) {
+                    pingEvery = pingEvery(unresponsiveAfter).toNanos();
                     // hung: a PING unanswered for that long, and no other session moved a frame meanwhile
                     // (a guest busy with a large transfer may answer late, but it moves the transfer)
                     Long oldest = unanswered.peek();
@@ -202,7 +214,7 @@ final class Agent {
                         } catch (IOException e) {
                             // the heartbeat reader sees the broken session and reports it
                         }
-                        nextPing = now + PING_EVERY.toNanos();
+                        nextPing = now + pingEvery;
                     }
                 }
                 for (Run r : runs) {

@@ -33,7 +33,8 @@ import java.util.concurrent.atomic.AtomicReference;
  * {@link SandboxException} that says why and carries the console's tail.
  *
  * <p>Each call opens its own connection to the agent, so calls from several threads run at once.
- * A heartbeat session pings the agent every second; a PING unanswered for {@link Builder#unresponsiveAfter},
+ * A heartbeat session pings the agent five times per {@link Builder#unresponsiveAfter} (at most once a second);
+ * a PING unanswered for that long,
  * while no other session moved a frame either, marks the sandbox hung (a guest busy moving a large
  * file may answer late, but it moves the file).
  */
@@ -85,7 +86,8 @@ public final class Sandbox implements AutoCloseable {
             agent.start(settings.bootTimeout());
             Session s;
             try {
-                s = agent.open(connect(vm, agent));
+                // a clone's restore is its boot: many restoring at once on few cores answer late
+                s = agent.open(connect(vm, agent, settings.bootTimeout()));
                 agent.ping(s);
             } catch (IOException e) {
                 throw new SandboxException("sandbox " + settings.name() + " did not answer after its restore: " + e.getMessage(),
@@ -282,7 +284,11 @@ public final class Sandbox implements AutoCloseable {
 
     /** Connects to the agent, retrying while the guest refuses or does not answer, until the sandbox fails. */
     private static Link connect(Microvm vm, Agent agent) throws IOException {
-        long deadline = System.nanoTime() + CONNECT_LIMIT.toNanos();
+        return connect(vm, agent, CONNECT_LIMIT);
+    }
+
+    private static Link connect(Microvm vm, Agent agent, Duration limit) throws IOException {
+        long deadline = System.nanoTime() + limit.toNanos();
         while (true) {
             agent.check();
             try {

@@ -9,6 +9,10 @@ import java.security.SecureRandom;
  * {@link #newSandbox()} starts a sandbox that goes on from it in milliseconds instead of booting: its
  * memory is a copy-on-write mapping of the snapshot's, its disks are copies, its console is its own,
  * and the guest's entropy pool gets fresh host randomness. Thread-safe: start many at once.
+ *
+ * <p>A clone starts with no connection to its agent: commands the snapshotted sandbox was running for
+ * a caller ({@code exec}, {@code start}) end in the clone as when their connection breaks, since only
+ * that caller could read them. Processes of the guest's own, such as daemons, go on.
  */
 public final class SandboxSnapshot implements AutoCloseable {
     private static final int ENTROPY_BYTES = 64;

@@ -19,30 +19,42 @@ import org.junit.platform.engine.TestExecutionResult;
 import org.junit.platform.testkit.engine.EngineExecutionResults;
 import org.junit.platform.testkit.engine.EngineTestKit;
 
-/** A real Sandbox injected into a static field (one Linux boot for the class), under JUnit's test kit. */
+/**
+ * Real sandboxes injected into a static field (one for the class) and an instance field (one per test),
+ * under JUnit's test kit: all are clones of one Linux boot, each writing only to its own copy.
+ */
 @Timeout(1200)
 class KindlingExtensionSandboxTest {
     @ExtendWith({FixtureRun.class, KindlingExtension.class})
     @SandboxConfig(bootTimeoutSeconds = 900)
     static class WithSandbox {
-        static Sandbox sandbox;
+        static Sandbox shared;
+        Sandbox mine;
+
+        /** This test's own sandbox: a clone, with no other test's write in it. */
+        private void ownClone(FixtureRun.Run run, String test) {
+            run.saw("shared", shared.vm());
+            run.saw("mine", mine.vm());
+            assertThat(mine.console().text()).as("a clone does not boot").doesNotContain("KINDLING-INIT-OK");
+            assertThat(mine.exec("sh", "-c", "test ! -e /mine && echo " + test + " > /mine")).succeeded();
+        }
 
         @Test
         void runs(FixtureRun.Run run) {
-            run.saw("runs", sandbox.vm());
-            assertThat(sandbox.exec("echo", "6*7")).succeeded().stdoutIsEqualTo("6*7\n");
-            assertThat(sandbox.exec("sh", "-c", "echo err >&2; exit 3")).hasExitCode(3).stderrContains("err");
+            ownClone(run, "runs");
+            assertThat(shared.exec("echo", "6*7")).succeeded().stdoutIsEqualTo("6*7\n");
+            assertThat(mine.exec("sh", "-c", "echo err >&2; exit 3")).hasExitCode(3).stderrContains("err");
         }
 
         @Test
         void fails(FixtureRun.Run run) {
-            run.saw("fails", sandbox.vm());
-            assertThat(sandbox.exec("sh", "-c", "echo oops >&2; exit 1")).succeeded();
+            ownClone(run, "fails");
+            assertThat(shared.exec("sh", "-c", "echo oops > /dev/console; echo oops >&2; exit 1")).succeeded();
         }
     }
 
     @Test
-    void aStaticSandboxServesTheClassAndAFailureShowsItsConsole() {
+    void sandboxesAreClonesOfOneBootAndAFailureShowsTheirConsoles() {
         TestGuests.assumeKvm();
         try {
             BuiltGuest g = BuiltGuest.locate(System::getenv, k -> Optional.ofNullable(System.getProperty(k)));
@@ -58,14 +70,15 @@ class KindlingExtensionSandboxTest {
                     .getRequiredPayload(TestExecutionResult.class).getThrowable().orElseThrow();
             assertThat(t).isInstanceOf(AssertionError.class).hasMessageContaining("exit code: 1").hasMessageContaining("    oops");
             assertThat(Arrays.stream(t.getSuppressed()).filter(GuestConsoleOutput.class::isInstance)
-                    .map(GuestConsoleOutput.class::cast)).singleElement().satisfies(c -> {
-                        assertThat(c.guest()).isEqualTo("WithSandbox.sandbox");
-                        assertThat(c.text()).contains("KINDLING-AGENT-READY");
-                    });
-            assertThat(run.seen()).hasSize(2).allSatisfy(s -> {
-                assertThat(s.guest()).isSameAs(run.seen().getFirst().guest());
-                assertThat(s.vm().state()).isEqualTo(Machine.State.CLOSED);
-            });
+                    .map(GuestConsoleOutput.class::cast)).extracting(GuestConsoleOutput::guest)
+                    .containsExactlyInAnyOrder("WithSandbox.shared", "WithSandbox.mine");
+            assertThat(Arrays.stream(t.getSuppressed()).filter(GuestConsoleOutput.class::isInstance)
+                    .map(GuestConsoleOutput.class::cast).filter(c -> c.guest().equals("WithSandbox.shared")))
+                    .singleElement().satisfies(c -> assertThat(c.text()).as("what the guest printed since its clone started")
+                            .contains("oops").doesNotContain("KINDLING-AGENT-READY"));
+            assertThat(run.seen("shared")).hasSize(2).allSatisfy(s -> assertThat(s.guest()).isSameAs(run.seen("shared").getFirst().guest()));
+            assertThat(run.seen("mine")).hasSize(2).extracting(FixtureRun.Seen::guest).doesNotHaveDuplicates();
+            assertThat(run.seen()).allSatisfy(s -> assertThat(s.vm().state()).isEqualTo(Machine.State.CLOSED));
         }
     }
 }

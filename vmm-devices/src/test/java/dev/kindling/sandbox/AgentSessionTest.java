@@ -45,6 +45,13 @@ class AgentSessionTest {
     }
 
     @Test
+    void theHeartbeatPingsFiveTimesPerWindowAndAtMostOnceASecond() {
+        assertThat(Agent.pingEvery(Duration.ofSeconds(30))).isEqualTo(Duration.ofSeconds(6));
+        assertThat(Agent.pingEvery(Duration.ofSeconds(5))).isEqualTo(Duration.ofSeconds(1));
+        assertThat(Agent.pingEvery(Duration.ofMillis(1500))).isEqualTo(Duration.ofSeconds(1));
+    }
+
+    @Test
     void exitCodesAndSeparateStreams() {
         ExecResult ok = agent.exec(Exec.of("echo", "hello", "world"));
         assertThat(ok).isEqualTo(new ExecResult(0, "hello world\n", "", false));

@@ -88,7 +88,7 @@ public final class KindlingExtension implements BeforeAllCallback, AfterAllCallb
     private static final Namespace NAMESPACE = Namespace.create(KindlingExtension.class);
     private static final Pattern PLACEHOLDER = Pattern.compile("\\$\\{([^}]+)}");
     /** The name of the sandbox each snapshot is taken of, and so of its clones. */
-    static final String SNAPSHOT_NAME = "kindling-junit";
+    private static final String SNAPSHOT_NAME = "kindling-junit";
 
     /** The annotations' defaults, for an element and class without one. */
     @SandboxConfig

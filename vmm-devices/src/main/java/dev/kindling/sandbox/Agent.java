@@ -62,6 +62,7 @@ final class Agent {
     private volatile Duration bootTimeout;
     private volatile Session heartbeat;
     private volatile long unresponsiveNanos;
+    private volatile long pingEveryNanos;
     private volatile Duration unresponsiveAfter;
     /** System.nanoTime() of the last frame from the agent, or to it, on any session. */
     private volatile long lastHeard = System.nanoTime();
@@ -88,6 +89,7 @@ final class Agent {
     void watch(Session session, Duration unresponsiveAfter) {
         this.unresponsiveAfter = unresponsiveAfter;
         this.unresponsiveNanos = unresponsiveAfter.toNanos();
+        this.pingEveryNanos = pingEvery(unresponsiveAfter).toNanos();
         this.heartbeat = session;
         bootDeadline = 0;
         thread("heartbeat", () -> {
@@ -185,7 +187,6 @@ final class Agent {
 
     private void watchdog() {
         long nextPing = 0;
-        long pingEvery = 0;
         byte[] ping = new byte[8];
         long count = 0;
         try {
@@ -198,7 +199,6 @@ final class Agent {
                 }
                 Session hb = heartbeat;
                 if (hb != null) {
-                    pingEvery = pingEvery(unresponsiveAfter).toNanos();
                     // hung: a PING unanswered for that long, and no other session moved a frame meanwhile
                     // (a guest busy with a large transfer may answer late, but it moves the transfer)
                     Long oldest = unanswered.peek();
@@ -214,7 +214,7 @@ final class Agent {
                         } catch (IOException e) {
                             // the heartbeat reader sees the broken session and reports it
                         }
-                        nextPing = now + pingEvery;
+                        nextPing = now + pingEveryNanos;
                     }
                 }
                 for (Run r : runs) {

@@ -33,10 +33,9 @@ import java.util.concurrent.atomic.AtomicReference;
  * {@link SandboxException} that says why and carries the console's tail.
  *
  * <p>Each call opens its own connection to the agent, so calls from several threads run at once.
- * A heartbeat session pings the agent five times per {@link Builder#unresponsiveAfter} (at most once a second);
- * a PING unanswered for that long,
- * while no other session moved a frame either, marks the sandbox hung (a guest busy moving a large
- * file may answer late, but it moves the file).
+ * A heartbeat session pings the agent five times per {@link Builder#unresponsiveAfter}, at most once
+ * a second; a PING unanswered for that long, while no other session moved a frame either, marks the
+ * sandbox hung (a guest busy moving a large file may answer late, but it moves the file).
  */
 public final class Sandbox implements AutoCloseable {
     /** The agent's vsock port. */

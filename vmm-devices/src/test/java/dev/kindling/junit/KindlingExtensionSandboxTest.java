@@ -11,6 +11,7 @@ import dev.kindling.sandbox.Sandbox;
 import dev.kindling.testing.Require;
 import java.nio.file.Files;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Optional;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -69,11 +70,10 @@ class KindlingExtensionSandboxTest {
             Throwable t = results.testEvents().failed().stream().findFirst().orElseThrow()
                     .getRequiredPayload(TestExecutionResult.class).getThrowable().orElseThrow();
             assertThat(t).isInstanceOf(AssertionError.class).hasMessageContaining("exit code: 1").hasMessageContaining("    oops");
-            assertThat(Arrays.stream(t.getSuppressed()).filter(GuestConsoleOutput.class::isInstance)
-                    .map(GuestConsoleOutput.class::cast)).extracting(GuestConsoleOutput::guest)
-                    .containsExactlyInAnyOrder("WithSandbox.shared", "WithSandbox.mine");
-            assertThat(Arrays.stream(t.getSuppressed()).filter(GuestConsoleOutput.class::isInstance)
-                    .map(GuestConsoleOutput.class::cast).filter(c -> c.guest().equals("WithSandbox.shared")))
+            List<GuestConsoleOutput> outputs = Arrays.stream(t.getSuppressed()).filter(GuestConsoleOutput.class::isInstance)
+                    .map(GuestConsoleOutput.class::cast).toList();
+            assertThat(outputs).extracting(GuestConsoleOutput::guest).containsExactlyInAnyOrder("WithSandbox.shared", "WithSandbox.mine");
+            assertThat(outputs.stream().filter(c -> c.guest().equals("WithSandbox.shared")))
                     .singleElement().satisfies(c -> assertThat(c.text()).as("what the guest printed since its clone started")
                             .contains("oops").doesNotContain("KINDLING-AGENT-READY"));
             assertThat(run.seen("shared")).hasSize(2).allSatisfy(s -> assertThat(s.guest()).isSameAs(run.seen("shared").getFirst().guest()));

@@ -288,8 +288,8 @@ public final class IvshmemDevice implements PciFunction {
             }
             fd.signal();
         } catch (RuntimeException e) {
-            // The peer's eventfd failed (closed under us by a misbehaving client): not the guest's fault, not fatal.
-            LOG.log(Level.DEBUG, name() + ": doorbell to peer " + peer + " vector " + vector + " failed", e);
+            // The peer's eventfd failed (closed before peerLeft by a broken IvshmemPeers): not the guest's fault, not fatal.
+            LOG.log(Level.WARNING, name() + ": doorbell to peer " + peer + " vector " + vector + " failed", e);
         } finally {
             peersLock.readLock().unlock();
         }

@@ -201,6 +201,34 @@ class IvshmemDeviceTest {
     }
 
     @Test
+    void doorbellsRaceWithPeersComingAndGoing() throws Exception {
+        List<EventFd> five = peers.addPeer(5, 1);
+        try (IvshmemDevice d = IvshmemDevice.doorbell(ctx, memory, peers, 2, msix())) {
+            int rings = 2000;
+            List<Throwable> failures = new CopyOnWriteArrayList<>();
+            Thread vcpu = new Thread(() -> {
+                try {
+                    for (int i = 0; i < rings; i++) {
+                        d.writeBar(0, DOORBELL, 4, 5 << 16);
+                        d.writeBar(0, DOORBELL, 4, 7 << 16);
+                    }
+                } catch (Throwable t) {
+                    failures.add(t);
+                }
+            });
+            vcpu.start();
+            for (int i = 0; i < 500 && vcpu.isAlive(); i++) {
+                peers.addPeer(7, 1);
+                peers.leave(7);
+            }
+            vcpu.join(10_000);
+            assertFalse(vcpu.isAlive());
+            assertEquals(List.of(), failures);
+            assertEquals(rings, five.get(0).read(), "every doorbell to the peer that stayed arrived once");
+        }
+    }
+
+    @Test
     void vectorsAreChecked() {
         assertThrows(IllegalArgumentException.class, () -> IvshmemDevice.doorbell(ctx, memory, peers, 0, null));
         assertThrows(IllegalArgumentException.class, () -> IvshmemDevice.doorbell(ctx, memory, peers, 65, null));

@@ -173,7 +173,8 @@ public final class IvshmemDevice implements PciFunction {
     /**
      * The doorbell flavour (QEMU's ivshmem-doorbell): {@code vectors} interrupt vectors (1 to
      * {@link #MAX_VECTORS}), raised through {@code msix} or, when it is null, the legacy INTx line
-     * {@link DeviceContext#irq()}. The device neither closes {@code memory} nor {@code peers}.
+     * {@link DeviceContext#irq()}. The device neither closes {@code memory} nor {@code peers}: close
+     * the device first (its thread reads the own eventfds of {@code peers} until then).
      */
     public static IvshmemDevice doorbell(DeviceContext context, IvshmemMemory memory, IvshmemPeers peers, int vectors,
             Msix msix) {

@@ -95,6 +95,14 @@ public final class IvshmemClient implements IvshmemPeers, AutoCloseable {
                     throw new IvshmemProtocolException("ivshmem server " + path + " sent no own eventfds within " + timeout);
                 }
                 Message m = receive(socket, path, received);
+                if (m.fd == null && !own.isEmpty() && m.value >= 0) {
+                    // past the handshake (the own eventfds come last): a peer left meanwhile
+                    List<EventFd> gone = peers.remove((int) m.value);
+                    if (gone != null) {
+                        gone.forEach(EventFd::close);
+                    }
+                    continue;
+                }
                 if (m.fd == null) {
                     throw new IvshmemProtocolException("ivshmem server " + path + " sent " + m.value
                             + " without a descriptor during the handshake");

@@ -136,4 +136,25 @@ class IvshmemServerTest {
         assertThatThrownBy(() -> IvshmemServer.start(sock, 4096, 0)).isInstanceOf(IllegalArgumentException.class);
         assertThatThrownBy(() -> IvshmemClient.connect(sock)).isInstanceOf(RuntimeException.class);
     }
+
+    @Test
+    void aClientThatStopsReadingIsDroppedNotWaitedFor() throws Exception {
+        Path sock = dir.resolve("iv.sock");
+        int before = openFds();
+        try (IvshmemServer server = IvshmemServer.start(sock, 4096, 64);
+                dev.kindling.sys.Fd silent = dev.kindling.sys.UnixSocket.connect(sock)) {
+            await(() -> server.peers().size() == 1, "the silent client's handshake");
+            // each join sends the silent client 64 messages with descriptors, which it never reads
+            for (int round = 0; round < 200 && server.peers().stream().anyMatch(p -> p.id() == 0); round++) {
+                try (IvshmemClient c = IvshmemClient.connect(sock)) {
+                    assertThat(c.vectors()).isEqualTo(64);
+                }
+            }
+            await(() -> server.peers().stream().noneMatch(p -> p.id() == 0), "the silent client to be dropped");
+            try (IvshmemClient c = IvshmemClient.connect(sock)) {
+                assertThat(c.ownId()).isZero();
+            }
+        }
+        await(() -> openFds() == before, "every descriptor to close");
+    }
 }

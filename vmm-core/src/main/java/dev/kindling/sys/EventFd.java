@@ -20,6 +20,11 @@ public final class EventFd implements AutoCloseable {
         return new EventFd(Fd.adopt(Libc.eventfd(0, Libc.EFD_NONBLOCK), "eventfd"));
     }
 
+    /** Takes ownership of {@code fd}, an eventfd made elsewhere (received over a Unix socket, say). */
+    public static EventFd adopt(Fd fd) {
+        return new EventFd(fd);
+    }
+
     public Fd fd() {
         return fd;
     }

@@ -2,7 +2,8 @@
 # Build Kindling's small x86-64 test/demo guest: a PVH vmlinux (plus bzImage)
 # from Debian's linux-source-6.1 with guest/kernel/config.fragment and
 # guest/kernel/patches/*.patch, and a busybox initramfs from guest/initramfs/
-# with the guest agent (guest/agent/agent.c) as /bin/kindling-agent.
+# with the guest agent (guest/agent/agent.c) as /bin/kindling-agent and the
+# ivshmem test tool (guest/ivshmem/ivshmem-peer.c) as /bin/ivshmem-peer.
 #
 # Usage:
 #   scripts/build-guest-kernel.sh              build if needed; last stdout line = output dir
@@ -22,9 +23,10 @@
 #   cmdline            base kernel command line (append your own arguments)
 #   kindling-agent     the guest agent, also in the initramfs as /bin/kindling-agent
 #   agent              the guest agent's protocol version (docs/agent-protocol.md)
+#   ivshmem-peer       the ivshmem PCI test tool, also in the initramfs as /bin/ivshmem-peer
 #   config  System.map  initramfs.list  inputs   (for reference)
-# where <hash> is a sha256 over the inputs (fragment, patches, initramfs and agent
-# files, this script, and the linux-source-6.1 / busybox-static package versions).
+# where <hash> is a sha256 over the inputs (fragment, patches, initramfs, agent and
+# ivshmem files, this script, and the linux-source-6.1 / busybox-static package versions).
 # Progress goes to stderr; the build log to <cache>/work/build-<hash>.log.
 # Set KINDLING_GUEST_VERBOSE=1 to stream the build output to stderr too.
 # See guest/README.md.
@@ -106,7 +108,7 @@ input_manifest() {
     [[ $1 == src ]] && return 0
     echo "busybox-static $(pkg_version busybox-static)"
     (cd "$ROOT" && { echo guest/kernel/config.fragment;
-                     find guest/initramfs guest/agent -type f | LC_ALL=C sort; } |
+                     find guest/initramfs guest/agent guest/ivshmem -type f | LC_ALL=C sort; } |
         while read -r f; do sha256sum "$f"; done)
     echo "$(sha256sum < "$SCRIPT_PATH" | cut -d' ' -f1)  scripts/build-guest-kernel.sh"
 }
@@ -262,6 +264,7 @@ fi
 AGENT_SRC="$GUEST/agent/agent.c"
 AGENT_VERSION=1                          # docs/agent-protocol.md
 run gcc -static -Os -s -Wall -o "$OUT_TMP/kindling-agent" "$AGENT_SRC"
+run gcc -static -Os -s -Wall -o "$OUT_TMP/ivshmem-peer" "$GUEST/ivshmem/ivshmem-peer.c"
 available=" $("$BUSYBOX" --list | tr '\n' ' ') "
 {
     echo "dir /dev 0755 0 0"
@@ -279,6 +282,7 @@ available=" $("$BUSYBOX" --list | tr '\n' ' ') "
     echo "file /etc/fstab $INITRAMFS_DIR/fstab 0644 0 0"
     echo "file /bin/busybox $BUSYBOX 0755 0 0"
     echo "file /bin/kindling-agent $OUT_TMP/kindling-agent 0755 0 0"
+    echo "file /bin/ivshmem-peer $OUT_TMP/ivshmem-peer 0755 0 0"
     while read -r applet _; do
         [[ -z $applet || $applet == \#* ]] && continue
         [[ $available == *" $applet "* ]] || die "busybox has no applet '$applet' (guest/initramfs/applets)"

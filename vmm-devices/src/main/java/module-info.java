@@ -7,7 +7,9 @@ module dev.kindling.devices {
     requires static org.junit.jupiter.api;
     requires static org.assertj.core;
 
+    exports dev.kindling.devices.ivshmem;
     exports dev.kindling.devices.legacy;
+    exports dev.kindling.devices.pci;
     exports dev.kindling.devices.virtio;
     exports dev.kindling.devices.virtio.blk;
     exports dev.kindling.devices.virtio.console;

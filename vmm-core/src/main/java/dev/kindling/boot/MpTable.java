@@ -4,6 +4,8 @@ import dev.kindling.memory.GuestMemory;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
+import java.util.HashSet;
+import java.util.List;
 import java.util.Set;
 
 /**
@@ -25,6 +27,11 @@ import java.util.Set;
  *     pin 2 instead, the PC convention (QEMU's ACPI interrupt override), and there is no entry for IRQ 2;</li>
  * <li>local interrupt entries: ExtINT on LINT0 of the bootstrap CPU, NMI on LINT1 of every CPU (APIC id 0xff).</li>
  * </ul>
+ *
+ * With {@link Options#pciInterrupts()} the table also describes PCI bus 0 and its INTx routing, as SeaBIOS writes it:
+ * the PCI bus takes id 0 (Linux matches an entry's source bus id against the PCI bus number), the ISA bus id 1;
+ * each PCI entry names slot and pin ({@code slot << 2 | pin - 1}) and is level-triggered, active high (what an
+ * emulated IOAPIC sees; QEMU's ACPI tables say the same), and a pin a PCI entry takes gets no ISA entry.
  *
  * Both checksums make their structure sum to zero.
  */
@@ -49,6 +56,9 @@ public final class MpTable {
     public static final int FLAGS_CONFORMING = 0;
     /** Interrupt flags: active high (PO = 01), level-triggered (EL = 11). */
     public static final int FLAGS_LEVEL_HIGH = 0x1 | 0x3 << 2;
+    /** The PCI bus's id when there is one (its bus number); the ISA bus then takes {@link #ISA_BUS_ID_WITH_PCI}. */
+    public static final int PCI_BUS_ID = 0;
+    public static final int ISA_BUS_ID_WITH_PCI = 1;
 
     public static final int LAPIC_VERSION = 0x14;
     /** KVM's in-kernel IOAPIC reports 0x11; QEMU's userspace one 0x20. */
@@ -60,15 +70,36 @@ public final class MpTable {
     public static final String PRODUCT_ID = "MICROVM     ";
 
     /**
+     * A PCI legacy interrupt: INTx {@code pin} (1 = INTA# .. 4 = INTD#) of the device in {@code slot} of bus 0
+     * raises IOAPIC pin {@code ioapicPin}.
+     */
+    public record PciInterrupt(int slot, int pin, int ioapicPin) {
+        public PciInterrupt {
+            if (slot < 0 || slot > 31) {
+                throw new IllegalArgumentException("PCI slot " + slot + " is not in 0-31");
+            }
+            if (pin < 1 || pin > 4) {
+                throw new IllegalArgumentException("PCI interrupt pin " + pin + " is not in 1-4 (INTA#-INTD#)");
+            }
+            if (ioapicPin < 0 || ioapicPin >= MicrovmLayout.IOAPIC_PINS) {
+                throw new IllegalArgumentException("IOAPIC pin " + ioapicPin);
+            }
+        }
+    }
+
+    /**
      * @param ioapicVersion     version the IOAPIC entry reports
      * @param irq0OnPin2        route ISA IRQ 0 to pin 2 (and list no IRQ 2) instead of pin 0
      * @param levelTriggeredPins IOAPIC pins to describe as active-high level-triggered instead of conforming
+     * @param pciInterrupts     PCI INTx routes; empty: no PCI bus in the table
      */
-    public record Options(int ioapicVersion, boolean irq0OnPin2, Set<Integer> levelTriggeredPins) {
+    public record Options(int ioapicVersion, boolean irq0OnPin2, Set<Integer> levelTriggeredPins,
+                          List<PciInterrupt> pciInterrupts) {
         public static final Options DEFAULT = new Options(IOAPIC_VERSION_KVM, false, Set.of());
 
         public Options {
             levelTriggeredPins = Set.copyOf(levelTriggeredPins);
+            pciInterrupts = List.copyOf(pciInterrupts);
             if (ioapicVersion < 0 || ioapicVersion > 0xff) {
                 throw new IllegalArgumentException("IOAPIC version " + ioapicVersion);
             }
@@ -77,6 +108,30 @@ public final class MpTable {
                     throw new IllegalArgumentException("IOAPIC pin " + p);
                 }
             }
+            Set<List<Integer>> sources = new HashSet<>();
+            for (PciInterrupt i : pciInterrupts) {
+                if (!sources.add(List.of(i.slot(), i.pin()))) {
+                    throw new IllegalArgumentException("PCI slot " + i.slot() + " pin " + i.pin() + " is routed twice");
+                }
+                if (irq0OnPin2 && (i.ioapicPin() == 0 || i.ioapicPin() == 2)) {
+                    throw new IllegalArgumentException("IOAPIC pin " + i.ioapicPin() + " carries ISA IRQ 0");
+                }
+            }
+        }
+
+        public Options(int ioapicVersion, boolean irq0OnPin2, Set<Integer> levelTriggeredPins) {
+            this(ioapicVersion, irq0OnPin2, levelTriggeredPins, List.of());
+        }
+
+        boolean pci() {
+            return !pciInterrupts.isEmpty();
+        }
+
+        /** The IOAPIC pins the PCI entries take (listed with no ISA entry). */
+        Set<Integer> pciPins() {
+            Set<Integer> pins = new HashSet<>();
+            pciInterrupts.forEach(i -> pins.add(i.ioapicPin()));
+            return pins;
         }
     }
 
@@ -85,12 +140,19 @@ public final class MpTable {
 
     /** Number of I/O interrupt entries for {@code options}. */
     public static int ioInterruptEntries(Options options) {
-        return options.irq0OnPin2() ? MicrovmLayout.IOAPIC_PINS - 1 : MicrovmLayout.IOAPIC_PINS;
+        int isa = (options.irq0OnPin2() ? MicrovmLayout.IOAPIC_PINS - 1 : MicrovmLayout.IOAPIC_PINS)
+                - options.pciPins().size();
+        return isa + options.pciInterrupts().size();
+    }
+
+    private static int buses(Options options) {
+        return options.pci() ? 2 : 1;
     }
 
     /** Bytes of the configuration table (header and entries) for {@code cpus}. */
     public static int tableSize(int cpus, Options options) {
-        return HEADER_SIZE + PROCESSOR_ENTRY_SIZE * cpus + ENTRY_SIZE * (2 + ioInterruptEntries(options) + 2);
+        return HEADER_SIZE + PROCESSOR_ENTRY_SIZE * cpus
+                + ENTRY_SIZE * (buses(options) + 1 + ioInterruptEntries(options) + 2);
     }
 
     /** Total bytes written from {@link MicrovmLayout#MPTABLE_START}. */
@@ -146,7 +208,7 @@ public final class MpTable {
 
         // Configuration table header.
         int table = b.position();
-        int entries = cpus + 2 + ioInterruptEntries(options) + 2;
+        int entries = cpus + buses(options) + 1 + ioInterruptEntries(options) + 2;
         b.put(ascii("PCMP", 4));
         b.putShort((short) tableSize(cpus, options));
         b.put((byte) 4); // specification revision 1.4
@@ -171,8 +233,14 @@ public final class MpTable {
             b.put(new byte[8]);
         }
 
+        int isaBus = options.pci() ? ISA_BUS_ID_WITH_PCI : 0;
+        if (options.pci()) {
+            b.put((byte) TYPE_BUS);
+            b.put((byte) PCI_BUS_ID);
+            b.put(ascii("PCI   ", 6));
+        }
         b.put((byte) TYPE_BUS);
-        b.put((byte) 0); // bus id
+        b.put((byte) isaBus);
         b.put(ascii("ISA   ", 6));
 
         b.put((byte) TYPE_IOAPIC);
@@ -182,13 +250,17 @@ public final class MpTable {
         b.putInt((int) MicrovmLayout.IOAPIC_ADDRESS);
 
         if (options.irq0OnPin2()) {
-            ioInterrupt(b, 0, 2, ioapicId, options);
+            ioInterrupt(b, isaBus, 0, 2, ioapicId, flags(2, options));
         }
+        Set<Integer> pciPins = options.pciPins();
         for (int irq = 0; irq < MicrovmLayout.IOAPIC_PINS; irq++) {
-            if (options.irq0OnPin2() && (irq == 0 || irq == 2)) {
+            if (options.irq0OnPin2() && (irq == 0 || irq == 2) || pciPins.contains(irq)) {
                 continue;
             }
-            ioInterrupt(b, irq, irq, ioapicId, options);
+            ioInterrupt(b, isaBus, irq, irq, ioapicId, flags(irq, options));
+        }
+        for (PciInterrupt i : options.pciInterrupts()) {
+            ioInterrupt(b, PCI_BUS_ID, i.slot() << 2 | (i.pin() - 1), i.ioapicPin(), ioapicId, FLAGS_LEVEL_HIGH);
         }
 
         localInterrupt(b, INT_TYPE_EXTINT, 0, 0);
@@ -203,11 +275,15 @@ public final class MpTable {
         return out;
     }
 
-    private static void ioInterrupt(ByteBuffer b, int irq, int pin, int ioapicId, Options options) {
+    private static int flags(int pin, Options options) {
+        return options.levelTriggeredPins().contains(pin) ? FLAGS_LEVEL_HIGH : FLAGS_CONFORMING;
+    }
+
+    private static void ioInterrupt(ByteBuffer b, int bus, int irq, int pin, int ioapicId, int flags) {
         b.put((byte) TYPE_IO_INTERRUPT);
         b.put((byte) INT_TYPE_INT);
-        b.putShort((short) (options.levelTriggeredPins().contains(pin) ? FLAGS_LEVEL_HIGH : FLAGS_CONFORMING));
-        b.put((byte) 0); // source bus: ISA
+        b.putShort((short) flags);
+        b.put((byte) bus);
         b.put((byte) irq);
         b.put((byte) ioapicId);
         b.put((byte) pin);

@@ -174,6 +174,31 @@ class MpTableTest {
     }
 
     @Test
+    void pciInterruptsGetAPciBusAndLevelEntriesInsteadOfTheirIsaOnes() {
+        List<MpTable.PciInterrupt> pci = List.of(new MpTable.PciInterrupt(1, 1, 17), new MpTable.PciInterrupt(2, 1, 18),
+                new MpTable.PciInterrupt(5, 1, 17));
+        AddressRange r = MpTable.write(mem, 2, new MpTable.Options(MpTable.IOAPIC_VERSION_KVM, false, Set.of(5), pci));
+        Parsed t = parse();
+        assertThat(t.length() + 16).isEqualTo((int) r.size());
+        assertThat(t.buses()).as("PCI is bus 0, as Linux matches its bus number").containsExactly("0:PCI   ", "1:ISA   ");
+        assertThat(t.entryCount()).isEqualTo(t.entriesSeen()).isEqualTo(2 + 2 + 1 + 22 + 3 + 2);
+        List<IoInt> isa = t.ioInts().stream().filter(i -> i.bus() == 1).toList();
+        assertThat(isa).hasSize(22).noneMatch(i -> i.pin() == 17 || i.pin() == 18);
+        assertThat(isa).filteredOn(i -> i.pin() == 5).containsExactly(new IoInt(0, 0xd, 1, 5, 2, 5));
+        assertThat(t.ioInts().stream().filter(i -> i.bus() == 0).toList()).containsExactly(
+                new IoInt(0, 0xd, 0, 1 << 2, 2, 17), new IoInt(0, 0xd, 0, 2 << 2, 2, 18), new IoInt(0, 0xd, 0, 5 << 2, 2, 17));
+    }
+
+    @Test
+    void badPciInterruptsAreNamed() {
+        assertThatThrownBy(() -> new MpTable.PciInterrupt(32, 1, 16)).hasMessageContaining("slot 32");
+        assertThatThrownBy(() -> new MpTable.PciInterrupt(1, 5, 16)).hasMessageContaining("pin 5");
+        assertThatThrownBy(() -> new MpTable.Options(0x11, false, Set.of(),
+                List.of(new MpTable.PciInterrupt(1, 1, 16), new MpTable.PciInterrupt(1, 1, 17))))
+                .hasMessageContaining("routed twice");
+    }
+
+    @Test
     void cpuCountLimits() {
         assertThatThrownBy(() -> MpTable.write(mem, 0)).isInstanceOf(BootException.class);
         assertThatThrownBy(() -> MpTable.write(mem, 255)).isInstanceOf(BootException.class).hasMessageContaining("254");

@@ -5,8 +5,12 @@ import static org.assertj.core.api.Assertions.assertThat;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.stream.Stream;
 
@@ -16,16 +20,26 @@ import java.util.stream.Stream;
  * Kindling starts no native thread of its own, and the JVM adds and removes GC and JIT threads with
  * the load.
  */
-public record HostResources(long fds, Set<String> threads, long mappings) {
+public record HostResources(Map<Integer, String> descriptors, Set<String> threads, long mappings,
+                            Map<String, Long> deviceMappings) {
     /** malloc arenas may add a mapping or two on their own; a leaked guest RAM or run page adds one per VM. */
     private static final long MAPPING_SLACK = 8;
 
     public static HostResources now() {
         try {
-            return new HostResources(count(Path.of("/proc/self/fd")), threadNames(), countMappings());
+            List<String> maps;
+            try (Stream<String> s = Files.lines(Path.of("/proc/self/maps"))) {
+                maps = s.toList();
+            }
+            return new HostResources(openDescriptors(), threadNames(), maps.size(), deviceMappings(maps));
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
+    }
+
+    /** How many descriptors are open. */
+    public long fds() {
+        return descriptors.size();
     }
 
     /** Asserts that the process holds no more than it held at {@code before}: no descriptor, thread or mapping added. */
@@ -40,15 +54,44 @@ public record HostResources(long fds, Set<String> threads, long mappings) {
      */
     public void assertNothingLeftSince(HostResources before, long mappingSlack) {
         // fewer is no leak: a descriptor of something earlier (a child's pipe, a JDK cache) may close meanwhile
-        assertThat(fds).as("open descriptors").isLessThanOrEqualTo(before.fds);
+        Map<Integer, String> added = new TreeMap<>(descriptors);
+        added.entrySet().removeIf(e -> e.getValue().equals(before.descriptors.get(e.getKey())));
+        assertThat(fds()).as("open descriptors (added or changed since: %s)", added).isLessThanOrEqualTo(before.fds());
         assertThat(threads).as("threads started since, and still alive").isSubsetOf(before.threads);
+        Map<String, Long> more = new TreeMap<>(deviceMappings);
+        more.entrySet().removeIf(e -> e.getValue() <= before.deviceMappings.getOrDefault(e.getKey(), 0L));
+        assertThat(more).as("mappings of memfds, KVM and devices added since (name: count now)").isEmpty();
         assertThat(mappings).as("mappings").isBetween(before.mappings - mappingSlack, before.mappings + mappingSlack);
     }
 
-    private static long count(Path dir) throws IOException {
-        try (Stream<Path> s = Files.list(dir)) {
-            return s.count();
+    /**
+     * Mappings of what only a VM maps (guest memory in a memfd, a vCPU's run page, shared memory),
+     * counted by name: exact, where the total count moves with the JVM's own mappings.
+     */
+    private static Map<String, Long> deviceMappings(List<String> maps) {
+        Map<String, Long> named = new TreeMap<>();
+        for (String line : maps) {
+            String[] f = line.trim().split("\\s+", 6);
+            if (f.length == 6 && (f[5].startsWith("/memfd:") || f[5].startsWith("anon_inode:") || f[5].startsWith("/dev/"))) {
+                named.merge(f[5], 1L, Long::sum);
+            }
         }
+        return named;
+    }
+
+    /** Descriptor number to what it refers to (a path, {@code socket:[inode]}, {@code anon_inode:[eventfd]}). */
+    private static Map<Integer, String> openDescriptors() throws IOException {
+        Map<Integer, String> fds = new TreeMap<>();
+        try (Stream<Path> s = Files.list(Path.of("/proc/self/fd"))) {
+            for (Path p : (Iterable<Path>) s::iterator) {
+                try {
+                    fds.put(Integer.parseInt(p.getFileName().toString()), Files.readSymbolicLink(p).toString());
+                } catch (NoSuchFileException e) {
+                    // closed while listed (the listing's own descriptor among them)
+                }
+            }
+        }
+        return fds;
     }
 
     private static Set<String> threadNames() {
@@ -59,11 +102,5 @@ public record HostResources(long fds, Set<String> threads, long mappings) {
             }
         }
         return names;
-    }
-
-    private static long countMappings() throws IOException {
-        try (Stream<String> s = Files.lines(Path.of("/proc/self/maps"))) {
-            return s.count();
-        }
     }
 }

@@ -14,6 +14,7 @@ import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.device.DeviceContext;
+import dev.kindling.devices.ivshmem.IvshmemMemory;
 import dev.kindling.devices.legacy.I8042;
 import dev.kindling.devices.legacy.IoApic;
 import dev.kindling.devices.legacy.IrqLines;
@@ -120,12 +121,14 @@ public final class MicrovmBuilder {
     private OnOffAuto pic = OnOffAuto.AUTO;
     private OnOffAuto pit = OnOffAuto.AUTO;
     private OnOffAuto rtc = OnOffAuto.AUTO;
+    private OnOffAuto pci = OnOffAuto.AUTO;
     private boolean isaSerial = true;
     private boolean autoKernelCmdline = true;
     private boolean strictMmio;
     private IrqchipMode irqchip = IrqchipMode.SPLIT;
     private final List<DeviceSpec> devices = new ArrayList<>();
     private final List<Virtio> virtioTransports = new ArrayList<>();
+    private final List<PciWiring.Ivshmem> ivshmems = new ArrayList<>();
 
     /** What serves a virtio-mmio transport, and the setting that added it (errors name it). */
     private sealed interface Virtio {
@@ -266,6 +269,42 @@ public final class MicrovmBuilder {
     }
 
     /** The 16550A at 0x3f8, IRQ 4 (default on). */
+    /**
+     * The PCI host bridge (configuration ports 0xcf8-0xcff, BARs in the MMIO hole): {@code AUTO}, the
+     * default, has it only when a PCI device ({@link #ivshmem}) is added, so a machine without one
+     * exposes what it did before; {@code ON} has it in any case; {@code OFF} refuses PCI devices.
+     */
+    public MicrovmBuilder pci(OnOffAuto value) {
+        this.pci = Objects.requireNonNull(value, "pci");
+        return this;
+    }
+
+    /**
+     * Adds an ivshmem-plain PCI device whose BAR2 is {@code shared}: the guest, the caller (through
+     * {@link IvshmemMemory#segment()}) and other VMs given the same memory see one memory. No doorbell.
+     * The memory stays the caller's: close it after the microVM.
+     */
+    public MicrovmBuilder ivshmem(IvshmemMemory shared) {
+        ivshmems.add(new PciWiring.Plain(shared));
+        return this;
+    }
+
+    /** {@link #ivshmemServer(Path, boolean)} with MSI-X, as QEMU's ivshmem-doorbell by default. */
+    public MicrovmBuilder ivshmemServer(Path socket) {
+        return ivshmemServer(socket, true);
+    }
+
+    /**
+     * Adds an ivshmem-doorbell PCI device that joins the ivshmem server at {@code socket} at build time
+     * (QEMU's protocol: {@link dev.kindling.devices.ivshmem.IvshmemServer}): BAR2 is the server's
+     * shared memory, the guest rings other peers' doorbells and gets theirs as interrupts, one vector
+     * per eventfd the server gives, by MSI-X or ({@code msix} false) the legacy INTA# line.
+     */
+    public MicrovmBuilder ivshmemServer(Path socket, boolean msix) {
+        ivshmems.add(new PciWiring.Server(socket, msix));
+        return this;
+    }
+
     public MicrovmBuilder isaSerial(boolean on) {
         this.isaSerial = on;
         return this;
@@ -426,7 +465,7 @@ public final class MicrovmBuilder {
 
     // ---- checks that need no host
 
-    private record Plan(boolean pic, boolean pit, boolean rtc, long ramBytes, List<IoMapEntry> fixedWindows,
+    private record Plan(boolean pic, boolean pit, boolean rtc, boolean pci, long ramBytes, List<IoMapEntry> fixedWindows,
                         CmdLine cmd, byte[] kernelImage, byte[] initrdImage) {}
 
     /**
@@ -490,8 +529,12 @@ public final class MicrovmBuilder {
                     + MicrovmLayout.VIRTIO_MAX_TRANSPORTS + " transports");
         }
         List<Drive> drives = checkVirtioDevices();
+        boolean pciOn = PciWiring.check(pci, ivshmems);
         checkIrqs(pitOn, rtcOn);
-        List<IoMapEntry> fixed = fixedWindows(picOn, pitOn, rtcOn);
+        List<IoMapEntry> fixed = new ArrayList<>(fixedWindows(picOn, pitOn, rtcOn));
+        if (pciOn) {
+            fixed.addAll(PciWiring.windows(ramBytes));
+        }
         checkWindows(fixed, ramBytes);
         CmdLine cmd;
         try {
@@ -506,7 +549,7 @@ public final class MicrovmBuilder {
         }
         appendRoot(cmd, drives);
         if (!withKernel) {
-            return new Plan(picOn, pitOn, rtcOn, ramBytes, fixed, cmd, null, null);
+            return new Plan(picOn, pitOn, rtcOn, pciOn, ramBytes, fixed, cmd, null, null);
         }
         byte[] kernelImage = read("kernel", kernel);
         try {
@@ -518,7 +561,7 @@ public final class MicrovmBuilder {
         if (initrdImage != null && initrdImage.length == 0) {
             throw new ConfigException("initrd", "initrd " + initrd + " is empty");
         }
-        return new Plan(picOn, pitOn, rtcOn, ramBytes, fixed, cmd, kernelImage, initrdImage);
+        return new Plan(picOn, pitOn, rtcOn, pciOn, ramBytes, fixed, cmd, kernelImage, initrdImage);
     }
 
     /** The disks' images and options, one root and one machine console at most; returns the disks in order. */
@@ -697,6 +740,9 @@ public final class MicrovmBuilder {
         for (int i = 0; i < virtioTransports.size(); i++) {
             claim(irqs, MicrovmLayout.VIRTIO_IRQ_BASE + i, "virtio-mmio transport " + i);
         }
+        // functions share the four INTx pins, as on any PCI bus
+        PciWiring.interrupts(ivshmems).stream().mapToInt(MpTable.PciInterrupt::ioapicPin).distinct()
+                .forEach(pin -> claim(irqs, pin, "PCI INTx"));
         for (DeviceSpec d : devices) {
             if (d.irq().isPresent()) {
                 claim(irqs, d.irq().getAsInt(), d.describe());
@@ -831,11 +877,16 @@ public final class MicrovmBuilder {
         b.irqchip = irqchip;
         b.devices.addAll(devices);
         b.virtioTransports.addAll(virtioTransports);
+        b.pci = pci;
+        b.ivshmems.addAll(ivshmems);
         return b;
     }
 
     /** Throws naming the first device a snapshot cannot carry: the caller's own devices, network interfaces. */
     void checkSnapshottable() {
+        if (!ivshmems.isEmpty() || pci == OnOffAuto.ON) {
+            throw new SnapshotException("PCI devices (ivshmem) cannot be snapshotted");
+        }
         if (!devices.isEmpty()) {
             throw new SnapshotException(devices.getFirst().describe() + " is the caller's own device: it cannot be snapshotted");
         }
@@ -1008,7 +1059,8 @@ public final class MicrovmBuilder {
         }
         DirectBoot.Result boot;
         MpTable.Options mp = new MpTable.Options(
-                irqchip == IrqchipMode.SPLIT ? MpTable.IOAPIC_VERSION_QEMU : MpTable.IOAPIC_VERSION_KVM, false, Set.of());
+                irqchip == IrqchipMode.SPLIT ? MpTable.IOAPIC_VERSION_QEMU : MpTable.IOAPIC_VERSION_KVM, false, Set.of(),
+                plan.pci() ? PciWiring.interrupts(ivshmems) : List.of());
         try {
             checkBoot(plan, memory, mp);
             boot = DirectBoot.boot(memory, plan.kernelImage(), plan.initrdImage(), plan.cmd(), vcpus,
@@ -1265,6 +1317,9 @@ public final class MicrovmBuilder {
         }
         if (polled != null) {
             machine.own(polled); // owned after the console, so closed before it: its read ends at once
+        }
+        if (plan.pci()) {
+            PciWiring.wire(machine, interrupts, isaLine, ivshmems, plan.ramBytes());
         }
         for (DeviceSpec u : devices) {
             IrqLine line = u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0);

@@ -1,5 +1,6 @@
 package dev.kindling.sandbox;
 
+import dev.kindling.devices.ivshmem.IvshmemMemory;
 import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.devices.virtio.vsock.VsockConnection;
 import dev.kindling.machine.Machine;
@@ -25,6 +26,7 @@ import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
 
 /**
  * A booted Linux guest with Kindling's agent, for running commands and moving files
@@ -311,12 +313,32 @@ public final class Sandbox implements AutoCloseable {
         private Path rootDisk;
         private final List<Path> disks = new ArrayList<>();
         private final List<Boolean> readOnly = new ArrayList<>();
+        private final List<Consumer<MicrovmBuilder>> ivshmems = new ArrayList<>();
         private final Map<String, String> env = new LinkedHashMap<>();
         private String kernelArgs = "";
         private Duration bootTimeout = Duration.ofMinutes(3);
         private Duration unresponsiveAfter = Duration.ofSeconds(5);
 
         private Builder() {
+        }
+
+        /**
+         * Shares {@code memory} with the guest as an ivshmem-plain PCI device
+         * ({@link MicrovmBuilder#ivshmem}): the guest maps it from
+         * {@code /sys/bus/pci/devices/<bdf>/resource2}, the host program through
+         * {@link IvshmemMemory#segment()}, at memory speed. The memory stays the caller's.
+         */
+        public Builder ivshmem(IvshmemMemory memory) {
+            Objects.requireNonNull(memory, "memory");
+            ivshmems.add(b -> b.ivshmem(memory));
+            return this;
+        }
+
+        /** Makes the guest a peer of the ivshmem server at {@code socket}: {@link MicrovmBuilder#ivshmemServer(Path, boolean)}. */
+        public Builder ivshmemServer(Path socket, boolean msix) {
+            Objects.requireNonNull(socket, "socket");
+            ivshmems.add(b -> b.ivshmemServer(socket, msix));
+            return this;
         }
 
         /** A name for the VM, its threads and logs (default "sandbox"). */
@@ -441,6 +463,7 @@ public final class Sandbox implements AutoCloseable {
             for (int i = 0; i < disks.size(); i++) {
                 b.virtioBlk(disks.get(i), BlkOptions.defaults().withReadOnly(readOnly.get(i)));
             }
+            ivshmems.forEach(i -> i.accept(b));
             Microvm vm = b.build();
             AtomicReference<Agent> self = new AtomicReference<>();
             Agent agent = new Agent(name, () -> connect(vm, self.get()), env, () -> tail(vm.console()));

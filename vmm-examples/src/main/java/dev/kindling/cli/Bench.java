@@ -23,6 +23,7 @@ final class Bench {
             case "blk" -> BlkBench.run(rest, out, err);
             case "net" -> NetBench.run(rest, out, err);
             case "vsock" -> VsockBench.run(rest, out, err);
+            case "ivshmem" -> IvshmemBench.run(rest, out, err);
             case "sandbox" -> SandboxBench.run(rest, out, err);
             case "snapshot" -> SnapshotBench.run(rest, out, err);
             default -> throw new UsageException("unknown benchmark '" + argv.getFirst() + "'");

@@ -9,8 +9,8 @@ import java.io.PrintStream;
 import java.util.List;
 
 /**
- * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|net|vsock|sandbox|snapshot},
- * {@code demo}, {@code image debian}, {@code example}. Exit status 64 for bad arguments (with the usage), 69 when something the command
+ * The {@code kindling} command line: {@code probe}, {@code run}, {@code bench exits|boot|startup|blk|net|vsock|ivshmem|sandbox|snapshot},
+ * {@code demo}, {@code image debian}, {@code example}, {@code ivshmem-server}. Exit status 64 for bad arguments (with the usage), 69 when something the command
  * needs from the host is missing, 1 for other failures.
  */
 public final class Kindling {
@@ -20,7 +20,8 @@ public final class Kindling {
                                 [--pic on|off|auto] [--pit on|off|auto] [--rtc on|off|auto] [--isa-serial on|off]
                                 [--irqchip split|kernel] [--disk PATH[,ro][,root]]... [--virtio-console] [--rng]
                                 [--net tap=TAP[,mac=MAC] | passt[,socket=PATH][,mac=MAC] | switch=NAME[,mac=MAC]]...
-                                [--vsock CID[,PATH]] [--config FILE.json] [--timeout SECONDS] [--print-io-map]
+                                [--vsock CID[,PATH]] [--ivshmem shm=PATH,size=SIZE | server=SOCKET[,msi=off]]...
+                                [--pci on|off|auto] [--config FILE.json] [--timeout SECONDS] [--print-io-map]
                                 [--snapshot DIR --snapshot-on TEXT]
                    kindling run --restore DIR [--vsock CID[,PATH]] [--timeout SECONDS]
                                 --snapshot  when the console first shows TEXT, write a snapshot to DIR and stop
@@ -30,14 +31,21 @@ public final class Kindling {
                                 --vsock  virtio-vsock for guest CID (3 to 4294967294); with PATH, Firecracker's Unix-socket
                                          protocol: a host client connects to PATH, sends "CONNECT <port>\\n" and gets
                                          "OK <host_port>\\n", then the stream; the guest's connections to port P reach PATH_P
+                                --ivshmem  an ivshmem PCI device (QEMU's): BAR2 is the file PATH (made SIZE bytes if missing,
+                                         e.g. /dev/shm/NAME, 4M), or the memory of the ivshmem server at SOCKET, whose
+                                         peers ring its doorbells (MSI-X, or INTx with msi=off)
+                                --pci    the PCI host bridge; auto: only with a PCI device
                    kindling bench exits [--iterations N] [--runs N]
                    kindling bench boot [--runs N]
                    kindling bench startup [--runs N]
                    kindling bench blk [--runs N] [--mib N] [--ops N]
                    kindling bench net [--runs N] [--kib N]
                    kindling bench vsock [--runs N] [--kib N] [--echoes N]
+                   kindling bench ivshmem [--runs N] [--rounds N] [--kib N] [--no-vsock]
                    kindling bench sandbox [--runs N] [--execs N] [--cycles N] [--idle N]
                    kindling bench snapshot [--runs N] [--no-sandbox]
+                   kindling ivshmem-server --socket PATH --size SIZE [--vectors N]
+                                an ivshmem server (QEMU's protocol) for Kindling and QEMU VMs and host programs, until interrupted
                    kindling demo
                    kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]
                    kindling image debian --out PATH [--packages PKG,...] [--size MIB]
@@ -64,6 +72,7 @@ public final class Kindling {
                 case "bench" -> Bench.run(rest, out, err);
                 case "demo" -> Demo.run(rest, in, out, err);
                 case "image" -> ImageCommand.run(rest, out, err);
+                case "ivshmem-server" -> IvshmemServerCommand.run(rest, out);
                 case "example" -> ExampleCommand.run(rest, in, out, err);
                 case "help", "--help", "-h" -> {
                     out.println(USAGE);

@@ -20,7 +20,9 @@ import java.io.PrintStream;
 import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Locale;
 import java.util.Optional;
 import java.util.Set;
@@ -35,13 +37,14 @@ import java.util.function.Function;
  * (on a terminal: raw mode and Ctrl-A escapes, see {@link HostConsole}); with {@code --virtio-console}
  * a virtio console port shares them, and has them alone with {@code --isa-serial off}. {@code --net} adds
  * virtio-net interfaces (the switches they name live as long as the command), {@code --vsock} a vsock
- * device, with Firecracker's Unix-socket protocol on its PATH. Exit status 0 when the guest
+ * device, with Firecracker's Unix-socket protocol on its PATH, {@code --ivshmem} an ivshmem PCI device
+ * on shared memory or an ivshmem server's (the memory file stays after the run). Exit status 0 when the guest
  * resets or powers off, or the user ends it with Ctrl-A x; 1 with a one-line reason when it fails or
  * cannot be built; 2 on {@code --timeout}.
  */
 final class RunCommand {
     static final Set<String> OPTIONS = Set.of("kernel", "initrd", "cmdline", "mem", "vcpus", "pic", "pit", "rtc",
-            "isa-serial", "irqchip", "config", "timeout", "disk", "vsock", "net", "snapshot", "snapshot-on", "restore");
+            "isa-serial", "irqchip", "config", "timeout", "disk", "vsock", "net", "snapshot", "snapshot-on", "restore", "pci", "ivshmem");
     static final Set<String> FLAGS = Set.of("print-io-map", "virtio-console", "rng");
     /** How long a stopped guest's last output may take to reach stdout. */
     private static final Duration LAST_OUTPUT = Duration.ofSeconds(5);
@@ -155,6 +158,36 @@ final class RunCommand {
         return mac == null ? iface : iface.withMac(mac);
     }
 
+    private static final String IVSHMEM_FORM = "shm=PATH,size=SIZE or server=SOCKET[,msi=off]";
+
+    /** {@code --ivshmem shm=PATH,size=SIZE} or {@code --ivshmem server=SOCKET[,msi=off]}. */
+    static void parseIvshmem(String spec, MicrovmBuilder b, RunShared shared) {
+        Map<String, String> o = new LinkedHashMap<>();
+        for (String part : spec.split(",", -1)) {
+            int eq = part.indexOf('=');
+            if (eq <= 0 || o.putIfAbsent(part.substring(0, eq), part.substring(eq + 1)) != null) {
+                throw new UsageException("--ivshmem " + spec + ": unexpected '" + part + "'; --ivshmem takes " + IVSHMEM_FORM);
+            }
+        }
+        if (o.containsKey("shm") && o.containsKey("size") && o.size() == 2 && !o.get("shm").isEmpty()) {
+            long size = Sizes.parse("--ivshmem size", o.get("size"));
+            try {
+                b.ivshmem(shared.ivshmemMemory(Path.of(o.get("shm")), size));
+            } catch (RuntimeException e) {
+                throw new UsageException("--ivshmem " + spec + ": " + e.getMessage());
+            }
+        } else if (o.containsKey("server") && !o.get("server").isEmpty()
+                && o.size() == (o.containsKey("msi") ? 2 : 1)) {
+            String msi = o.getOrDefault("msi", "on");
+            if (!msi.equals("on") && !msi.equals("off")) {
+                throw new UsageException("--ivshmem " + spec + ": msi= takes on or off");
+            }
+            b.ivshmemServer(Path.of(o.get("server")), msi.equals("on"));
+        } else {
+            throw new UsageException("--ivshmem " + spec + ": --ivshmem takes " + IVSHMEM_FORM);
+        }
+    }
+
     private static String named(String spec, String kind, String value) {
         if (value == null || value.isEmpty()) {
             throw new UsageException("--net " + spec + ": " + kind + "= needs a name; --net takes " + NET_FORM);
@@ -166,12 +199,12 @@ final class RunCommand {
      * Applies the options to a builder: the JSON configuration first, then flags override it. The
      * switches that {@code --net switch=NAME} (or the JSON) names come from {@code switches}.
      */
-    static MicrovmBuilder configure(Args a, Switches switches) {
+    static MicrovmBuilder configure(Args a, RunShared shared) {
         MicrovmBuilder b = Microvm.builder();
         int jsonInterfaces = 0;
         if (a.has("config")) {
             JsonConfig json = JsonConfig.read(Path.of(a.get("config")));
-            json.applyTo(b, switches::get);
+            json.applyTo(b, shared::netSwitch);
             jsonInterfaces = json.networkInterfaces().size();
         }
         if (a.has("kernel")) {
@@ -232,7 +265,13 @@ final class RunCommand {
         // the guest numbers its interfaces in this order, after the JSON file's
         List<String> nets = a.all("net");
         for (int i = 0; i < nets.size(); i++) {
-            b.virtioNet(parseNet(nets.get(i), "eth" + (jsonInterfaces + i), switches::get));
+            b.virtioNet(parseNet(nets.get(i), "eth" + (jsonInterfaces + i), shared::netSwitch));
+        }
+        if (a.has("pci")) {
+            b.pci(OnOffAuto.parse("--pci", a.get("pci")));
+        }
+        for (String spec : a.all("ivshmem")) {
+            parseIvshmem(spec, b, shared);
         }
         if (a.all("vsock").size() > 1) {
             throw new UsageException("--vsock given twice: a microVM has one vsock device");
@@ -256,7 +295,7 @@ final class RunCommand {
                     + " the console first shows TEXT");
         }
         if (a.has("restore")) {
-            for (String o : List.of("kernel", "config", "initrd", "cmdline", "mem", "vcpus", "disk", "net")) {
+            for (String o : List.of("kernel", "config", "initrd", "cmdline", "mem", "vcpus", "disk", "net", "ivshmem")) {
                 if (a.has(o)) {
                     throw new UsageException("--restore DIR brings back a saved microVM: --" + o + " does not apply");
                 }
@@ -266,9 +305,9 @@ final class RunCommand {
         if (!a.has("kernel") && !a.has("config")) {
             throw new UsageException("run needs --kernel PATH, --config FILE or --restore DIR");
         }
-        // the switches outlive the VM, whose ports on them it closes first
-        try (Switches switches = new Switches()) {
-            return run(configure(a, switches).serialOutput(out), a, timeout, in, out, err);
+        // the switches and shared memories outlive the VM, whose ports on them it closes first
+        try (RunShared shared = new RunShared()) {
+            return run(configure(a, shared).serialOutput(out), a, timeout, in, out, err);
         }
     }
 

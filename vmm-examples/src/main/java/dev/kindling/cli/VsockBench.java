@@ -78,8 +78,18 @@ final class VsockBench {
         return o;
     }
 
+    /** Each side's samples, and the kernel both booted. */
+    record Runs(List<Sample> kindling, List<Sample> qemu, String kernel) {}
+
     static int run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         Options o = options(argv);
+        Runs runs = measure(o, err);
+        table(runs.kindling(), runs.qemu(), o, runs.kernel()).forEach(out::println);
+        return 0;
+    }
+
+    /** The runs of {@link #run}, alternating Kindling and QEMU; also for benches that compare with vsock. */
+    static Runs measure(Options o, PrintStream err) throws Exception {
         Path qemu = HostTool.QEMU.require(err);
         Path program = Workspace.buildGuestTarget("vsockguest", err);
         Workspace.GuestKernel k = Workspace.kernel(err);
@@ -98,8 +108,7 @@ final class VsockBench {
                 err.printf("bench vsock: run %d qemu     %s%n", r, describe(qs));
                 qemuSamples.add(qs);
             }
-            table(kindling, qemuSamples, o, k.vmlinux().getFileName().toString()).forEach(out::println);
-            return 0;
+            return new Runs(kindling, qemuSamples, k.vmlinux().getFileName().toString());
         } finally {
             Files.deleteIfExists(dir.resolve("serial.sock"));
             Files.deleteIfExists(initramfs);

@@ -28,13 +28,13 @@ class RunCommandArgsTest {
     Path tmp;
 
     private static MicrovmBuilder configure(String... argv) {
-        try (Switches switches = new Switches()) {
-            return configure(switches, argv);
+        try (RunShared shared = new RunShared()) {
+            return configure(shared, argv);
         }
     }
 
-    private static MicrovmBuilder configure(Switches switches, String... argv) {
-        return RunCommand.configure(new Args(List.of(argv), RunCommand.OPTIONS, RunCommand.FLAGS), switches);
+    private static MicrovmBuilder configure(RunShared shared, String... argv) {
+        return RunCommand.configure(new Args(List.of(argv), RunCommand.OPTIONS, RunCommand.FLAGS), shared);
     }
 
     private Path kernel() throws Exception {
@@ -199,21 +199,21 @@ class RunCommandArgsTest {
     @Test
     void aSwitchPerNameLivesAsLongAsTheSwitches() throws Exception {
         String k = kernel().toString();
-        try (Switches switches = new Switches()) {
-            NetSwitch lan = switches.get("lan");
-            assertThat(switches.get("lan")).isSameAs(lan);
-            assertThat(switches.get("wan")).isNotSameAs(lan);
+        try (RunShared shared = new RunShared()) {
+            NetSwitch lan = shared.netSwitch("lan");
+            assertThat(shared.netSwitch("lan")).isSameAs(lan);
+            assertThat(shared.netSwitch("wan")).isNotSameAs(lan);
             assertThat(lan.name()).isEqualTo("lan");
-            assertThat(RunCommand.parseNet("switch=lan,mac=06:00:00:00:00:09", "eth2", switches::get))
+            assertThat(RunCommand.parseNet("switch=lan,mac=06:00:00:00:00:09", "eth2", shared::netSwitch))
                     .isEqualTo(NetworkInterface.onSwitch("eth2", lan).withMac(MacAddress.parse("06:00:00:00:00:09")));
-            configure(switches, "--kernel", k, "--net", "switch=lan", "--net", "switch=lan", "--net", "switch=dmz").validate();
-            assertThat(switches.get("dmz").name()).isEqualTo("dmz");
+            configure(shared, "--kernel", k, "--net", "switch=lan", "--net", "switch=lan", "--net", "switch=dmz").validate();
+            assertThat(shared.netSwitch("dmz").name()).isEqualTo("dmz");
 
             // a JSON file's switches are the run's too
             Path json = Files.writeString(tmp.resolve("vm.json"), """
                     {"boot-source": {"kernel_image_path": "%s"},
                      "network-interfaces": [{"iface_id": "eth0", "switch": "lan"}]}""".formatted(k));
-            configure(switches, "--config", json.toString(), "--net", "switch=lan").validate();
+            configure(shared, "--config", json.toString(), "--net", "switch=lan").validate();
         }
     }
 

@@ -276,6 +276,11 @@ public final class IvshmemClient implements IvshmemPeers, AutoCloseable {
         return memorySize;
     }
 
+    /** Maps the shared memory for the host program, a peer like the others; close it before or after this client. */
+    public IvshmemMemory map() {
+        return IvshmemMemory.adopt(memory.dup(), memorySize);
+    }
+
     /** The other peers known now, by id, with their vector counts. */
     public Map<Integer, Integer> peers() {
         synchronized (lock) {

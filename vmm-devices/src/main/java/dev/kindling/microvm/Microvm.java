@@ -4,6 +4,8 @@ import dev.kindling.boot.DirectBoot;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.BusRange;
 import dev.kindling.devices.legacy.Serial16550;
+import dev.kindling.devices.pci.PciBar;
+import dev.kindling.devices.pci.PciHostBridge;
 import dev.kindling.devices.virtio.vsock.Vsock;
 import dev.kindling.machine.DeviceError;
 import dev.kindling.machine.Machine;
@@ -49,12 +51,14 @@ public final class Microvm implements AutoCloseable {
     private final DirectBoot.Protocol bootProtocol;
     private final CompletableFuture<StopReason> exit = new CompletableFuture<>();
     private final Vsock vsock;
+    private final PciHostBridge pci; // null: no PCI
     /** The configuration it was built with, which its snapshots' clones are built with. */
     private final MicrovmBuilder recipe;
 
     Microvm(Machine machine, Console console, Serial16550 serial, List<IoMapEntry> kvmOwned, String cmdline,
-            DirectBoot.Protocol bootProtocol, Vsock vsock, MicrovmBuilder recipe) {
+            DirectBoot.Protocol bootProtocol, Vsock vsock, PciHostBridge pci, MicrovmBuilder recipe) {
         this.vsock = vsock;
+        this.pci = pci;
         this.recipe = recipe;
         this.machine = machine;
         this.console = console;
@@ -236,9 +240,18 @@ public final class Microvm implements AutoCloseable {
         return bootProtocol;
     }
 
-    /** Every I/O port range and MMIO range the guest can reach, by address. */
+    /**
+     * Every I/O port range and MMIO range the guest can reach, by address; with PCI, also where each
+     * BAR decodes now (inside the bridge's windows, named like {@code "ivshmem0 BAR2"}).
+     */
     public List<IoMapEntry> ioMap() {
         List<IoMapEntry> all = new ArrayList<>(kvmOwned);
+        if (pci != null) {
+            for (PciHostBridge.Placement p : pci.placements()) {
+                all.add(new IoMapEntry(p.kind() == PciBar.Kind.IO ? AddressSpace.PIO : AddressSpace.MMIO, p.address(), p.size(),
+                        p.function() + " BAR" + p.bar(), IoMapEntry.Owner.KINDLING));
+            }
+        }
         for (BusRange r : machine.pio().ranges()) {
             all.add(new IoMapEntry(AddressSpace.PIO, r.base(), r.length(), r.device().name(), IoMapEntry.Owner.KINDLING));
         }

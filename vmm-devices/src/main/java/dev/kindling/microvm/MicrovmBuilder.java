@@ -15,6 +15,7 @@ import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.device.DeviceContext;
 import dev.kindling.devices.ivshmem.IvshmemMemory;
+import dev.kindling.devices.pci.PciHostBridge;
 import dev.kindling.devices.legacy.I8042;
 import dev.kindling.devices.legacy.IoApic;
 import dev.kindling.devices.legacy.IrqLines;
@@ -1318,9 +1319,7 @@ public final class MicrovmBuilder {
         if (polled != null) {
             machine.own(polled); // owned after the console, so closed before it: its read ends at once
         }
-        if (plan.pci()) {
-            PciWiring.wire(machine, interrupts, isaLine, ivshmems, plan.ramBytes());
-        }
+        PciHostBridge pciBridge = plan.pci() ? PciWiring.wire(machine, interrupts, isaLine, ivshmems, plan.ramBytes()) : null;
         for (DeviceSpec u : devices) {
             IrqLine line = u.irq().isPresent() ? isaLine.apply(u.irq().getAsInt()) : IrqLines.none(0);
             Device d = make(u.describe(), u.factory(), machine.deviceContext(u.name(), line, interrupts));
@@ -1334,7 +1333,7 @@ public final class MicrovmBuilder {
             machine.vcpus().getFirst().setBootState(boot.bsp());
         }
         List<IoMapEntry> kvmOwned = plan.fixedWindows().stream().filter(e -> e.owner() == IoMapEntry.Owner.KVM).toList();
-        return new Microvm(machine, console, serial, kvmOwned, plan.cmd().toString(), protocol, vsock, copy());
+        return new Microvm(machine, console, serial, kvmOwned, plan.cmd().toString(), protocol, vsock, pciBridge, copy());
     }
 
     /** A virtio-mmio transport at {@code base} serving {@code device}, which it closes; closes it if it cannot be made. */

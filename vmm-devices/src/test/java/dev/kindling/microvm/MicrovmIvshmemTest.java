@@ -246,6 +246,9 @@ class MicrovmIvshmemTest {
              Microvm vm = Microvm.builder().kernel(kernel).ivshmem(shared).build()) {
             List<IoMapEntry> with = new ArrayList<>(vm.ioMap());
             assertThat(with).anyMatch(e -> e.space() == AddressSpace.PIO && e.base() == 0xcf8 && e.length() == 8);
+            assertThat(with).as("the BARs where the bridge placed them").contains(
+                    new IoMapEntry(AddressSpace.MMIO, 0xc000_0000L, 256, "ivshmem0 BAR0", IoMapEntry.Owner.KINDLING),
+                    new IoMapEntry(AddressSpace.MMIO, 0x1_0000_0000L, 1 << 16, "ivshmem0 BAR2", IoMapEntry.Owner.KINDLING));
             with.removeIf(e -> e.device().startsWith("pci") || e.device().startsWith("ivshmem"));
             assertThat(with).as("all else as without PCI").isEqualTo(without);
         }

@@ -232,4 +232,28 @@ class RunCommandArgsTest {
                     .contains("usage: kindling probe").contains("--vsock CID[,PATH]").contains("CONNECT <port>\\n");
         }
     }
+
+    @Test
+    void ivshmemTakesSharedMemoryOrAServerAndPciIsCheckedByValidate() throws Exception {
+        String k = kernel().toString();
+        Path shm = tmp.resolve("shm");
+        try (RunShared shared = new RunShared()) {
+            configure(shared, "--kernel", k, "--ivshmem", "shm=" + shm + ",size=64K").validate();
+        }
+        assertThat(shm).as("made when missing").hasSize(64 << 10);
+        assertThatThrownBy(() -> configure("--kernel", k, "--ivshmem", "shm=" + shm + ",size=64K", "--pci", "off").validate())
+                .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("pci"))
+                .hasMessageContaining("is a PCI device, but pci is off");
+        assertThatThrownBy(() -> configure("--kernel", k, "--ivshmem", "server=" + tmp.resolve("none.sock")).validate())
+                .isInstanceOfSatisfying(ConfigException.class, e -> assertThat(e.field()).isEqualTo("ivshmemServer"))
+                .hasMessageContaining("does not exist");
+        configure("--kernel", k, "--pci", "on").validate();
+        for (String bad : new String[] {"shm=" + shm, "size=4M", "server=", "server=/s,msi=maybe", "shm=/x,size=4M,extra=1",
+                "server=/s,server=/t"}) {
+            assertThatThrownBy(() -> configure("--kernel", k, "--ivshmem", bad)).as(bad).isInstanceOf(UsageException.class)
+                    .hasMessageStartingWith("--ivshmem " + bad + ": ");
+        }
+        assertThatThrownBy(() -> configure("--kernel", k, "--ivshmem", "shm=" + tmp.resolve("s2") + ",size=3M"))
+                .isInstanceOf(UsageException.class).hasMessageContaining("power of two");
+    }
 }

@@ -57,8 +57,8 @@ public final class PciHostBridge implements AutoCloseable {
         }
     }
 
-    /** Where a BAR decodes now. */
-    public record Placement(int slot, int bar, long address, long size, PciBar.Kind kind) {}
+    /** Where BAR {@code bar} of the function named {@code function} in {@code slot} decodes now. */
+    public record Placement(int slot, String function, int bar, long address, long size, PciBar.Kind kind) {}
 
     private final Window mmio32, mmio64, io;
     private final Slot[] slots = new Slot[SLOTS];
@@ -222,7 +222,7 @@ public final class PciHostBridge implements AutoCloseable {
             if (s != null) {
                 for (PciBar b : s.function.bars()) {
                     if (s.placed[b.index()] >= 0) {
-                        out.add(new Placement(s.number, b.index(), s.placed[b.index()], b.size(), b.kind()));
+                        out.add(new Placement(s.number, s.function.name(), b.index(), s.placed[b.index()], b.size(), b.kind()));
                     }
                 }
             }

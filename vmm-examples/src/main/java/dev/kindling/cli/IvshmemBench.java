@@ -116,7 +116,7 @@ final class IvshmemBench {
     /** QEMU's pc machine with the guest as its PVH kernel and an ivshmem-doorbell on the server. */
     private static AutoCloseable qemuPeer(Path qemu, Path guest, Path socket, Path dir) throws IOException {
         Path log = Files.createTempFile(dir, "qemu-", ".log");
-        Process p = new ProcessBuilder(qemu.toString(), "-M", "pc", "-accel", "kvm", "-cpu", "host", "-m",
+        Process p = new ProcessBuilder(qemu.toString(), "-M", "pc", "-accel", "kvm", "-m",
                 String.valueOf(MEM_MIB), "-nodefaults", "-vga", "none", "-display", "none", "-no-reboot",
                 "-kernel", guest.toString(), "-chardev", "socket,path=" + socket + ",id=ivshmem",
                 "-device", "ivshmem-doorbell,chardev=ivshmem,vectors=1")

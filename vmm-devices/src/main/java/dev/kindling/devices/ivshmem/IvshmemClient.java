@@ -1,5 +1,6 @@
 package dev.kindling.devices.ivshmem;
 
+import dev.kindling.device.Threads;
 import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
@@ -28,6 +29,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
  */
 public final class IvshmemClient implements IvshmemPeers, AutoCloseable {
     private static final System.Logger LOG = System.getLogger(IvshmemClient.class.getName());
+    private static final Duration JOIN = Duration.ofSeconds(10);
     /** How long the socket must be quiet after the own eventfds for the handshake to count as done. */
     public static final int QUIET_MILLIS = 50;
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(10);
@@ -396,9 +398,9 @@ public final class IvshmemClient implements IvshmemPeers, AutoCloseable {
         synchronized (lock) {
             t = interrupts;
         }
-        join(reader);
+        Threads.join(reader, JOIN);
         if (t != null) {
-            join(t);
+            Threads.join(t, JOIN);
         }
         socket.close();
         memory.close();
@@ -409,13 +411,5 @@ public final class IvshmemClient implements IvshmemPeers, AutoCloseable {
             peers.clear();
         }
         wake.close();
-    }
-
-    private static void join(Thread t) {
-        try {
-            t.join(10_000);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
     }
 }

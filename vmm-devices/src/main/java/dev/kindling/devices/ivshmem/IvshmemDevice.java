@@ -1,6 +1,8 @@
 package dev.kindling.devices.ivshmem;
 
+import dev.kindling.device.Device;
 import dev.kindling.device.DeviceContext;
+import dev.kindling.device.Threads;
 import dev.kindling.devices.pci.PciBar;
 import dev.kindling.devices.pci.PciCapability;
 import dev.kindling.devices.pci.PciFunction;
@@ -9,7 +11,9 @@ import dev.kindling.memory.MemorySlot;
 import dev.kindling.sys.Epoll;
 import dev.kindling.sys.EventFd;
 import java.lang.System.Logger.Level;
+import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -213,7 +217,7 @@ public final class IvshmemDevice implements PciFunction {
 
     @Override
     public long readBar(int bar, long offset, int size) {
-        long ones = size >= 8 ? -1L : (1L << (size * 8)) - 1;
+        long ones = Device.ones(size);
         if (bar == MSIX_BAR && msix != null) {
             return msix.bar().read(offset, size);
         }
@@ -428,12 +432,7 @@ public final class IvshmemDevice implements PciFunction {
                 gate.unlock();
             }
             wake.signal();
-            try {
-                thread.join(5_000);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-            if (thread.isAlive()) {
+            if (!Threads.join(thread, Duration.ofSeconds(5))) {
                 LOG.log(Level.WARNING, "{0}: the ivshmem interrupt thread did not stop within 5 s", name());
             } else {
                 epoll.close();
@@ -477,7 +476,7 @@ public final class IvshmemDevice implements PciFunction {
             try {
                 EventFd[] old = peerFds.get(peer);
                 EventFd[] fds = old == null ? new EventFd[vector + 1]
-                        : java.util.Arrays.copyOf(old, Math.max(old.length, vector + 1));
+                        : Arrays.copyOf(old, Math.max(old.length, vector + 1));
                 fds[vector] = eventFd;
                 peerFds.put(peer, fds);
             } finally {

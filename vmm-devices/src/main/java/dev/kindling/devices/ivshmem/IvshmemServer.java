@@ -1,5 +1,6 @@
 package dev.kindling.devices.ivshmem;
 
+import dev.kindling.device.Threads;
 import dev.kindling.sys.Epoll;
 import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Fd;
@@ -13,6 +14,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
@@ -51,8 +53,7 @@ public final class IvshmemServer implements AutoCloseable {
     private final Epoll epoll;
     private final Thread thread;
     private final Map<Integer, Client> clients = new TreeMap<>(); // guarded by this
-    private volatile boolean closing;
-    private boolean closed;
+    private volatile boolean closed; // set under this
 
     private IvshmemServer(Path path, Fd memory, int vectors, Fd listening, EventFd wake, Epoll epoll) {
         this.path = path;
@@ -138,9 +139,9 @@ public final class IvshmemServer implements AutoCloseable {
 
     private void run() {
         try {
-            while (!closing) {
+            while (!closed) {
                 int n = epoll.wait(-1);
-                for (int i = 0; i < n && !closing; i++) {
+                for (int i = 0; i < n && !closed; i++) {
                     long token = epoll.token(i);
                     if (token == TOKEN_LISTEN) {
                         acceptOne();
@@ -150,7 +151,7 @@ public final class IvshmemServer implements AutoCloseable {
                 }
             }
         } catch (RuntimeException | Error e) {
-            if (!closing) {
+            if (!closed) {
                 LOG.log(Level.ERROR, "ivshmem server on " + path + " stopped", e);
             }
         }
@@ -298,14 +299,8 @@ public final class IvshmemServer implements AutoCloseable {
             }
             closed = true;
         }
-        closing = true;
         wake.signal();
-        try {
-            thread.join(10_000);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        if (thread.isAlive()) {
+        if (!Threads.join(thread, Duration.ofSeconds(10))) {
             LOG.log(Level.WARNING, "ivshmem server thread on {0} did not stop; closing anyway", path);
         }
         List<Client> all;

@@ -1,6 +1,8 @@
 package dev.kindling.devices.legacy;
 
 import dev.kindling.device.Device;
+import dev.kindling.device.Threads;
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Future;
@@ -91,7 +93,7 @@ final class LegacyIo {
                 return;
             }
             for (Thread t : threads) {
-                join(t, 1_000);
+                Threads.join(t, Duration.ofSeconds(1));
             }
         }
     }
@@ -102,17 +104,5 @@ final class LegacyIo {
         t.setDaemon(true);
         t.start();
         return t;
-    }
-
-    /** Waits up to {@code millis} for a thread to end; keeps the caller's interrupt status. */
-    static void join(Thread t, long millis) {
-        if (t == null || t == Thread.currentThread()) {
-            return;
-        }
-        try {
-            t.join(millis);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
     }
 }

@@ -1,8 +1,10 @@
 package dev.kindling.devices.legacy;
 
+import dev.kindling.device.Threads;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.lang.System.Logger.Level;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -181,11 +183,11 @@ final class OutputPump implements AutoCloseable {
         if (Thread.currentThread() == thread) {
             return;
         }
-        LegacyIo.join(thread, CLOSE_DRAIN_MILLIS);
+        Threads.join(thread, Duration.ofMillis(CLOSE_DRAIN_MILLIS));
         if (thread.isAlive()) {
             LOG.log(Level.WARNING, "output stream did not take the last bytes in time; abandoning them");
             thread.interrupt();
-            LegacyIo.join(thread, 1_000);
+            Threads.join(thread, Duration.ofSeconds(1));
         }
     }
 }

@@ -2,6 +2,7 @@ package dev.kindling.devices.legacy;
 
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
+import dev.kindling.device.Threads;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.snapshot.StateReader;
 import dev.kindling.snapshot.StateWriter;
@@ -12,6 +13,7 @@ import java.io.InputStream;
 import java.io.InterruptedIOException;
 import java.io.OutputStream;
 import java.lang.System.Logger.Level;
+import java.time.Duration;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.locks.ReentrantLock;
@@ -336,7 +338,7 @@ public final class Serial16550 implements Device, BusMapped, Stateful {
         hostInput.close();
         if (reader != null) {
             reader.interrupt();
-            LegacyIo.join(reader, 2_000);
+            Threads.join(reader, Duration.ofSeconds(2));
         }
     }
 

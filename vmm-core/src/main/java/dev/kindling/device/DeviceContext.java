@@ -5,6 +5,7 @@ import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.memory.GuestMemory;
 import dev.kindling.memory.MemorySlot;
+import dev.kindling.sys.EventFd;
 import java.lang.foreign.MemorySegment;
 import java.util.OptionalLong;
 import java.util.concurrent.ThreadFactory;
@@ -33,6 +34,15 @@ public interface DeviceContext {
      * the bus. Closing the result removes the registration.
      */
     IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch);
+
+    /**
+     * As {@link #ioEvent(AddressSpace, long, int, OptionalLong)}, signalling {@code signal}, which stays
+     * the caller's: close the registration before it. {@link UnsupportedOperationException} where the
+     * platform cannot; the writes then reach the bus.
+     */
+    default IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch, EventFd signal) {
+        throw new UnsupportedOperationException("this context cannot signal a caller's eventfd on a guest write");
+    }
 
     /**
      * Maps {@code host} into the guest at {@code guestAddress} as device memory (a BAR, a shared

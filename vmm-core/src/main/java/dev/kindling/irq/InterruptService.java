@@ -1,5 +1,7 @@
 package dev.kindling.irq;
 
+import dev.kindling.sys.EventFd;
+
 /**
  * The machine's interrupt sources for devices: lines by GSI (edges through an irqfd, so a device
  * thread raises them without an exit), MSI vectors for PCI devices, and end-of-interrupt notices for
@@ -11,6 +13,15 @@ public interface InterruptService {
 
     /** A new MSI vector, unconfigured and masked; close it to free its route. */
     MsiVector msiVector();
+
+    /**
+     * A new MSI vector, unconfigured and masked, raised by signals on {@code source} in the hypervisor
+     * (no thread of the VMM's in between), an eventfd that stays the caller's: close the vector before
+     * it. Unsupported unless the implementation says otherwise.
+     */
+    default MsiVector msiVector(EventFd source) {
+        throw new UnsupportedOperationException("these interrupts cannot take a caller's eventfd as an MSI source");
+    }
 
     /**
      * Runs {@code listener} each time the guest ends a level-triggered interrupt on {@code gsi}, on a

@@ -563,7 +563,9 @@ public final class Machine implements AutoCloseable {
                 return;
             }
             if (t.isAlive()) {
-                throw new IllegalStateException(t.getName() + " did not stop within " + JOIN_TIMEOUT_MS + " ms");
+                IllegalStateException e = new IllegalStateException(t.getName() + " did not stop within " + JOIN_TIMEOUT_MS + " ms");
+                e.setStackTrace(t.getStackTrace()); // where it is held, the useful part
+                throw e;
             }
         }
     }

@@ -69,6 +69,13 @@ final class MachineDeviceContext implements DeviceContext {
     }
 
     @Override
+    public IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch, EventFd signal) {
+        checkOpen();
+        IoEvent event = machine.platform().ioEvent(space, address, length, datamatch, signal);
+        return track(new TrackedIoEvent(event));
+    }
+
+    @Override
     public MemorySlot mapMemory(long guestAddress, MemorySegment host, boolean readOnly) {
         checkOpen();
         MemorySlot slot = machine.platform().mapMemory(guestAddress, host, readOnly);

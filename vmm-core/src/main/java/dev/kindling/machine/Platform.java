@@ -11,6 +11,7 @@ import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.memory.MemorySlot;
+import dev.kindling.sys.EventFd;
 import java.lang.foreign.MemorySegment;
 import java.util.OptionalLong;
 
@@ -48,6 +49,16 @@ public interface Platform extends AutoCloseable, Stateful {
      * closes any still registered.
      */
     IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch);
+
+    /**
+     * As {@link #ioEvent(AddressSpace, long, int, OptionalLong)}, signalling {@code signal}, an eventfd
+     * that stays the caller's (another process's, such as an ivshmem peer's): closing the registration
+     * does not close it, and the caller closes the registration first. Unsupported unless the platform
+     * says otherwise.
+     */
+    default IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch, EventFd signal) {
+        throw new UnsupportedOperationException("this platform cannot signal a caller's eventfd on a guest write");
+    }
 
     /**
      * Maps {@code host} at {@code guestAddress} as device memory (not RAM): a slot that may move or be

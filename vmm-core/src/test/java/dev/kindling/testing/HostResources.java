@@ -37,6 +37,21 @@ public record HostResources(Map<Integer, String> descriptors, Set<String> thread
         }
     }
 
+    /**
+     * What the process holds once what {@code before} did not hold has had up to 5 s to go: threads
+     * that were told to end and descriptors closed by them (a closing VM's device threads) may take
+     * a moment. A leak stays and fails the assertion after.
+     */
+    public static HostResources settled(HostResources before) throws InterruptedException {
+        long deadline = System.nanoTime() + 5_000_000_000L;
+        HostResources r = now();
+        while ((r.fds() > before.fds() || !before.threads.containsAll(r.threads)) && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+            r = now();
+        }
+        return r;
+    }
+
     /** How many descriptors are open. */
     public long fds() {
         return descriptors.size();

@@ -162,8 +162,9 @@ final class PciWiring {
                 }
                 IvshmemDevice.Msix msix = null;
                 if (s.msix()) {
+                    // Each vector fires on the client's own eventfd in KVM, as QEMU's irqfds do: no thread in between.
                     Msix table = new Msix(vectors, IvshmemDevice.MSIX_BAR, 0, IvshmemDevice.MSIX_BAR_SIZE / 2,
-                            v -> context.interrupts().msiVector());
+                            v -> context.interrupts().msiVector(client.ownEventFds().get(v)));
                     machine.own(table);
                     msix = new IvshmemDevice.Msix(table::trigger, new IvshmemDevice.BarDelegate() {
                         @Override
@@ -175,7 +176,7 @@ final class PciWiring {
                         public void write(long offset, int size, long value) {
                             table.write(offset, size, value);
                         }
-                    }, table.capability());
+                    }, table.capability(), true);
                 }
                 yield IvshmemDevice.doorbell(context, memory, client, vectors, msix);
             }

@@ -166,7 +166,7 @@ class SandboxSnapshotLinuxTest {
         } finally {
             clones.forEach(Sandbox::close);
         }
-        HostResources.now().assertNothingLeftSince(before, MAPPING_SLACK);
+        HostResources.settled(before).assertNothingLeftSince(before, MAPPING_SLACK);
     }
 
     @Test

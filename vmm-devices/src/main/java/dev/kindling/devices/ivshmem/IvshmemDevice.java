@@ -1,7 +1,9 @@
 package dev.kindling.devices.ivshmem;
 
+import dev.kindling.bus.AddressSpace;
 import dev.kindling.device.Device;
 import dev.kindling.device.DeviceContext;
+import dev.kindling.device.IoEvent;
 import dev.kindling.device.Threads;
 import dev.kindling.devices.pci.PciBar;
 import dev.kindling.devices.pci.PciCapability;
@@ -14,6 +16,7 @@ import java.lang.System.Logger.Level;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -33,12 +36,14 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * {@code status & mask != 0}), IVPOSITION (8, this peer's id; QEMU reads -1 until the server sent the
  * memory, which here is there from the start; 0 for the plain flavour, as QEMU's plain reads), and
  * DOORBELL (12, write-only, {@code peer << 16 | vector}: signals that peer's eventfd for that vector;
- * an unknown peer or vector is ignored). Doorbells are served in the MMIO write path, one exit each, as
- * QEMU without ioeventfd: {@link DeviceContext#ioEvent} makes its own eventfd and cannot take a
- * peer's.
+ * an unknown peer or vector is ignored). As QEMU does, each known peer's doorbell value is bound to
+ * that peer's eventfd by an ioeventfd with a datamatch while BAR0 decodes, so a ring never leaves the
+ * kernel; a context that cannot bind a caller's eventfd, and any other value, take the MMIO write path.
  *
- * <p>Incoming interrupts: a device thread waits on this peer's own eventfds; a signal on eventfd i
- * raises MSI-X vector i or, with INTx, sets INTRSTATUS bit 0. While quiesced it raises nothing; the
+ * <p>Incoming interrupts: with MSI-X bound to the own eventfds ({@link Msix#onOwnEventFds}) the
+ * hypervisor raises vector i on a signal of eventfd i; otherwise a device thread waits on this
+ * peer's own eventfds and a signal on eventfd i raises MSI-X vector i or, with INTx, sets INTRSTATUS
+ * bit 0. While quiesced it raises nothing; the
  * signals stay counted in the eventfds and are raised on resume.
  *
  * <p>Thread safety: vCPU threads call the register methods, the peers' server thread changes peers
@@ -72,13 +77,21 @@ public final class IvshmemDevice implements PciFunction {
 
     /**
      * The MSI-X of a doorbell device: how to raise a vector, who serves BAR1 (offsets within it: the
-     * table at 0, as the integrator lays it out), and the capability that describes it.
+     * table at 0, as the integrator lays it out), and the capability that describes it. With
+     * {@code onOwnEventFds} the integrator made vector i's MSI fire on this peer's own eventfd i in the
+     * hypervisor (QEMU's irqfd path), so a ring reaches the guest with no thread of the VMM's in
+     * between: the device then neither reads those eventfds nor uses {@code interrupts}, and a
+     * quiesced device no longer holds their interrupts back.
      */
-    public record Msix(Interrupts interrupts, BarDelegate bar, PciCapability capability) {
+    public record Msix(Interrupts interrupts, BarDelegate bar, PciCapability capability, boolean onOwnEventFds) {
         public Msix {
             Objects.requireNonNull(interrupts, "interrupts");
             Objects.requireNonNull(bar, "bar");
             Objects.requireNonNull(capability, "capability");
+        }
+
+        public Msix(Interrupts interrupts, BarDelegate bar, PciCapability capability) {
+            this(interrupts, bar, capability, false);
         }
     }
 
@@ -101,6 +114,12 @@ public final class IvshmemDevice implements PciFunction {
 
     // BAR2's slot, guarded by this.
     private MemorySlot slot;
+
+    // Doorbell ioeventfds, by the DOORBELL value they match, while BAR0 decodes; guarded by bindings.
+    private final Object bindings = new Object();
+    private final Map<Integer, IoEvent> bound = new HashMap<>();
+    private long doorbellAt = -1; // BAR0's DOORBELL address, -1: not decoding
+    private boolean bindable = true; // false once the context said it cannot
 
     // The incoming thread and its pause gate.
     private final Epoll epoll;
@@ -129,18 +148,18 @@ public final class IvshmemDevice implements PciFunction {
         }
         b.add(new PciBar(MEMORY_BAR, size, PciBar.Kind.MEMORY64, true));
         this.bars = List.copyOf(b);
-        if (peers == null) {
-            this.watch = null;
+        if (peers != null && peers.ownEventFds().size() < vectors) {
+            throw new IllegalArgumentException("ivshmem peer " + peers.ownId() + " has " + peers.ownEventFds().size()
+                    + " eventfds for " + vectors + " vectors");
+        }
+        if (peers == null || msix != null && msix.onOwnEventFds()) {
+            this.watch = peers == null ? null : peers.watch(new PeerListener());
             this.epoll = null;
             this.wake = null;
             this.thread = null;
             return;
         }
         List<EventFd> own = peers.ownEventFds();
-        if (own.size() < vectors) {
-            throw new IllegalArgumentException("ivshmem peer " + peers.ownId() + " has " + own.size()
-                    + " eventfds for " + vectors + " vectors");
-        }
         Epoll e = null;
         EventFd w = null;
         AutoCloseable wt = null;
@@ -309,6 +328,10 @@ public final class IvshmemDevice implements PciFunction {
 
     @Override
     public void barPlaced(int bar, OptionalLong address) {
+        if (bar == REGISTER_BAR) {
+            placeDoorbells(address.isPresent() ? address.getAsLong() + DOORBELL : -1);
+            return;
+        }
         if (bar != MEMORY_BAR) {
             return;
         }
@@ -326,6 +349,69 @@ public final class IvshmemDevice implements PciFunction {
             } else if (slot.guestAddress() != address.getAsLong()) {
                 slot.move(address.getAsLong());
             }
+        }
+    }
+
+    /** Moves every doorbell binding to {@code at} (-1: none). */
+    private void placeDoorbells(long at) {
+        if (peers == null) {
+            return;
+        }
+        synchronized (bindings) {
+            if (at == doorbellAt) {
+                return;
+            }
+            bound.values().forEach(IoEvent::close);
+            bound.clear();
+            doorbellAt = closed ? -1 : at;
+        }
+        peersLock.readLock().lock();
+        try {
+            List<EventFd> own = peers.ownEventFds();
+            for (int v = 0; v < vectors; v++) {
+                bind(peers.ownId(), v, own.get(v));
+            }
+            peerFds.forEach((peer, fds) -> {
+                for (int v = 0; v < fds.length; v++) {
+                    if (fds[v] != null) {
+                        bind(peer, v, fds[v]);
+                    }
+                }
+            });
+        } finally {
+            peersLock.readLock().unlock();
+        }
+    }
+
+    /** Binds the doorbell value for {@code peer} and {@code vector} to {@code fd}, if BAR0 decodes. */
+    private void bind(int peer, int vector, EventFd fd) {
+        synchronized (bindings) {
+            int value = peer << 16 | vector;
+            if (doorbellAt < 0 || !bindable || bound.containsKey(value)) {
+                return;
+            }
+            try {
+                bound.put(value, context.ioEvent(AddressSpace.MMIO, doorbellAt, 4,
+                        OptionalLong.of(value & 0xffff_ffffL), fd));
+            } catch (UnsupportedOperationException e) {
+                bindable = false; // rings take the write path
+            } catch (RuntimeException e) {
+                LOG.log(Level.WARNING, name() + ": doorbell to peer " + peer + " vector " + vector
+                        + " cannot be bound to its eventfd; it takes the write path", e);
+            }
+        }
+    }
+
+    /** Drops the bindings of {@code peer} (before its eventfds close). */
+    private void unbind(int peer) {
+        synchronized (bindings) {
+            bound.entrySet().removeIf(e -> {
+                if (e.getKey() >>> 16 == peer) {
+                    e.getValue().close();
+                    return true;
+                }
+                return false;
+            });
         }
     }
 
@@ -424,6 +510,7 @@ public final class IvshmemDevice implements PciFunction {
                 slot = null;
             }
         }
+        placeDoorbells(-1);
         if (thread != null) {
             gate.lock();
             try {
@@ -438,6 +525,8 @@ public final class IvshmemDevice implements PciFunction {
                 epoll.close();
             }
             wake.close();
+        }
+        if (watch != null) {
             try {
                 watch.close();
             } catch (Exception e) {
@@ -479,6 +568,7 @@ public final class IvshmemDevice implements PciFunction {
                         : Arrays.copyOf(old, Math.max(old.length, vector + 1));
                 fds[vector] = eventFd;
                 peerFds.put(peer, fds);
+                bind(peer, vector, eventFd);
             } finally {
                 peersLock.writeLock().unlock();
             }
@@ -488,6 +578,7 @@ public final class IvshmemDevice implements PciFunction {
         public void peerLeft(int peer) {
             peersLock.writeLock().lock();
             try {
+                unbind(peer);
                 peerFds.remove(peer);
             } finally {
                 peersLock.writeLock().unlock();

@@ -137,6 +137,32 @@ class IvshmemDeviceTest {
     }
 
     @Test
+    void doorbellsAreBoundToThePeersEventFdsWhileBar0Decodes() {
+        ctx.binds = true;
+        peers.addPeer(5, 1);
+        try (IvshmemDevice d = IvshmemDevice.doorbell(ctx, memory, peers, 2, msix())) {
+            assertEquals(List.of(), ctx.bindCalls, "nothing while BAR0 decodes nowhere");
+            d.barPlaced(0, OptionalLong.of(0xc000_0000L));
+            assertEquals(java.util.Set.of("bind 0xc000000c 0x30000", "bind 0xc000000c 0x30001", "bind 0xc000000c 0x50000"),
+                    java.util.Set.copyOf(ctx.bindCalls), "its own vectors and peer 5's");
+            ctx.bindCalls.clear();
+            peers.addPeer(7, 2);
+            assertEquals(List.of("bind 0xc000000c 0x70000", "bind 0xc000000c 0x70001"), ctx.bindCalls);
+            ctx.bindCalls.clear();
+            peers.leave(7);
+            assertEquals(java.util.Set.of("unbind 0xc000000c 0x70000", "unbind 0xc000000c 0x70001"),
+                    java.util.Set.copyOf(ctx.bindCalls), "before its eventfds close");
+            ctx.bindCalls.clear();
+            d.barPlaced(0, OptionalLong.of(0xc100_0000L));
+            assertEquals(3, ctx.bindCalls.stream().filter(c -> c.startsWith("unbind 0xc000000c")).count());
+            assertEquals(3, ctx.bindCalls.stream().filter(c -> c.startsWith("bind 0xc100000c")).count(), "moved with BAR0");
+            ctx.bindCalls.clear();
+        }
+        assertEquals(3, ctx.bindCalls.stream().filter(c -> c.startsWith("unbind 0xc100000c")).count(), "close unbinds");
+        assertEquals(List.of(), ctx.fatals);
+    }
+
+    @Test
     void ownEventFdRaisesItsVectorAndQuiesceHoldsItBack() throws Exception {
         try (IvshmemDevice d = IvshmemDevice.doorbell(ctx, memory, peers, 2, msix())) {
             peers.own.get(1).signal();

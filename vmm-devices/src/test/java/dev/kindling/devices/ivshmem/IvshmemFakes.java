@@ -36,6 +36,23 @@ final class IvshmemFakes {
         @Override public IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch) {
             throw new UnsupportedOperationException();
         }
+        /** Whether it binds a caller's eventfd (as KVM does) or refuses, as a context without ioeventfds. */
+        volatile boolean binds;
+        /** "bind 0x<address> 0x<value>", "unbind ...". */
+        final List<String> bindCalls = new CopyOnWriteArrayList<>();
+        @Override public IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch, EventFd signal) {
+            if (!binds) {
+                throw new UnsupportedOperationException();
+            }
+            String what = "0x" + Long.toHexString(address) + " 0x" + Long.toHexString(datamatch.orElseThrow());
+            bindCalls.add("bind " + what);
+            return new IoEvent() {
+                @Override public AddressSpace space() { return space; }
+                @Override public long address() { return address; }
+                @Override public EventFd eventFd() { return signal; }
+                @Override public void close() { bindCalls.add("unbind " + what); }
+            };
+        }
         @Override public MemorySlot mapMemory(long guestAddress, MemorySegment host, boolean readOnly) {
             slotCalls.add("map 0x" + Long.toHexString(guestAddress) + " " + host.byteSize() + (readOnly ? " ro" : " rw"));
             return new MemorySlot() {

@@ -3,6 +3,7 @@ package dev.kindling.kvm.platform;
 import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.MsiVector;
 import dev.kindling.kvm.Vm;
+import dev.kindling.sys.EventFd;
 import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.List;
@@ -37,15 +38,31 @@ abstract sealed class KvmInterrupts implements InterruptService permits KernelIr
     }
 
     @Override
-    public final synchronized MsiVector msiVector() {
+    public final MsiVector msiVector() {
+        return newVector(EventFd.nonBlocking(), true);
+    }
+
+    /** The vector's irqfd is {@code source}: KVM raises it on each signal while it is unmasked. */
+    @Override
+    public final MsiVector msiVector(EventFd source) {
+        return newVector(Objects.requireNonNull(source, "source"), false);
+    }
+
+    private synchronized MsiVector newVector(EventFd irqfd, boolean ownsIrqfd) {
         if (!vmOpen) {
+            if (ownsIrqfd) {
+                irqfd.close();
+            }
             throw new IllegalStateException("the VM is closed");
         }
         int gsi = usedGsis.nextClearBit(pins);
         if (gsi >= GSI_LIMIT) {
+            if (ownsIrqfd) {
+                irqfd.close();
+            }
             throw new IllegalStateException("no GSI left for another MSI vector: all " + (GSI_LIMIT - pins) + " are in use");
         }
-        KvmMsiVector v = new KvmMsiVector(this, vm, routing, gsi);
+        KvmMsiVector v = new KvmMsiVector(this, vm, routing, gsi, irqfd, ownsIrqfd);
         usedGsis.set(gsi);
         vectors.add(v);
         return v;

@@ -7,7 +7,8 @@ import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Poller;
 
 /**
- * An MSI vector on its own GSI: the GSI is routed to the message, and the irqfd is assigned to the
+ * An MSI vector on its own GSI: the GSI is routed to the message, and the irqfd (its own eventfd, or
+ * one of the caller's, such as an ivshmem peer's) is assigned to the
  * GSI only while the vector is configured and unmasked. While it is not, KVM does not consume the
  * eventfd, so signals accumulate in its counter: that is the pending bit, and unmasking delivers
  * them once.
@@ -18,6 +19,7 @@ final class KvmMsiVector implements MsiVector {
     private final GsiRouting routing;
     private final int gsi;
     private final EventFd irqfd;
+    private final boolean ownsIrqfd; // false: the caller's eventfd, left open
 
     // guarded by this
     private long address;
@@ -27,12 +29,13 @@ final class KvmMsiVector implements MsiVector {
     private boolean assigned;
     private boolean closed;
 
-    KvmMsiVector(KvmInterrupts owner, Vm vm, GsiRouting routing, int gsi) {
+    KvmMsiVector(KvmInterrupts owner, Vm vm, GsiRouting routing, int gsi, EventFd irqfd, boolean ownsIrqfd) {
         this.owner = owner;
         this.vm = vm;
         this.routing = routing;
         this.gsi = gsi;
-        this.irqfd = EventFd.nonBlocking();
+        this.irqfd = irqfd;
+        this.ownsIrqfd = ownsIrqfd;
     }
 
     int gsi() {
@@ -82,7 +85,8 @@ final class KvmMsiVector implements MsiVector {
             routing.set(gsi, new RoutingEntry.Msi(gsi, address, data));
         }
         if (deliver && !assigned) {
-            long held = irqfd.read(); // what arrived while masked, delivered once below
+            // what arrived while masked, delivered once below; a caller's eventfd may be blocking
+            long held = irqfd.await(0) ? irqfd.read() : 0;
             try {
                 vm.registerIrqfd(irqfd, gsi);
             } catch (RuntimeException e) {
@@ -124,7 +128,9 @@ final class KvmMsiVector implements MsiVector {
                 }
             } finally {
                 assigned = false;
-                irqfd.close();
+                if (ownsIrqfd) {
+                    irqfd.close();
+                }
             }
         }
         owner.freed(this);
@@ -134,6 +140,8 @@ final class KvmMsiVector implements MsiVector {
     synchronized void release() {
         closed = true;
         assigned = false;
-        irqfd.close();
+        if (ownsIrqfd) {
+            irqfd.close();
+        }
     }
 }

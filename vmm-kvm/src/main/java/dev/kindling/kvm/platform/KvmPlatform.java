@@ -198,7 +198,16 @@ public final class KvmPlatform implements Platform {
             fd.close();
             throw e;
         }
-        KvmIoEvent event = new KvmIoEvent(space, address, length, datamatch, fd);
+        KvmIoEvent event = new KvmIoEvent(space, address, length, datamatch, fd, true);
+        ioEvents.add(event);
+        return event;
+    }
+
+    @Override
+    public synchronized IoEvent ioEvent(AddressSpace space, long address, int length, OptionalLong datamatch,
+                                        EventFd signal) {
+        vm.registerIoeventfd(signal, address, length, space, datamatch);
+        KvmIoEvent event = new KvmIoEvent(space, address, length, datamatch, signal, false);
         ioEvents.add(event);
         return event;
     }
@@ -220,14 +229,16 @@ public final class KvmPlatform implements Platform {
         private final int length;
         private final OptionalLong datamatch;
         private final EventFd fd;
+        private final boolean ownsFd; // false: the caller's, left open
         private boolean closed;
 
-        KvmIoEvent(AddressSpace space, long address, int length, OptionalLong datamatch, EventFd fd) {
+        KvmIoEvent(AddressSpace space, long address, int length, OptionalLong datamatch, EventFd fd, boolean ownsFd) {
             this.space = space;
             this.address = address;
             this.length = length;
             this.datamatch = datamatch;
             this.fd = fd;
+            this.ownsFd = ownsFd;
         }
 
         @Override
@@ -257,14 +268,18 @@ public final class KvmPlatform implements Platform {
                 }
                 closed = true;
                 ioEvents.remove(this);
-                fd.close();
+                if (ownsFd) {
+                    fd.close();
+                }
             }
         }
 
         /** The VM is gone, and with it the registration. */
         void release() {
             closed = true;
-            fd.close();
+            if (ownsFd) {
+                fd.close();
+            }
         }
     }
 

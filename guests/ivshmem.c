@@ -12,7 +12,9 @@
  * With bench_kib set, the responder then writes and reads bench_kib KiB of
  * guest RAM and then as much of the shared memory, stepping its slot's phase
  * 1 -> 2 -> 3 around them, so that a host polling the phase times each (no
- * exit in between: QEMU's guest runs it too).
+ * exit in between: QEMU's guest runs it too). With flooder = its id + 1 it
+ * instead rings peer flood_to's vector 1 in a tight loop forever, its count
+ * in its slot's counter every 256 rings.
  * 32-bit, paging off: every address below 4 GiB. */
 #include "rt.h"
 
@@ -37,6 +39,8 @@ struct ctl {
     volatile uint32_t rounds;
     volatile uint8_t message[64];  /* the host's bytes, summed by each peer */
     volatile uint32_t bench_kib;   /* 0: no bandwidth pass */
+    volatile uint32_t flooder;     /* at 84: id + 1 of a peer that only floods; 0: none */
+    volatile uint32_t flood_to;    /* at 88: the peer it rings, on vector 1 */
 };
 struct slot {                      /* at 0x100 + id * 0x100 */
     volatile uint32_t counter;
@@ -180,6 +184,17 @@ void guest_main(uint32_t start_info)
     ((struct slot *)(SHM_LOW + 0x100 + id * 0x100))->ready = 1;
     while (ctl->go != CTL_MAGIC) {
         __asm__ volatile("pause");
+    }
+    if (ctl->flooder == id + 1) {
+        /* A guest ringing in a tight loop: it must slow nobody but itself. Its count in its slot. */
+        uint32_t to = ctl->flood_to;
+        struct slot *me = (struct slot *)(SHM_LOW + 0x100 + id * 0x100);
+        for (uint32_t n = 1;; n++) {
+            mmio_write32(regs + DOORBELL, to << 16 | 1);
+            if ((n & 255) == 0) {
+                me->counter = n;
+            }
+        }
     }
     uint32_t other = id == ctl->initiator ? ctl->responder : ctl->initiator;
     uint32_t rounds = ctl->rounds;

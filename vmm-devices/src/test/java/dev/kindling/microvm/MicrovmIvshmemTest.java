@@ -8,6 +8,7 @@ import dev.kindling.devices.ivshmem.IvshmemClient;
 import dev.kindling.devices.ivshmem.IvshmemMemory;
 import dev.kindling.devices.ivshmem.IvshmemServer;
 import dev.kindling.kvm.testing.TestGuests;
+import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
 import dev.kindling.testing.HostResources;
 import dev.kindling.testing.Require;
@@ -187,6 +188,62 @@ class MicrovmIvshmemTest {
      * Interop: a QEMU VM (its {@code pc} machine, {@code -device ivshmem-doorbell}, SeaBIOS placing the
      * BARs) running the same guest joins Kindling's server, and it and a Kindling VM ring each other.
      */
+    /**
+     * A guest ringing the host's vector 1 in a tight loop slows nobody but itself: meanwhile the host
+     * and another VM play the whole ping-pong on vector 0, and the flooder's machine stays healthy.
+     */
+    @Test
+    void aGuestRingingInATightLoopSlowsNobodyButItself() throws Exception {
+        TestGuests.assumeKvm();
+        Path socket = dir.resolve("ivshmem.sock");
+        GuestPorts floodPorts = new GuestPorts(), ports = new GuestPorts();
+        byte[] message = message();
+        Semaphore rung = new Semaphore(0);
+        java.util.concurrent.atomic.AtomicLong flooded = new java.util.concurrent.atomic.AtomicLong();
+        try (IvshmemServer server = IvshmemServer.start(socket, SIZE, 2);
+             IvshmemClient host = IvshmemClient.connect(socket);
+             IvshmemMemory shm = host.map();
+             AutoCloseable pong = host.onInterrupt(0, rung::release);
+             AutoCloseable flood = host.onInterrupt(1, flooded::incrementAndGet);
+             Microvm flooder = peer("ivshmem-flooder", socket, floodPorts);
+             Microvm vm = peer("ivshmem-guest", socket, ports)) {
+            flooder.start();
+            vm.start();
+            int floodId = floodPorts.id.get(WAIT.toSeconds(), TimeUnit.SECONDS);
+            int guest = ports.id.get(WAIT.toSeconds(), TimeUnit.SECONDS);
+            MemorySegment m = shm.segment();
+            m.set(ValueLayout.JAVA_INT, 84, floodId + 1);
+            m.set(ValueLayout.JAVA_INT, 88, host.ownId());
+            go(m, host.ownId(), guest, message);
+            long deadline = System.nanoTime() + WAIT.toNanos();
+            while (m.get(ValueLayout.JAVA_INT, 0x100 + floodId * 0x100L) < 1024 && System.nanoTime() < deadline) {
+                Thread.sleep(10);
+            }
+            assertThat(m.get(ValueLayout.JAVA_INT, 0x100 + floodId * 0x100L)).as("the flood is on").isGreaterThanOrEqualTo(1024);
+
+            MemorySegment mine = m.asSlice(0x100 + host.ownId() * 0x100L, 0x100);
+            MemorySegment theirs = m.asSlice(0x100 + guest * 0x100L, 0x100);
+            for (int r = 1; r <= ROUNDS; r++) {
+                mine.set(ValueLayout.JAVA_INT, 0, r);
+                VarHandle.releaseFence();
+                host.notify(guest, 0);
+                assertThat(rung.tryAcquire(WAIT.toSeconds(), TimeUnit.SECONDS)).as("the answer to ring %d during the flood", r)
+                        .isTrue();
+                assertThat(theirs.get(ValueLayout.JAVA_INT, 0)).isEqualTo(r);
+            }
+            assertThat(ports.done.get(WAIT.toSeconds(), TimeUnit.SECONDS)).isEqualTo(ROUNDS);
+            awaitReset(vm);
+            assertSlot(m, guest, message);
+            int before = m.get(ValueLayout.JAVA_INT, 0x100 + floodId * 0x100L);
+            Thread.sleep(200);
+            assertThat(m.get(ValueLayout.JAVA_INT, 0x100 + floodId * 0x100L)).as("still flooding").isGreaterThan(before);
+            assertThat(flooded.get()).as("the floods reached the host's vector 1 (coalesced)").isPositive();
+            assertThat(flooder.machine().state()).isEqualTo(Machine.State.RUNNING);
+            assertThat(flooder.deviceErrors()).isEmpty();
+            assertThat(vm.deviceErrors()).isEmpty();
+        }
+    }
+
     @Test
     void aQemuVmAndAKindlingVmRingEachOther() throws Exception {
         TestGuests.assumeKvm();

@@ -14,6 +14,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -31,6 +32,8 @@ class SandboxConcurrencyTest {
      * over 30 s (a CI run of 2026-12-02): a generous heartbeat, so only a real hang counts.
      */
     private static final Duration UNRESPONSIVE = Duration.ofSeconds(120);
+    /** A put and a cat take seconds; past this a run is stuck, not slow. */
+    private static final Duration RUN_LIMIT = Duration.ofMinutes(4);
 
     @Test
     void eightSandboxesRunAtOnceAndOneDyingAffectsNoOther() throws Exception {
@@ -75,7 +78,7 @@ class SandboxConcurrencyTest {
                 }));
             }
             for (int i = 0; i < SANDBOXES; i++) {
-                assertThat(runs.get(i).get(10, TimeUnit.MINUTES)).isEqualTo(Integer.toString(i));
+                assertThat(await(runs.get(i), boxes, i)).isEqualTo(Integer.toString(i));
             }
 
             // one closed, one stopped from the host, one whose guest reboots
@@ -92,7 +95,7 @@ class SandboxConcurrencyTest {
                 runs.add(pool.submit(() -> s.exec("cat", "/who").stdout()));
             }
             for (int i = 3; i < SANDBOXES; i++) {
-                assertThat(runs.get(i - 3).get(10, TimeUnit.MINUTES)).isEqualTo(Integer.toString(i));
+                assertThat(await(runs.get(i - 3), boxes, i)).isEqualTo(Integer.toString(i));
                 assertThat(boxes.get(i).isAlive()).isTrue();
             }
         } finally {
@@ -100,6 +103,29 @@ class SandboxConcurrencyTest {
                 s.close();
             }
             pool.shutdownNow();
+        }
+    }
+
+    /** The run's result; one that does not come in time fails with what each sandbox's threads and console show. */
+    private static String await(Future<String> run, List<Sandbox> boxes, int index) throws Exception {
+        try {
+            return run.get(RUN_LIMIT.toSeconds(), TimeUnit.SECONDS);
+        } catch (TimeoutException e) {
+            StringBuilder b = new StringBuilder("sandbox c" + index + "'s command did not end within " + RUN_LIMIT + "\n");
+            Thread.getAllStackTraces().forEach((t, stack) -> {
+                if (t.getName().startsWith("sandbox-c") || t.getName().contains("vsock") || t.getName().startsWith("pool-")) {
+                    b.append(t.getName()).append(' ').append(t.getState()).append('\n');
+                    for (StackTraceElement f : stack) {
+                        b.append("    at ").append(f).append('\n');
+                    }
+                }
+            });
+            for (int i = 0; i < boxes.size(); i++) {
+                Sandbox s = boxes.get(i);
+                b.append("--- c").append(i).append(s.isAlive() ? " alive" : " not alive").append(", console:\n")
+                        .append(Sandbox.tail(s.console())).append('\n');
+            }
+            throw new AssertionError(b.toString(), e);
         }
     }
 }

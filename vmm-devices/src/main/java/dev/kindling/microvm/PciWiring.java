@@ -10,13 +10,16 @@ import dev.kindling.devices.ivshmem.IvshmemMemory;
 import dev.kindling.devices.pci.Msix;
 import dev.kindling.devices.pci.PciFunction;
 import dev.kindling.devices.pci.PciHostBridge;
+import dev.kindling.devices.pci.PciIntx;
 import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.machine.Machine;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.function.IntFunction;
 
@@ -114,17 +117,20 @@ final class PciWiring {
                               List<Ivshmem> specs, long ramBytes) {
         PciHostBridge bridge = new PciHostBridge(MMIO32, mmio64(ramBytes), IO);
         machine.own(bridge);
+        Map<Integer, PciIntx.Pin> pins = new HashMap<>();
         for (int i = 0; i < specs.size(); i++) {
             int slot = i + 1;
             if (bridge.nextSlot() != slot) {
                 throw new IllegalStateException("PCI slot " + bridge.nextSlot() + " is next, not " + slot);
             }
             String name = "ivshmem" + i;
-            DeviceContext context = machine.deviceContext(name, lines.apply(PciHostBridge.intxPin(slot, 1)), interrupts);
+            PciIntx intx = new PciIntx(pins.computeIfAbsent(PciHostBridge.intxPin(slot, 1),
+                    pin -> new PciIntx.Pin(lines.apply(pin))));
+            DeviceContext context = machine.deviceContext(name, intx, interrupts);
             PciFunction f = ivshmem(machine, context, specs.get(i));
             machine.own(f); // after its server's client: closed before it (the bridge's close of it is then a no-op)
             try {
-                bridge.add(f);
+                bridge.add(f, intx);
             } catch (RuntimeException e) {
                 throw new ConfigException("ivshmem", specs.get(i).label() + ": " + e.getMessage(), e);
             }

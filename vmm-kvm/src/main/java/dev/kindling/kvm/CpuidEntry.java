@@ -2,6 +2,7 @@ package dev.kindling.kvm;
 
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 
+import dev.kindling.sys.CLayouts;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -16,7 +17,7 @@ public record CpuidEntry(int function, int index, int flags, int eax, int ebx, i
             EAX = off("eax"), EBX = off("ebx"), ECX = off("ecx"), EDX = off("edx");
 
     private static long off(String field) {
-        return KvmStructs.offsetOf(KvmStructs.KVM_CPUID_ENTRY2, field);
+        return CLayouts.offsetOf(KvmStructs.KVM_CPUID_ENTRY2, field);
     }
 
     static CpuidEntry read(MemorySegment m, long at) {

@@ -5,6 +5,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
+import dev.kindling.sys.CLayouts;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.Objects;
@@ -27,7 +28,7 @@ public record Fpu(byte[] fpr, int fcw, int fsw, int ftwx, int lastOpcode, long l
             XMM = off("xmm"), MXCSR = off("mxcsr");
 
     private static long off(String field) {
-        return KvmStructs.offsetOf(KvmStructs.KVM_FPU, field);
+        return CLayouts.offsetOf(KvmStructs.KVM_FPU, field);
     }
 
     public Fpu {

@@ -1,11 +1,13 @@
 package dev.kindling.kvm;
 
 import static dev.kindling.kvm.KvmStructs.KVM_RUN;
-import static dev.kindling.kvm.KvmStructs.offsetOf;
+import static dev.kindling.sys.CLayouts.offsetOf;
+
+import dev.kindling.sys.CLayouts;
 
 /** Offsets into {@code struct kvm_run}, computed once from {@link KvmStructs#KVM_RUN}. */
 final class KvmRun {
-    private static final String EXIT = KvmStructs.ANONYMOUS_PREFIX + "exit";
+    private static final String EXIT = CLayouts.ANONYMOUS_PREFIX + "exit";
 
     static final long REQUEST_INTERRUPT_WINDOW = offsetOf(KVM_RUN, "request_interrupt_window");
     static final long IMMEDIATE_EXIT = offsetOf(KVM_RUN, "immediate_exit");
@@ -35,7 +37,7 @@ final class KvmRun {
     static final long SYSTEM_EVENT_TYPE = offsetOf(KVM_RUN, EXIT, "system_event", "type");
     static final long SYSTEM_EVENT_NDATA = offsetOf(KVM_RUN, EXIT, "system_event", "ndata");
     static final long SYSTEM_EVENT_DATA =
-            offsetOf(KVM_RUN, EXIT, "system_event", KvmStructs.ANONYMOUS_PREFIX + "data", "data");
+            offsetOf(KVM_RUN, EXIT, "system_event", CLayouts.ANONYMOUS_PREFIX + "data", "data");
     static final long EOI_VECTOR = offsetOf(KVM_RUN, EXIT, "eoi", "vector");
 
     /** Capacity of the internal-error and system-event data arrays. */

@@ -1,77 +1,27 @@
 package dev.kindling.kvm;
 
+import static dev.kindling.sys.CLayouts.*;
+
+import dev.kindling.sys.CLayouts;
 import java.lang.foreign.MemoryLayout;
-import java.lang.foreign.MemoryLayout.PathElement;
-import java.lang.foreign.SequenceLayout;
 import java.lang.foreign.StructLayout;
-import java.lang.foreign.UnionLayout;
-import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 
 /**
  * The C structures of {@code <linux/kvm.h>} (x86-64) that Kindling passes to the kernel, each declared
- * once. Field names are the C names, so the layout test can check every offset against the header.
- *
- * <p>Conventions: a member whose name starts with {@value #ANONYMOUS_PREFIX} stands for a C anonymous
- * union, whose fields belong to the enclosing struct in C ({@code kvm_run.io.port}); unnamed padding
- * layouts are the compiler's implicit padding; a zero-length sequence is a C flexible array member.
+ * once with the names of {@link CLayouts}, so the layout test can check every offset against the header.
  */
 public final class KvmStructs {
-    /** Name prefix of members that are anonymous unions in C. */
-    public static final String ANONYMOUS_PREFIX = "anon_";
-
     private static final List<StructLayout> ALL = new ArrayList<>();
-
-    private static final ValueLayout.OfByte U8 = ValueLayout.JAVA_BYTE;
-    private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT;
-    private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT;
-    private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG;
 
     private KvmStructs() {}
 
     private static StructLayout register(String name, MemoryLayout... members) {
-        StructLayout layout = MemoryLayout.structLayout(members).withName(name);
+        StructLayout layout = struct(name, members);
         ALL.add(layout);
         return layout;
-    }
-
-    private static StructLayout inner(String name, MemoryLayout... members) {
-        return MemoryLayout.structLayout(members).withName(name);
-    }
-
-    private static UnionLayout union(String name, MemoryLayout... members) {
-        return MemoryLayout.unionLayout(members).withName(name);
-    }
-
-    private static MemoryLayout u8(String name) {
-        return U8.withName(name);
-    }
-
-    private static MemoryLayout u16(String name) {
-        return U16.withName(name);
-    }
-
-    private static MemoryLayout u32(String name) {
-        return U32.withName(name);
-    }
-
-    private static MemoryLayout u64(String name) {
-        return U64.withName(name);
-    }
-
-    private static SequenceLayout array(String name, long count, MemoryLayout element) {
-        return MemoryLayout.sequenceLayout(count, element).withName(name);
-    }
-
-    /** A C flexible array member: no storage of its own, the entries follow the header. */
-    private static SequenceLayout flexible(String name, MemoryLayout element) {
-        return array(name, 0, element);
-    }
-
-    private static MemoryLayout pad(long bytes) {
-        return MemoryLayout.paddingLayout(bytes);
     }
 
     public static final StructLayout KVM_USERSPACE_MEMORY_REGION = register("kvm_userspace_memory_region",
@@ -153,7 +103,7 @@ public final class KvmStructs {
             u32("gsi"), u32("type"), u32("flags"), u32("pad"),
             union("u", KVM_IRQ_ROUTING_IRQCHIP.withName("irqchip"), KVM_IRQ_ROUTING_MSI.withName("msi"),
                     // s390's member, kept because its u64s make the entry 8-byte aligned in C
-                    inner("adapter", u64("ind_addr"), u64("summary_addr"), u64("ind_offset"),
+                    struct("adapter", u64("ind_addr"), u64("summary_addr"), u64("ind_offset"),
                             u32("summary_offset"), u32("adapter_id")),
                     array("pad", 8, U32)));
 
@@ -174,19 +124,19 @@ public final class KvmStructs {
     public static final StructLayout KVM_XSAVE = register("kvm_xsave",
             array("region", 1024, U32), flexible("extra", U32));
 
-    public static final StructLayout KVM_XCR = inner("kvm_xcr", u32("xcr"), u32("reserved"), u64("value"));
+    public static final StructLayout KVM_XCR = struct("kvm_xcr", u32("xcr"), u32("reserved"), u64("value"));
 
     public static final StructLayout KVM_XCRS = register("kvm_xcrs",
             u32("nr_xcrs"), u32("flags"), array("xcrs", 16, KVM_XCR), array("padding", 16, U64));
 
     public static final StructLayout KVM_VCPU_EVENTS = register("kvm_vcpu_events",
-            inner("exception", u8("injected"), u8("nr"), u8("has_error_code"), u8("pending"), u32("error_code"))
+            struct("exception", u8("injected"), u8("nr"), u8("has_error_code"), u8("pending"), u32("error_code"))
                     .withName("exception"),
-            inner("interrupt", u8("injected"), u8("nr"), u8("soft"), u8("shadow")).withName("interrupt"),
-            inner("nmi", u8("injected"), u8("pending"), u8("masked"), u8("pad")).withName("nmi"),
+            struct("interrupt", u8("injected"), u8("nr"), u8("soft"), u8("shadow")).withName("interrupt"),
+            struct("nmi", u8("injected"), u8("pending"), u8("masked"), u8("pad")).withName("nmi"),
             u32("sipi_vector"), u32("flags"),
-            inner("smi", u8("smm"), u8("pending"), u8("smm_inside_nmi"), u8("latched_init")).withName("smi"),
-            inner("triple_fault", u8("pending")).withName("triple_fault"),
+            struct("smi", u8("smm"), u8("pending"), u8("smm_inside_nmi"), u8("latched_init")).withName("smi"),
+            struct("triple_fault", u8("pending")).withName("triple_fault"),
             array("reserved", 26, U8), u8("exception_has_payload"), u64("exception_payload"));
 
     public static final StructLayout KVM_DEBUGREGS = register("kvm_debugregs",
@@ -206,15 +156,15 @@ public final class KvmStructs {
             u32("exit_reason"), u8("ready_for_interrupt_injection"), u8("if_flag"), u16("flags"),
             u64("cr8"), u64("apic_base"),
             union(ANONYMOUS_PREFIX + "exit",
-                    inner("hw", u64("hardware_exit_reason")),
-                    inner("fail_entry", u64("hardware_entry_failure_reason"), u32("cpu"), pad(4)),
-                    inner("ex", u32("exception"), u32("error_code")),
-                    inner("io", u8("direction"), u8("size"), u16("port"), u32("count"), u64("data_offset")),
-                    inner("mmio", u64("phys_addr"), array("data", 8, U8), u32("len"), u8("is_write"), pad(3)),
-                    inner("internal", u32("suberror"), u32("ndata"), array("data", 16, U64)),
-                    inner("system_event", u32("type"), u32("ndata"),
+                    struct("hw", u64("hardware_exit_reason")),
+                    struct("fail_entry", u64("hardware_entry_failure_reason"), u32("cpu"), pad(4)),
+                    struct("ex", u32("exception"), u32("error_code")),
+                    struct("io", u8("direction"), u8("size"), u16("port"), u32("count"), u64("data_offset")),
+                    struct("mmio", u64("phys_addr"), array("data", 8, U8), u32("len"), u8("is_write"), pad(3)),
+                    struct("internal", u32("suberror"), u32("ndata"), array("data", 16, U64)),
+                    struct("system_event", u32("type"), u32("ndata"),
                             union(ANONYMOUS_PREFIX + "data", u64("flags"), array("data", 16, U64))),
-                    inner("eoi", u8("vector")),
+                    struct("eoi", u8("vector")),
                     array("padding", 256, U8)),
             u64("kvm_valid_regs"), u64("kvm_dirty_regs"),
             array("s", 2048, U8));
@@ -222,14 +172,5 @@ public final class KvmStructs {
     /** Every top-level layout above, for the layout test. */
     public static List<StructLayout> all() {
         return Collections.unmodifiableList(ALL);
-    }
-
-    /** Byte offset of the member at {@code path} (names of nested members, anonymous ones included). */
-    public static long offsetOf(MemoryLayout layout, String... path) {
-        PathElement[] elements = new PathElement[path.length];
-        for (int i = 0; i < path.length; i++) {
-            elements[i] = PathElement.groupElement(path[i]);
-        }
-        return layout.byteOffset(elements);
     }
 }

@@ -2,6 +2,7 @@ package dev.kindling.kvm;
 
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
+import dev.kindling.sys.CLayouts;
 import java.lang.foreign.MemorySegment;
 
 /** The general-purpose registers, {@code struct kvm_regs}. */
@@ -21,7 +22,7 @@ public record Regs(
 
     static {
         for (int i = 0; i < NAMES.length; i++) {
-            OFFSETS[i] = KvmStructs.offsetOf(KvmStructs.KVM_REGS, NAMES[i]);
+            OFFSETS[i] = CLayouts.offsetOf(KvmStructs.KVM_REGS, NAMES[i]);
         }
     }
 

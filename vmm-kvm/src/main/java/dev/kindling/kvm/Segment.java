@@ -5,6 +5,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
+import dev.kindling.sys.CLayouts;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -19,7 +20,7 @@ public record Segment(long base, int limit, int selector, int type, boolean pres
             L = off("l"), G = off("g"), AVL = off("avl"), UNUSABLE = off("unusable");
 
     private static long off(String field) {
-        return KvmStructs.offsetOf(KvmStructs.KVM_SEGMENT, field);
+        return CLayouts.offsetOf(KvmStructs.KVM_SEGMENT, field);
     }
 
     static Segment read(MemorySegment m, long at) {

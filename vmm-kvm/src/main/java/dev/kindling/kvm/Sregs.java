@@ -2,6 +2,7 @@ package dev.kindling.kvm;
 
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
+import dev.kindling.sys.CLayouts;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.Objects;
@@ -31,7 +32,7 @@ public record Sregs(Segment cs, Segment ds, Segment es, Segment fs, Segment gs, 
     }
 
     private static long off(String field) {
-        return KvmStructs.offsetOf(KvmStructs.KVM_SREGS, field);
+        return CLayouts.offsetOf(KvmStructs.KVM_SREGS, field);
     }
 
     public Sregs {

@@ -5,6 +5,7 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
+import dev.kindling.sys.CLayouts;
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Ioctl;
@@ -52,15 +53,15 @@ public final class Vcpu implements AutoCloseable {
      */
     static final Duration CLOSE_TIMEOUT = Duration.ofSeconds(2);
 
-    private static final long MSRS_NMSRS = KvmStructs.offsetOf(KvmStructs.KVM_MSRS, "nmsrs");
-    private static final long MSRS_ENTRIES = KvmStructs.offsetOf(KvmStructs.KVM_MSRS, "entries");
+    private static final long MSRS_NMSRS = CLayouts.offsetOf(KvmStructs.KVM_MSRS, "nmsrs");
+    private static final long MSRS_ENTRIES = CLayouts.offsetOf(KvmStructs.KVM_MSRS, "entries");
     private static final long MSR_SIZE = KvmStructs.KVM_MSR_ENTRY.byteSize();
     /** Size of the legacy struct kvm_xsave. */
     public static final int XSAVE_SIZE = (int) KvmStructs.KVM_XSAVE.byteSize();
-    private static final long MSR_INDEX = KvmStructs.offsetOf(KvmStructs.KVM_MSR_ENTRY, "index");
-    private static final long MSR_DATA = KvmStructs.offsetOf(KvmStructs.KVM_MSR_ENTRY, "data");
-    private static final long CPUID_NENT = KvmStructs.offsetOf(KvmStructs.KVM_CPUID2, "nent");
-    private static final long CPUID_ENTRIES = KvmStructs.offsetOf(KvmStructs.KVM_CPUID2, "entries");
+    private static final long MSR_INDEX = CLayouts.offsetOf(KvmStructs.KVM_MSR_ENTRY, "index");
+    private static final long MSR_DATA = CLayouts.offsetOf(KvmStructs.KVM_MSR_ENTRY, "data");
+    private static final long CPUID_NENT = CLayouts.offsetOf(KvmStructs.KVM_CPUID2, "nent");
+    private static final long CPUID_ENTRIES = CLayouts.offsetOf(KvmStructs.KVM_CPUID2, "entries");
 
     private final Vm vm;
     private final int id;

@@ -1,12 +1,13 @@
 package dev.kindling.kvm;
 
-import static dev.kindling.kvm.KvmStructs.offsetOf;
+import static dev.kindling.sys.CLayouts.offsetOf;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.memory.MemoryRegion;
+import dev.kindling.sys.CLayouts;
 import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
@@ -38,7 +39,7 @@ public final class Vm implements AutoCloseable {
             IOE_LEN = offsetOf(IOEVENTFD, "len"), IOE_FD = offsetOf(IOEVENTFD, "fd"),
             IOE_FLAGS = offsetOf(IOEVENTFD, "flags");
     private static final StructLayout IRQ_LEVEL = KvmStructs.KVM_IRQ_LEVEL;
-    private static final long LEVEL_IRQ = offsetOf(IRQ_LEVEL, KvmStructs.ANONYMOUS_PREFIX + "irq", "irq"),
+    private static final long LEVEL_IRQ = offsetOf(IRQ_LEVEL, CLayouts.ANONYMOUS_PREFIX + "irq", "irq"),
             LEVEL_LEVEL = offsetOf(IRQ_LEVEL, "level");
     private static final StructLayout MSI = KvmStructs.KVM_MSI;
     private static final long MSI_LO = offsetOf(MSI, "address_lo"), MSI_HI = offsetOf(MSI, "address_hi"),

@@ -101,6 +101,11 @@ public final class IvshmemDevice implements PciFunction {
     private final int vectors;
     private final Msix msix; // null: INTx (or plain)
     private final List<PciBar> bars;
+    /**
+     * This peer's eventfds, one per vector, taken once: asking the peers under {@link #peersLock} would
+     * take their lock after ours, while their reader thread calls our listener holding theirs.
+     */
+    private final List<EventFd> ownFds;
 
     // Registers, guarded by this.
     private int intrMask;
@@ -148,10 +153,12 @@ public final class IvshmemDevice implements PciFunction {
         }
         b.add(new PciBar(MEMORY_BAR, size, PciBar.Kind.MEMORY64, true));
         this.bars = List.copyOf(b);
-        if (peers != null && peers.ownEventFds().size() < vectors) {
-            throw new IllegalArgumentException("ivshmem peer " + peers.ownId() + " has " + peers.ownEventFds().size()
+        List<EventFd> own = peers == null ? List.of() : peers.ownEventFds();
+        if (own.size() < vectors) {
+            throw new IllegalArgumentException("ivshmem peer " + peers.ownId() + " has " + own.size()
                     + " eventfds for " + vectors + " vectors");
         }
+        this.ownFds = List.copyOf(own.subList(0, vectors));
         if (peers == null || msix != null && msix.onOwnEventFds()) {
             this.watch = peers == null ? null : peers.watch(new PeerListener());
             this.epoll = null;
@@ -159,7 +166,6 @@ public final class IvshmemDevice implements PciFunction {
             this.thread = null;
             return;
         }
-        List<EventFd> own = peers.ownEventFds();
         Epoll e = null;
         EventFd w = null;
         AutoCloseable wt = null;
@@ -167,7 +173,7 @@ public final class IvshmemDevice implements PciFunction {
             e = Epoll.create(vectors + 1);
             w = EventFd.nonBlocking();
             for (int i = 0; i < vectors; i++) {
-                e.add(own.get(i).fd(), Epoll.EPOLLIN, i);
+                e.add(ownFds.get(i).fd(), Epoll.EPOLLIN, i);
             }
             e.add(w.fd(), Epoll.EPOLLIN, vectors);
             wt = peers.watch(new PeerListener());
@@ -301,7 +307,7 @@ public final class IvshmemDevice implements PciFunction {
             EventFd fd;
             if (peers != null && peer == peers.ownId()) {
                 // Ringing itself, as QEMU allows (its peer table holds its own eventfds too).
-                fd = vector < vectors ? peers.ownEventFds().get(vector) : null;
+                fd = vector < vectors ? ownFds.get(vector) : null;
             } else {
                 EventFd[] fds = peerFds.get(peer);
                 fd = fds != null && vector < fds.length ? fds[vector] : null;
@@ -361,15 +367,14 @@ public final class IvshmemDevice implements PciFunction {
             if (at == doorbellAt) {
                 return;
             }
-            bound.values().forEach(IoEvent::close);
+            bound.values().forEach(this::unbound);
             bound.clear();
             doorbellAt = closed ? -1 : at;
         }
         peersLock.readLock().lock();
         try {
-            List<EventFd> own = peers.ownEventFds();
             for (int v = 0; v < vectors; v++) {
-                bind(peers.ownId(), v, own.get(v));
+                bind(peers.ownId(), v, ownFds.get(v));
             }
             peerFds.forEach((peer, fds) -> {
                 for (int v = 0; v < fds.length; v++) {
@@ -402,12 +407,21 @@ public final class IvshmemDevice implements PciFunction {
         }
     }
 
+    /** Closes a doorbell binding; one that fails to close is logged, so the others still close. */
+    private void unbound(IoEvent e) {
+        try {
+            e.close();
+        } catch (RuntimeException x) {
+            LOG.log(Level.WARNING, name() + ": removing the doorbell at 0x" + Long.toHexString(e.address()) + " failed", x);
+        }
+    }
+
     /** Drops the bindings of {@code peer} (before its eventfds close). */
     private void unbind(int peer) {
         synchronized (bindings) {
             bound.entrySet().removeIf(e -> {
                 if (e.getKey() >>> 16 == peer) {
-                    e.getValue().close();
+                    unbound(e.getValue());
                     return true;
                 }
                 return false;
@@ -453,7 +467,6 @@ public final class IvshmemDevice implements PciFunction {
 
     /** The incoming thread: own eventfd i signalled -> raise vector i; stops on close. */
     private void incoming() {
-        List<EventFd> own = peers.ownEventFds();
         try {
             while (!closed) {
                 int n = epoll.wait(-1);
@@ -471,7 +484,7 @@ public final class IvshmemDevice implements PciFunction {
                         if (closed) {
                             return;
                         }
-                        own.get(token).read();
+                        ownFds.get(token).read();
                         raise(token);
                     } finally {
                         gate.unlock();
@@ -520,11 +533,12 @@ public final class IvshmemDevice implements PciFunction {
             }
             wake.signal();
             if (!Threads.join(thread, Duration.ofSeconds(5))) {
+                // left open: the thread may still read them, and a closed number could be reused under it
                 LOG.log(Level.WARNING, "{0}: the ivshmem interrupt thread did not stop within 5 s", name());
             } else {
                 epoll.close();
+                wake.close();
             }
-            wake.close();
         }
         if (watch != null) {
             try {

@@ -41,7 +41,7 @@ public final class PciHostBridge implements AutoCloseable {
             CAPABILITIES = 0x34, INTERRUPT = 0x3c, FIRST_CAPABILITY = 0x40, CONFIG_SIZE = 0x100;
     static final int COMMAND_IO = 1, COMMAND_MEMORY = 2, COMMAND_MASTER = 4, COMMAND_INTX_DISABLE = 1 << 10;
     private static final int COMMAND_WRITABLE = COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER | COMMAND_INTX_DISABLE;
-    private static final int STATUS_CAPABILITIES = 1 << 4;
+    private static final int STATUS_INTERRUPT = 1 << 3, STATUS_CAPABILITIES = 1 << 4;
     private static final int ADDRESS_ENABLE = 1 << 31;
 
     /** A range of guest addresses (or ports) the bridge places BARs in. */
@@ -86,7 +86,7 @@ public final class PciHostBridge implements AutoCloseable {
         next32 = mmio32.base();
         next64 = mmio64.base();
         nextIo = io.base();
-        slots[0] = new Slot(0, new HostBridgeFunction(), new long[6], new int[0]);
+        slots[0] = new Slot(0, new HostBridgeFunction(), new long[6], new int[0], null);
     }
 
     /** IOAPIC pin for INTx {@code pin} (1 = INTA#) of {@code slot}. */
@@ -125,6 +125,14 @@ public final class PciHostBridge implements AutoCloseable {
      * does not fit in its window.
      */
     public synchronized int add(PciFunction f) {
+        return add(f, null);
+    }
+
+    /**
+     * As {@link #add(PciFunction)}, with the INTx# the function raises: the bridge gates it by the
+     * command register's Interrupt Disable bit and reports it in the status register.
+     */
+    public synchronized int add(PciFunction f, PciIntx intx) {
         Objects.requireNonNull(f, "function");
         if (closed) {
             throw new IllegalStateException("the PCI host bridge is closed");
@@ -179,7 +187,7 @@ public final class PciHostBridge implements AutoCloseable {
         next32 = n32;
         next64 = n64;
         nextIo = nIo;
-        Slot s = new Slot(slot, f, addresses, capabilityAt);
+        Slot s = new Slot(slot, f, addresses, capabilityAt, intx);
         slots[slot] = s;
         s.command = (hasKind(f, PciBar.Kind.IO) ? COMMAND_IO : 0)
                 | (hasKind(f, PciBar.Kind.MEMORY32) || hasKind(f, PciBar.Kind.MEMORY64) ? COMMAND_MEMORY : 0);
@@ -362,7 +370,8 @@ public final class PciHostBridge implements AutoCloseable {
         }
         return switch (reg) {
             case 0x00 -> id.deviceId() << 16 | id.vendorId();
-            case COMMAND -> (s.capabilityAt.length > 0 ? STATUS_CAPABILITIES : 0) << 16 | s.command;
+            case COMMAND -> ((s.capabilityAt.length > 0 ? STATUS_CAPABILITIES : 0)
+                    | (s.intx != null && s.intx.level() ? STATUS_INTERRUPT : 0)) << 16 | s.command;
             case REVISION_CLASS -> id.classCode() << 8 | id.revision();
             case CACHE_LINE -> s.latency << 8 | s.cacheLine; // header type 0, no BIST
             case SUBSYSTEM -> id.subsystemId() << 16 | id.subsystemVendorId();
@@ -417,6 +426,9 @@ public final class PciHostBridge implements AutoCloseable {
             case COMMAND -> {
                 if ((mask & 0xffff) != 0) {
                     s.command = merged & COMMAND_WRITABLE;
+                    if (s.intx != null) {
+                        s.intx.disable((s.command & COMMAND_INTX_DISABLE) != 0);
+                    }
                     decode(s);
                 }
             }
@@ -546,13 +558,15 @@ public final class PciHostBridge implements AutoCloseable {
         final long[] addresses; // BAR register values by index (a 64-bit BAR at its low index)
         final long[] placed = {-1, -1, -1, -1, -1, -1}; // where each BAR decodes, -1: nowhere
         final int[] capabilityAt;
+        final PciIntx intx; // null: the function's INTx# is not the bridge's to gate
         int command, cacheLine, latency, interruptLine;
 
-        Slot(int number, PciFunction function, long[] addresses, int[] capabilityAt) {
+        Slot(int number, PciFunction function, long[] addresses, int[] capabilityAt, PciIntx intx) {
             this.number = number;
             this.function = function;
             this.addresses = addresses;
             this.capabilityAt = capabilityAt;
+            this.intx = intx;
         }
 
         PciBar bar(int index) {

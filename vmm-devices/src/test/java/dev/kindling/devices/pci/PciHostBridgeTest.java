@@ -274,6 +274,65 @@ class PciHostBridgeTest {
         assertThatThrownBy(() -> PciHostBridge.intxPin(1, 0)).isInstanceOf(IllegalArgumentException.class);
     }
 
+    /** An interrupt pin that records each change of its level. */
+    static final class PinRecorder implements dev.kindling.irq.IrqLine {
+        final List<Boolean> levels = new ArrayList<>();
+
+        @Override
+        public int gsi() {
+            return 17;
+        }
+
+        @Override
+        public void pulse() {
+            levels.add(true);
+            levels.add(false);
+        }
+
+        @Override
+        public void set(boolean level) {
+            levels.add(level);
+        }
+    }
+
+    @Test
+    void interruptDisableGatesTheLineAndStatusShowsTheFunctionsLevel() {
+        PinRecorder line = new PinRecorder();
+        PciIntx intx = new PciIntx(new PciIntx.Pin(line));
+        bridge.add(new Recorder(), intx);
+        intx.set(true);
+        assertThat(line.levels).containsExactly(true);
+        assertThat(read(1, 6, 2) & 0x08).as("Interrupt Status").isEqualTo(0x08);
+
+        // Linux's pci_check_and_mask_intx: sets Interrupt Disable while the function asserts
+        write(1, 4, 2, read(1, 4, 2) | 0x400);
+        assertThat(line.levels).containsExactly(true, false);
+        assertThat(read(1, 6, 2) & 0x08).as("status still shows the function's level").isEqualTo(0x08);
+        intx.set(false);
+        intx.set(true);
+        assertThat(line.levels).as("nothing reaches the pin while disabled").containsExactly(true, false);
+        write(1, 4, 2, read(1, 4, 2) & ~0x400);
+        assertThat(line.levels).as("enabling again shows the pending level").containsExactly(true, false, true);
+        intx.set(false);
+        assertThat(line.levels).containsExactly(true, false, true, false);
+        assertThat(read(1, 6, 2) & 0x08).isZero();
+    }
+
+    @Test
+    void functionsSharingAPinAreWiredOr() {
+        PinRecorder line = new PinRecorder();
+        PciIntx.Pin pin = new PciIntx.Pin(line);
+        PciIntx a = new PciIntx(pin), b = new PciIntx(pin);
+        a.set(true);
+        b.set(true);
+        a.set(false);
+        assertThat(line.levels).as("b still asserts").containsExactly(true);
+        a.set(false);
+        b.set(false);
+        assertThat(line.levels).containsExactly(true, false);
+        assertThat(a.gsi()).isEqualTo(17);
+    }
+
     @Test
     void closeClosesTheFunctionsOnce() {
         Recorder f = new Recorder();

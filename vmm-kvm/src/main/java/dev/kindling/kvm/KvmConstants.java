@@ -64,6 +64,12 @@ public final class KvmConstants {
     public static final int APIC_REG_SIZE = 0x400;
     public static final int PIO_PAGE_OFFSET = 1;
 
+    public static final int CREATE_DEVICE_TEST = 1;
+    public static final int DEV_TYPE_VFIO = 4;
+    public static final int DEV_VFIO_GROUP = 1;
+    public static final int DEV_VFIO_GROUP_ADD = 1;
+    public static final int DEV_VFIO_GROUP_DEL = 2;
+
     /** Every constant above by its C name, for the test that compares them with the header. */
     public static Map<String, Long> all() {
         return ALL;
@@ -113,5 +119,10 @@ public final class KvmConstants {
                 Map.entry("KVM_CLOCK_REALTIME", (long) CLOCK_REALTIME),
                 Map.entry("KVM_CLOCK_HOST_TSC", (long) CLOCK_HOST_TSC),
                 Map.entry("KVM_APIC_REG_SIZE", (long) APIC_REG_SIZE),
-                Map.entry("KVM_PIO_PAGE_OFFSET", (long) PIO_PAGE_OFFSET));
+                Map.entry("KVM_PIO_PAGE_OFFSET", (long) PIO_PAGE_OFFSET),
+                Map.entry("KVM_CREATE_DEVICE_TEST", (long) CREATE_DEVICE_TEST),
+                Map.entry("KVM_DEV_TYPE_VFIO", (long) DEV_TYPE_VFIO),
+                Map.entry("KVM_DEV_VFIO_GROUP", (long) DEV_VFIO_GROUP),
+                Map.entry("KVM_DEV_VFIO_GROUP_ADD", (long) DEV_VFIO_GROUP_ADD),
+                Map.entry("KVM_DEV_VFIO_GROUP_DEL", (long) DEV_VFIO_GROUP_DEL));
 }

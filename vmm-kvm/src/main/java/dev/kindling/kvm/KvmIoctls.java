@@ -62,6 +62,10 @@ public final class KvmIoctls {
     public static final Ioctl KVM_GET_PIT2 = ior("KVM_GET_PIT2", 0x9f, KvmStructs.KVM_PIT_STATE2.byteSize());
     public static final Ioctl KVM_SET_PIT2 = iow("KVM_SET_PIT2", 0xa0, KvmStructs.KVM_PIT_STATE2.byteSize());
     public static final Ioctl KVM_SIGNAL_MSI = iow("KVM_SIGNAL_MSI", 0xa5, KvmStructs.KVM_MSI.byteSize());
+    public static final Ioctl KVM_CREATE_DEVICE = iowr("KVM_CREATE_DEVICE", 0xe0, KvmStructs.KVM_CREATE_DEVICE.byteSize());
+
+    // device fds of KVM_CREATE_DEVICE
+    public static final Ioctl KVM_SET_DEVICE_ATTR = iow("KVM_SET_DEVICE_ATTR", 0xe1, KvmStructs.KVM_DEVICE_ATTR.byteSize());
 
     // VM and vCPU
     public static final Ioctl KVM_ENABLE_CAP = iow("KVM_ENABLE_CAP", 0xa3, KvmStructs.KVM_ENABLE_CAP.byteSize());

@@ -113,6 +113,12 @@ public final class KvmStructs {
     public static final StructLayout KVM_PIT_CONFIG = register("kvm_pit_config",
             u32("flags"), array("pad", 15, U32));
 
+    public static final StructLayout KVM_CREATE_DEVICE = register("kvm_create_device",
+            u32("type"), u32("fd"), u32("flags"));
+
+    public static final StructLayout KVM_DEVICE_ATTR = register("kvm_device_attr",
+            u32("flags"), u32("group"), u64("attr"), u64("addr"));
+
     public static final StructLayout KVM_ENABLE_CAP = register("kvm_enable_cap",
             u32("cap"), u32("flags"), array("args", 4, U64), array("pad", 64, U8));
 

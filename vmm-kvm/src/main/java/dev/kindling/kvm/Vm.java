@@ -8,10 +8,12 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.memory.MemoryRegion;
 import dev.kindling.sys.CLayouts;
+import dev.kindling.sys.Errno;
 import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.Libc;
 import dev.kindling.sys.Mapping;
+import dev.kindling.sys.SyscallException;
 import dev.kindling.sys.ThreadKick;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -357,6 +359,39 @@ public final class Vm implements AutoCloseable {
             s.set(JAVA_LONG, CLOCK_REALTIME, clock.realtime());
             s.set(JAVA_LONG, CLOCK_HOST_TSC, clock.hostTsc());
             Libc.ioctl(fd, KvmIoctls.KVM_SET_CLOCK, s);
+        }
+    }
+
+    private static final long CREATE_TYPE = offsetOf(KvmStructs.KVM_CREATE_DEVICE, "type"),
+            CREATE_FD = offsetOf(KvmStructs.KVM_CREATE_DEVICE, "fd"),
+            CREATE_FLAGS = offsetOf(KvmStructs.KVM_CREATE_DEVICE, "flags");
+
+    /** Whether KVM can create a device of {@code type} ({@code KVM_DEV_TYPE_*}), asked with KVM_CREATE_DEVICE_TEST. */
+    public boolean canCreateDevice(int type) {
+        try {
+            createDevice(type, KvmConstants.CREATE_DEVICE_TEST);
+            return true;
+        } catch (SyscallException e) {
+            if (e.errno() == Errno.ENODEV) {
+                return false;
+            }
+            throw e;
+        }
+    }
+
+    /** KVM_CREATE_DEVICE of {@code type} ({@code KVM_DEV_TYPE_*}): the device's fd, for KVM_SET_DEVICE_ATTR. */
+    public Fd createDevice(int type) {
+        return Fd.adopt(createDevice(type, 0), "kvm device " + type);
+    }
+
+    /** The new device's fd number (none with KVM_CREATE_DEVICE_TEST). */
+    private int createDevice(int type, int flags) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment s = arena.allocate(KvmStructs.KVM_CREATE_DEVICE);
+            s.set(JAVA_INT, CREATE_TYPE, type);
+            s.set(JAVA_INT, CREATE_FLAGS, flags);
+            Libc.ioctl(fd, KvmIoctls.KVM_CREATE_DEVICE, s);
+            return s.get(JAVA_INT, CREATE_FD);
         }
     }
 

@@ -10,6 +10,7 @@ module dev.kindling.devices {
     exports dev.kindling.devices.ivshmem;
     exports dev.kindling.devices.legacy;
     exports dev.kindling.devices.pci;
+    exports dev.kindling.devices.vfio;
     exports dev.kindling.devices.virtio;
     exports dev.kindling.devices.virtio.blk;
     exports dev.kindling.devices.virtio.console;

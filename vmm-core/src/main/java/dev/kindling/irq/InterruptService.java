@@ -24,6 +24,17 @@ public interface InterruptService {
     }
 
     /**
+     * Signals on {@code trigger} assert {@code gsi} in the hypervisor, with no thread of the VMM's in
+     * between. With {@code resample} the line is level-triggered: it stays asserted until the guest
+     * ends the interrupt, which lowers it and signals {@code resample} (VFIO unmasks on it). Both
+     * eventfds stay the caller's: close the result before them. {@link UnsupportedOperationException}
+     * where the hypervisor does not own the interrupt controller (a split irqchip), or cannot resample.
+     */
+    default AutoCloseable irqfd(int gsi, EventFd trigger, EventFd resample) {
+        throw new UnsupportedOperationException("these interrupts cannot raise a line from a caller's eventfd in the hypervisor");
+    }
+
+    /**
      * Runs {@code listener} each time the guest ends a level-triggered interrupt on {@code gsi}, on a
      * thread that holds no interrupt controller's lock (so it may raise the line again). Closing the
      * result removes it.

@@ -39,6 +39,17 @@ public final class Require {
         return ENVIRONMENT.missing(reason, cause);
     }
 
+    /**
+     * Skips the test with {@code reason} unless {@code available}, in strict mode too: for hardware the
+     * test hosts cannot have (a host device bound to VFIO), which a developer supplies by hand.
+     */
+    public static void hostHardware(boolean available, String reason) {
+        if (!available) {
+            System.out.println("[skipped] " + reason);
+            org.junit.jupiter.api.Assumptions.abort(reason);
+        }
+    }
+
     /** Whether {@code tool} is an executable in one of the directories of PATH. */
     public static boolean onPath(String tool) {
         return onPath(tool, System.getenv());

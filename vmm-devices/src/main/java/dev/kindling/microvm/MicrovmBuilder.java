@@ -24,6 +24,10 @@ import dev.kindling.devices.legacy.Pit8254;
 import dev.kindling.devices.legacy.Rtc;
 import dev.kindling.devices.legacy.Serial16550;
 import dev.kindling.devices.virtio.VirtioDevice;
+import dev.kindling.devices.vfio.VfioPlatformOptions;
+import dev.kindling.devices.vfio.VfioPlatformDevice;
+import dev.kindling.devices.vfio.VfioPlatformBackend;
+import dev.kindling.devices.vfio.PlatformDeviceBackend;
 import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.devices.virtio.blk.VirtioBlk;
 import dev.kindling.devices.virtio.console.VirtioConsole;
@@ -73,6 +77,9 @@ import java.util.Objects;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.function.Function;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Supplier;
+import java.util.OptionalInt;
 import java.util.function.IntFunction;
 
 /**
@@ -130,6 +137,15 @@ public final class MicrovmBuilder {
     private final List<DeviceSpec> devices = new ArrayList<>();
     private final List<Virtio> virtioTransports = new ArrayList<>();
     private final List<PciWiring.Ivshmem> ivshmems = new ArrayList<>();
+    private final List<VfioPlatform> vfios = new ArrayList<>();
+    /** GSIs past the first of each VFIO-platform device, by who wants them (set in the build's copy). */
+    private final Map<Integer, String> extraIrqs = new TreeMap<>();
+    /** This is the build's copy, whose {@link #devices} hold the opened VFIO-platform devices. */
+    private boolean vfiosOpened;
+
+    /** A VFIO-platform device: opened by build(), so that configuring opens nothing. */
+    private record VfioPlatform(String label, Supplier<? extends PlatformDeviceBackend> backend, long guestAddress, int irq,
+                                VfioPlatformOptions options) {}
 
     /** What serves a virtio-mmio transport, and the setting that added it (errors name it). */
     private sealed interface Virtio {
@@ -335,6 +351,31 @@ public final class MicrovmBuilder {
      */
     public MicrovmBuilder device(DeviceSpec spec) {
         devices.add(Objects.requireNonNull(spec, "spec"));
+        return this;
+    }
+
+    /**
+     * Passes the host platform device at {@code sysfsDevice} (e.g. {@code /sys/bus/platform/devices/fff51000.ethernet},
+     * bound to vfio-platform) to the guest, as QEMU's vfio-platform does: its regions one after
+     * another from {@code guestAddress} (page-aligned, in the MMIO hole above RAM), each at a page
+     * boundary, and its interrupts on GSIs {@code irq}, {@code irq + 1}, ... The device is opened by
+     * {@link #build()}; a machine without VFIO fails there, naming what is missing. The guest learns
+     * of the device from its own configuration (a device tree, a driver's parameters): see the README.
+     */
+    public MicrovmBuilder vfioPlatform(Path sysfsDevice, long guestAddress, int irq, VfioPlatformOptions options) {
+        Objects.requireNonNull(sysfsDevice, "sysfsDevice");
+        return vfioPlatform("vfio-platform " + sysfsDevice, () -> VfioPlatformBackend.open(sysfsDevice), guestAddress,
+                irq, options);
+    }
+
+    /**
+     * As {@link #vfioPlatform(Path, long, int, VfioPlatformOptions)}, for a platform device behind the
+     * caller's backend (made by {@code backend} at build(); the machine closes it).
+     */
+    public MicrovmBuilder vfioPlatform(String label, Supplier<? extends PlatformDeviceBackend> backend, long guestAddress,
+                                       int irq, VfioPlatformOptions options) {
+        vfios.add(new VfioPlatform(Objects.requireNonNull(label, "label"), Objects.requireNonNull(backend, "backend"),
+                guestAddress, irq, Objects.requireNonNull(options, "options")));
         return this;
     }
 
@@ -749,6 +790,7 @@ public final class MicrovmBuilder {
                 claim(irqs, d.irq().getAsInt(), d.describe());
             }
         }
+        extraIrqs.forEach((irq, who) -> claim(irqs, irq, who));
     }
 
     private static void claim(Map<Integer, String> irqs, int irq, String who) {
@@ -880,11 +922,17 @@ public final class MicrovmBuilder {
         b.virtioTransports.addAll(virtioTransports);
         b.pci = pci;
         b.ivshmems.addAll(ivshmems);
+        b.vfios.addAll(vfios);
+        b.extraIrqs.putAll(extraIrqs);
+        b.vfiosOpened = vfiosOpened;
         return b;
     }
 
     /** Throws naming the first device a snapshot cannot carry: the caller's own devices, network interfaces. */
     void checkSnapshottable() {
+        if (!vfios.isEmpty()) {
+            throw new SnapshotException("VFIO-platform devices cannot be snapshotted: the host device's state is not Kindling's");
+        }
         if (!ivshmems.isEmpty() || pci == OnOffAuto.ON) {
             throw new SnapshotException("PCI devices (ivshmem) cannot be snapshotted");
         }
@@ -1050,6 +1098,9 @@ public final class MicrovmBuilder {
      * @throws HostException when this host cannot run the configuration
      */
     public Microvm build() {
+        if (!vfios.isEmpty() && !vfiosOpened) {
+            return buildWithVfio();
+        }
         Plan plan = plan(true);
         checkHostMemory(plan.ramBytes());
         GuestMemory memory;
@@ -1075,6 +1126,74 @@ public final class MicrovmBuilder {
         }
 
         return create(plan, memory, boot.protocol(), boot, null);
+    }
+
+    /**
+     * Opens each VFIO-platform backend, then builds a copy in which each is a device of the caller's
+     * with the window its regions take; a backend no device took yet is closed if that fails.
+     */
+    private Microvm buildWithVfio() {
+        MicrovmBuilder b = copy();
+        b.vfiosOpened = true;
+        record Opened(PlatformDeviceBackend backend, AtomicBoolean taken) {}
+        List<Opened> open = new ArrayList<>();
+        try {
+            for (int n = 0; n < vfios.size(); n++) {
+                VfioPlatform v = vfios.get(n);
+                PlatformDeviceBackend backend;
+                try {
+                    backend = Objects.requireNonNull(v.backend().get(), "the backend of " + v.label());
+                } catch (RuntimeException e) {
+                    throw new ConfigException("vfioPlatform", v.label() + ": " + e.getMessage(), e);
+                }
+                Opened o = new Opened(backend, new AtomicBoolean());
+                open.add(o);
+                b.devices.add(vfioDevice(v, backend, n, o.taken(), b.extraIrqs));
+            }
+            return b.build();
+        } catch (RuntimeException | Error e) {
+            for (Opened o : open) {
+                if (!o.taken().get()) {
+                    o.backend().close();
+                }
+            }
+            throw e;
+        }
+    }
+
+    /** The device of the caller's that {@code v} is once open: its window in the 32-bit MMIO hole, its GSIs. */
+    private static DeviceSpec vfioDevice(VfioPlatform v, PlatformDeviceBackend backend, int n, AtomicBoolean taken,
+                                         Map<Integer, String> extraIrqs) {
+        long window;
+        try {
+            window = VfioPlatformDevice.windowSize(backend.regions());
+        } catch (ArithmeticException e) {
+            throw new ConfigException("vfioPlatform", v.label() + ": its regions add up past 2^63 bytes");
+        }
+        if (window == 0) {
+            throw new ConfigException("vfioPlatform", v.label() + " has no regions");
+        }
+        long at = v.guestAddress();
+        if (at % VfioPlatformDevice.PAGE != 0) {
+            throw new ConfigException("vfioPlatform", v.label() + ": guest address 0x" + Long.toHexString(at)
+                    + " is not page-aligned");
+        }
+        long start = MicrovmLayout.MMIO_HOLE_START, end = MicrovmLayout.HIGH_RAM_START;
+        if (at < start || at >= end || window > end - at) {
+            throw new ConfigException("vfioPlatform", v.label() + ": its regions take 0x" + Long.toHexString(window)
+                    + " bytes from 0x" + Long.toHexString(at) + ", which does not fit the MMIO hole [0x"
+                    + Long.toHexString(start) + ", 0x" + Long.toHexString(end) + ")");
+        }
+        int irqs = backend.irqs().size();
+        for (int i = 1; i < irqs; i++) {
+            extraIrqs.put(v.irq() + i, v.label() + " (interrupt " + i + ")");
+        }
+        Function<DeviceContext, Device> factory = ctx -> {
+            taken.set(true); // create() owns the backend from here on, also if it fails
+            return VfioPlatformDevice.create(ctx, at, v.irq(), backend, v.options());
+        };
+        return new DeviceSpec(AddressSpace.MMIO, at, window, irqs == 0 ? OptionalInt.empty() : OptionalInt.of(v.irq()),
+                factory, "vfio" + n);
     }
 
     /**

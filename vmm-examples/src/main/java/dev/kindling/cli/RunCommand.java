@@ -1,5 +1,6 @@
 package dev.kindling.cli;
 
+import dev.kindling.devices.vfio.VfioPlatformOptions;
 import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.devices.virtio.net.MacAddress;
 import dev.kindling.devices.virtio.net.NetSwitch;
@@ -44,7 +45,8 @@ import java.util.function.Function;
  */
 final class RunCommand {
     static final Set<String> OPTIONS = Set.of("kernel", "initrd", "cmdline", "mem", "vcpus", "pic", "pit", "rtc",
-            "isa-serial", "irqchip", "config", "timeout", "disk", "vsock", "net", "snapshot", "snapshot-on", "restore", "pci", "ivshmem");
+            "isa-serial", "irqchip", "config", "timeout", "disk", "vsock", "net", "snapshot", "snapshot-on", "restore", "pci", "ivshmem",
+            "vfio-platform");
     static final Set<String> FLAGS = Set.of("print-io-map", "virtio-console", "rng");
     /** How long a stopped guest's last output may take to reach stdout. */
     private static final Duration LAST_OUTPUT = Duration.ofSeconds(5);
@@ -188,6 +190,54 @@ final class RunCommand {
         }
     }
 
+    static final String VFIO_FORM = "host=SYSFS,addr=ADDR,irq=GSI[,x-no-mmap=on|off][,mmap-timeout-ms=N][,x-irqfd=on|off]";
+
+    /** {@code --vfio-platform host=SYSFS,addr=ADDR,irq=GSI[,...]}, with QEMU's vfio-platform option names. */
+    static void parseVfioPlatform(String spec, MicrovmBuilder b) {
+        Map<String, String> o = new LinkedHashMap<>();
+        for (String part : spec.split(",", -1)) {
+            int eq = part.indexOf('=');
+            if (eq <= 0 || o.putIfAbsent(part.substring(0, eq), part.substring(eq + 1)) != null) {
+                throw new UsageException("--vfio-platform " + spec + ": unexpected '" + part + "'; --vfio-platform takes " + VFIO_FORM);
+            }
+        }
+        for (String need : List.of("host", "addr", "irq")) {
+            if (o.getOrDefault(need, "").isEmpty()) {
+                throw new UsageException("--vfio-platform " + spec + ": " + need + "= is missing; --vfio-platform takes " + VFIO_FORM);
+            }
+        }
+        VfioPlatformOptions options = VfioPlatformOptions.defaults();
+        long address;
+        int irq;
+        try {
+            address = Long.decode(o.remove("addr"));
+            irq = Integer.parseInt(o.remove("irq"));
+            String host = o.remove("host");
+            for (Map.Entry<String, String> e : o.entrySet()) {
+                options = switch (e.getKey()) {
+                    case "x-no-mmap" -> options.withNoMmap(onOff(spec, e));
+                    case "x-irqfd" -> options.withIrqfd(onOff(spec, e));
+                    case "mmap-timeout-ms" -> options.withMmapTimeout(Duration.ofMillis(Long.parseLong(e.getValue())));
+                    default -> throw new UsageException("--vfio-platform " + spec + ": unknown option '" + e.getKey()
+                            + "'; --vfio-platform takes " + VFIO_FORM);
+                };
+            }
+            b.vfioPlatform(Path.of(host), address, irq, options);
+        } catch (NumberFormatException e) {
+            throw new UsageException("--vfio-platform " + spec + ": not a number: " + e.getMessage());
+        } catch (IllegalArgumentException e) {
+            throw new UsageException("--vfio-platform " + spec + ": " + e.getMessage());
+        }
+    }
+
+    private static boolean onOff(String spec, Map.Entry<String, String> e) {
+        return switch (e.getValue()) {
+            case "on" -> true;
+            case "off" -> false;
+            default -> throw new UsageException("--vfio-platform " + spec + ": " + e.getKey() + "= takes on or off");
+        };
+    }
+
     private static String named(String spec, String kind, String value) {
         if (value == null || value.isEmpty()) {
             throw new UsageException("--net " + spec + ": " + kind + "= needs a name; --net takes " + NET_FORM);
@@ -273,6 +323,9 @@ final class RunCommand {
         for (String spec : a.all("ivshmem")) {
             parseIvshmem(spec, b, shared);
         }
+        for (String spec : a.all("vfio-platform")) {
+            parseVfioPlatform(spec, b);
+        }
         if (a.all("vsock").size() > 1) {
             throw new UsageException("--vsock given twice: a microVM has one vsock device");
         }
@@ -295,7 +348,8 @@ final class RunCommand {
                     + " the console first shows TEXT");
         }
         if (a.has("restore")) {
-            for (String o : List.of("kernel", "config", "initrd", "cmdline", "mem", "vcpus", "disk", "net", "ivshmem")) {
+            for (String o : List.of("kernel", "config", "initrd", "cmdline", "mem", "vcpus", "disk", "net", "ivshmem",
+                    "vfio-platform")) {
                 if (a.has(o)) {
                     throw new UsageException("--restore DIR brings back a saved microVM: --" + o + " does not apply");
                 }

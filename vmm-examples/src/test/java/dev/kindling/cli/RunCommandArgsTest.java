@@ -256,4 +256,21 @@ class RunCommandArgsTest {
         assertThatThrownBy(() -> configure("--kernel", k, "--ivshmem", "shm=" + tmp.resolve("s2") + ",size=3M"))
                 .isInstanceOf(UsageException.class).hasMessageContaining("power of two");
     }
+
+    @Test
+    void vfioPlatformTakesQemusOptionsAndBuildNamesWhatIsMissing() throws Exception {
+        String k = kernel().toString();
+        Path device = Files.createDirectory(tmp.resolve("fff51000.ethernet"));
+        MicrovmBuilder b = configure("--kernel", k, "--vfio-platform",
+                "host=" + device + ",addr=0xc0000000,irq=10,x-no-mmap=on,mmap-timeout-ms=500,x-irqfd=off");
+        b.validate(); // nothing is opened before build()
+        assertThatThrownBy(b::build).isInstanceOfSatisfying(ConfigException.class,
+                e -> assertThat(e.field()).isEqualTo("vfioPlatform"))
+                .hasMessageContaining(device + " has no IOMMU group");
+        for (String bad : new String[] {"host=/d,addr=0xc0000000", "host=/d,addr=zz,irq=1", "host=/d,addr=0xc0000000,irq=1,x-irqfd=maybe",
+                "host=/d,addr=0xc0000000,irq=1,rombar=0", "host=/d,addr=0xc0000000,irq=1,mmap-timeout-ms=-1"}) {
+            assertThatThrownBy(() -> configure("--kernel", k, "--vfio-platform", bad)).as(bad).isInstanceOf(UsageException.class)
+                    .hasMessageStartingWith("--vfio-platform " + bad + ": ");
+        }
+    }
 }

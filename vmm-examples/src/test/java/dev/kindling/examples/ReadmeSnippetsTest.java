@@ -41,7 +41,8 @@ class ReadmeSnippetsTest {
             "java.io.IOException", "java.io.InputStream", "java.io.OutputStream",
             "java.nio.file.Files", "java.nio.file.Path", "java.time.Duration", "java.util.List", "java.util.Map",
             "dev.kindling.device.*", "dev.kindling.machine.*", "dev.kindling.microvm.*", "dev.kindling.sandbox.*",
-            "dev.kindling.devices.virtio.vsock.*", "dev.kindling.devices.virtio.net.*", "dev.kindling.devices.ivshmem.*");
+            "dev.kindling.devices.virtio.vsock.*", "dev.kindling.devices.virtio.net.*", "dev.kindling.devices.ivshmem.*",
+            "dev.kindling.devices.vfio.*");
 
     private static final Pattern FENCE = Pattern.compile("^```java\\s*$");
     private static final Pattern MARKER = Pattern.compile("^<!--\\s*java:\\s*(body|unit)\\s*(?:;\\s*given:(.*))?-->\\s*$",

@@ -8,8 +8,10 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * Interrupts on KVM's own PIC and IOAPIC. Edges go through an irqfd per GSI and levels through
@@ -70,6 +72,29 @@ final class KernelIrqchipInterrupts extends KvmInterrupts {
         Resampler registered = r;
         registered.listeners.add(listener);
         return () -> registered.listeners.remove(listener);
+    }
+
+    @Override
+    public synchronized AutoCloseable irqfd(int gsi, EventFd trigger, EventFd resample) {
+        checkPin(gsi, "irqfd");
+        Objects.requireNonNull(trigger, "trigger");
+        if (resample != null && !resampleSupported) {
+            throw new UnsupportedOperationException("a resampling irqfd needs KVM_CAP_IRQFD_RESAMPLE, which this host's KVM lacks");
+        }
+        if (stopped) {
+            throw new IllegalStateException("the VM is closed");
+        }
+        if (resample != null) {
+            vm.registerIrqfd(trigger, resample, gsi);
+        } else {
+            vm.registerIrqfd(trigger, gsi);
+        }
+        AtomicBoolean closed = new AtomicBoolean();
+        return () -> {
+            if (closed.compareAndSet(false, true)) {
+                vm.unregisterIrqfd(trigger, gsi);
+            }
+        };
     }
 
     @Override

@@ -1,0 +1,195 @@
+package dev.kindling.devices.vfio;
+
+import dev.kindling.sys.EventFd;
+import dev.kindling.sys.Mapping;
+import dev.kindling.vfio.IrqInfo;
+import dev.kindling.vfio.RegionInfo;
+import dev.kindling.vfio.VfioConstants;
+import dev.kindling.vfio.VfioContainer;
+import dev.kindling.vfio.VfioDevice;
+import dev.kindling.vfio.VfioException;
+import dev.kindling.vfio.VfioGroup;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A platform device bound to vfio-platform on this host, opened by its sysfs path
+ * ({@code /sys/bus/platform/devices/<name>}): its IOMMU group in a container of its own.
+ */
+public final class VfioPlatformBackend implements PlatformDeviceBackend {
+    private static final long PAGE = 4096;
+
+    private final String name;
+    private final VfioContainer container;
+    private final VfioGroup group;
+    private final VfioDevice device;
+    private final List<RegionInfo> infos = new ArrayList<>();
+    private final List<Region> regions = new ArrayList<>();
+    private final List<Irq> irqs = new ArrayList<>();
+    private final Mapping[] maps;
+    private final List<long[]> dma = new ArrayList<>();
+
+    private VfioPlatformBackend(String name, VfioContainer container, VfioGroup group, VfioDevice device) {
+        this.name = name;
+        this.container = container;
+        this.group = group;
+        this.device = device;
+        VfioDevice.Info info = device.info();
+        if (!info.platform()) {
+            throw new VfioException(name + " is not a platform device (VFIO device flags 0x" + Integer.toHexString(info.flags()) + ")");
+        }
+        for (int i = 0; i < info.regions(); i++) {
+            RegionInfo r = device.region(i);
+            infos.add(r);
+            regions.add(new Region(i, r.size(), r.readable(), r.writable(), r.mmappable() && r.sparseMmap().isEmpty()));
+        }
+        for (int i = 0; i < info.irqs(); i++) {
+            IrqInfo q = device.irq(i);
+            if (!q.eventfd() || q.count() != 1) {
+                throw new VfioException(name + ": interrupt " + i + " cannot signal one eventfd (flags 0x"
+                        + Integer.toHexString(q.flags()) + ", count " + q.count() + ")");
+            }
+            irqs.add(new Irq(i, q.automasked()));
+        }
+        this.maps = new Mapping[regions.size()];
+    }
+
+    /** Opens the device at {@code sysfsDevice}; a {@link VfioException} names what is missing. */
+    public static VfioPlatformBackend open(Path sysfsDevice) {
+        if (!Files.isDirectory(sysfsDevice)) {
+            throw new VfioException(sysfsDevice + " is not a device directory in sysfs");
+        }
+        String name = sysfsDevice.getFileName().toString();
+        int number = VfioGroup.groupOf(sysfsDevice);
+        VfioContainer container = VfioContainer.open();
+        VfioGroup group = null;
+        VfioDevice device = null;
+        try {
+            group = VfioGroup.open(number);
+            group.setContainer(container);
+            container.setIommu(iommuType(container));
+            device = group.device(name);
+            return new VfioPlatformBackend(name, container, group, device);
+        } catch (RuntimeException e) {
+            if (device != null) {
+                device.close();
+            }
+            if (group != null) {
+                group.close();
+            }
+            container.close();
+            throw e;
+        }
+    }
+
+    private static int iommuType(VfioContainer c) {
+        for (int type : new int[] {VfioConstants.TYPE1V2_IOMMU, VfioConstants.TYPE1_IOMMU, VfioConstants.NOIOMMU_IOMMU}) {
+            if (c.checkExtension(type)) {
+                return type;
+            }
+        }
+        throw new VfioException("the VFIO container offers no IOMMU type Kindling knows (type1, type1v2, no-IOMMU)");
+    }
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    @Override
+    public List<Region> regions() {
+        return List.copyOf(regions);
+    }
+
+    @Override
+    public List<Irq> irqs() {
+        return List.copyOf(irqs);
+    }
+
+    @Override
+    public synchronized MemorySegment map(int region) {
+        if (maps[region] == null) {
+            long size = (regions.get(region).size() + PAGE - 1) & -PAGE;
+            maps[region] = device.map(infos.get(region), 0, size);
+        }
+        return maps[region].segment();
+    }
+
+    @Override
+    public long read(int region, long offset, int size) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment b = arena.allocate(8);
+            if (device.read(infos.get(region), offset, b.asSlice(0, size)) != size) {
+                return -1L >>> (64 - size * 8);
+            }
+            return b.get(ValueLayout.JAVA_LONG_UNALIGNED, 0) & (-1L >>> (64 - size * 8));
+        }
+    }
+
+    @Override
+    public void write(int region, long offset, int size, long value) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment b = arena.allocate(8);
+            b.set(ValueLayout.JAVA_LONG_UNALIGNED, 0, value);
+            device.write(infos.get(region), offset, b.asSlice(0, size));
+        }
+    }
+
+    @Override
+    public void setTrigger(int irq, EventFd trigger) {
+        if (trigger == null) {
+            device.clearTriggers(irq);
+        } else {
+            device.setTriggers(irq, 0, List.of(trigger));
+        }
+    }
+
+    @Override
+    public void setUnmaskEventFd(int irq, EventFd unmask) {
+        if (unmask != null) {
+            device.setUnmaskEventFd(irq, 0, unmask);
+        }
+    }
+
+    @Override
+    public void unmask(int irq) {
+        device.unmask(irq, 0);
+    }
+
+    @Override
+    public synchronized void mapDma(long iova, MemorySegment host) {
+        container.mapDma(iova, host, true);
+        dma.add(new long[] {iova, host.byteSize()});
+    }
+
+    @Override
+    public void reset() {
+        if (device.info().resettable()) {
+            device.reset();
+        }
+    }
+
+    @Override
+    public synchronized void close() {
+        for (Irq q : irqs) {
+            device.clearTriggers(q.index());
+        }
+        for (long[] m : dma) {
+            container.unmapDma(m[0], m[1]);
+        }
+        for (Mapping m : maps) {
+            if (m != null) {
+                m.close();
+            }
+        }
+        device.close();
+        group.unsetContainer();
+        group.close();
+        container.close();
+    }
+}

@@ -142,6 +142,8 @@ public final class MicrovmBuilder {
     private final Map<Integer, String> extraIrqs = new TreeMap<>();
     /** This is the build's copy, whose {@link #devices} hold the opened VFIO-platform devices. */
     private boolean vfiosOpened;
+    /** The platform create() is building on, for the VFIO devices' registration with KVM. */
+    private KvmPlatform building;
 
     /** A VFIO-platform device: opened by build(), so that configuring opens nothing. */
     private record VfioPlatform(String label, Supplier<? extends PlatformDeviceBackend> backend, long guestAddress, int irq,
@@ -1148,7 +1150,7 @@ public final class MicrovmBuilder {
                 }
                 Opened o = new Opened(backend, new AtomicBoolean());
                 open.add(o);
-                b.devices.add(vfioDevice(v, backend, n, o.taken(), b.extraIrqs));
+                b.devices.add(vfioDevice(v, backend, n, o.taken(), b.extraIrqs, () -> b.building));
             }
             return b.build();
         } catch (RuntimeException | Error e) {
@@ -1163,7 +1165,7 @@ public final class MicrovmBuilder {
 
     /** The device of the caller's that {@code v} is once open: its window in the 32-bit MMIO hole, its GSIs. */
     private static DeviceSpec vfioDevice(VfioPlatform v, PlatformDeviceBackend backend, int n, AtomicBoolean taken,
-                                         Map<Integer, String> extraIrqs) {
+                                         Map<Integer, String> extraIrqs, Supplier<KvmPlatform> platform) {
         long window;
         try {
             window = VfioPlatformDevice.windowSize(backend.regions());
@@ -1189,7 +1191,15 @@ public final class MicrovmBuilder {
             extraIrqs.put(v.irq() + i, v.label() + " (interrupt " + i + ")");
         }
         Function<DeviceContext, Device> factory = ctx -> {
-            taken.set(true); // create() owns the backend from here on, also if it fails
+            taken.set(true); // the device owns the backend from here on, also if it fails
+            if (backend instanceof VfioPlatformBackend host) {
+                try {
+                    host.registerWith(platform.get().vm());
+                } catch (RuntimeException e) {
+                    host.close();
+                    throw e;
+                }
+            }
             return VfioPlatformDevice.create(ctx, at, v.irq(), backend, v.options());
         };
         return new DeviceSpec(AddressSpace.MMIO, at, window, irqs == 0 ? OptionalInt.empty() : OptionalInt.of(v.irq()),
@@ -1218,6 +1228,7 @@ public final class MicrovmBuilder {
         KvmPlatform platform;
         try {
             platform = KvmPlatform.create(new KvmPlatform.Config(irqchip, irqchip == IrqchipMode.KERNEL && plan.pit()));
+            building = platform;
         } catch (RuntimeException e) {
             memory.close();
             throw hostProblem(e);

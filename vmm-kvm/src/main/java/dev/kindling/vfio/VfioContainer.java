@@ -43,7 +43,7 @@ public final class VfioContainer implements AutoCloseable {
     public static VfioContainer open(Path path) {
         if (!Files.exists(path)) {
             throw new VfioException(path + " does not exist: this kernel has no VFIO (CONFIG_VFIO; load the vfio and "
-                    + "vfio_iommu_type1 modules, or boot with vfio.enable_unsafe_noiommu_mode=1 for no-IOMMU)");
+                    + "vfio_iommu_type1 modules)");
         }
         Fd fd;
         try {

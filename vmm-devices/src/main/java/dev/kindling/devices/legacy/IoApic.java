@@ -26,8 +26,9 @@ import java.util.function.Supplier;
  * pin, so no edge is lost while a guest reprograms a pin (the 82093AA drops it). A level-triggered pin
  * delivers when asserted, unmasked and Remote IRR is clear, and sets Remote IRR;
  * {@link #endOfInterrupt(int)} (KVM's {@code KVM_EXIT_IOAPIC_EOI}, or a write of the vector to the EOI
- * register) clears Remote IRR on the level-triggered pins with that vector, delivers again if the pin
- * is still asserted, and then, with the IOAPIC's lock released, tells {@link MsiSink#endOfInterrupt}.
+ * register) clears Remote IRR on the level-triggered pins with that vector, tells
+ * {@link MsiSink#endOfInterrupt} with the IOAPIC's lock released, and then delivers again if the pin is
+ * still asserted.
  *
  * <p><b>Output.</b> Each delivery is an MSI to {@link MsiSink}, as QEMU's IOAPIC sends with a split
  * irqchip: address {@code 0xfee00000 | dest << 12 | extDest << 5 | destMode << 2} (extDest: entry
@@ -159,15 +160,20 @@ public final class IoApic implements Device, BusMapped, Stateful {
 
     /**
      * The local APIC signalled EOI for {@code vector}: clears Remote IRR of the level-triggered pins
-     * programmed with it and delivers again for each such pin still asserted; then, without the lock,
-     * reports each such pin to {@link MsiSink#endOfInterrupt(int)}.
+     * programmed with it; then, without the lock, reports each such pin to
+     * {@link MsiSink#endOfInterrupt(int)}, whose listeners may quieten the device; then delivers again
+     * for each such pin still asserted (as KVM's and QEMU's IOAPICs notify before they re-evaluate,
+     * so an interrupt the listener ended is not sent twice).
      */
     public void endOfInterrupt(int vector) {
         int ended = clearRemoteIrr(vector);
-        for (int pin = 0; ended != 0; pin++, ended >>>= 1) {
-            if ((ended & 1) != 0) {
+        for (int pin = 0, left = ended; left != 0; pin++, left >>>= 1) {
+            if ((left & 1) != 0) {
                 sink.endOfInterrupt(pin);
             }
+        }
+        if (ended != 0) {
+            redeliver(ended);
         }
     }
 
@@ -181,7 +187,18 @@ public final class IoApic implements Device, BusMapped, Stateful {
             }
             ended |= 1 << pin;
             table[pin] = e & ~REMOTE_IRR;
-            if ((e & MASKED) == 0 && (irr & (1 << pin)) != 0) {
+        }
+        return ended;
+    }
+
+    /** After the EOI notices: the ended pins still asserted (and not delivered again meanwhile) deliver. */
+    private synchronized void redeliver(int ended) {
+        for (int pin = 0; pin < PINS; pin++) {
+            if ((ended & (1 << pin)) == 0) {
+                continue;
+            }
+            long e = table[pin];
+            if ((e & MASKED) == 0 && (irr & (1 << pin)) != 0 && (e & REMOTE_IRR) == 0) {
                 if (++successiveEois[pin] >= STORM_LIMIT) {
                     successiveEois[pin] = 0;
                     serviceLater();
@@ -192,7 +209,6 @@ public final class IoApic implements Device, BusMapped, Stateful {
                 successiveEois[pin] = 0;
             }
         }
-        return ended;
     }
 
     /** ID, IOREGSEL, the redirection table (with Remote IRR), pending requests, input levels, EOI runs. */

@@ -2,7 +2,9 @@ package dev.kindling.devices.vfio;
 
 import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Mapping;
+import dev.kindling.kvm.Vm;
 import dev.kindling.vfio.IrqInfo;
+import dev.kindling.vfio.KvmVfio;
 import dev.kindling.vfio.RegionInfo;
 import dev.kindling.vfio.VfioConstants;
 import dev.kindling.vfio.VfioContainer;
@@ -33,6 +35,7 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
     private final List<Irq> irqs = new ArrayList<>();
     private final Mapping[] maps;
     private final List<long[]> dma = new ArrayList<>();
+    private KvmVfio kvm; // guarded by this
 
     private VfioPlatformBackend(String name, VfioContainer container, VfioGroup group, VfioDevice device) {
         this.name = name;
@@ -88,12 +91,14 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
     }
 
     private static int iommuType(VfioContainer c) {
-        for (int type : new int[] {VfioConstants.TYPE1V2_IOMMU, VfioConstants.TYPE1_IOMMU, VfioConstants.NOIOMMU_IOMMU}) {
+        // not no-IOMMU (as QEMU): without translation the device's DMA cannot reach guest-physical addresses
+        for (int type : new int[] {VfioConstants.TYPE1V2_IOMMU, VfioConstants.TYPE1_IOMMU}) {
             if (c.checkExtension(type)) {
                 return type;
             }
         }
-        throw new VfioException("the VFIO container offers no IOMMU type Kindling knows (type1, type1v2, no-IOMMU)");
+        throw new VfioException("the VFIO container offers no type1 IOMMU: passthrough needs an IOMMU (no-IOMMU mode "
+                + "cannot map guest memory for the device's DMA)");
     }
 
     @Override
@@ -109,6 +114,23 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
     @Override
     public List<Irq> irqs() {
         return List.copyOf(irqs);
+    }
+
+    /**
+     * Tells KVM's VFIO device of this device's group, as QEMU does for every group, so that KVM honours
+     * the guest's cache control for a device whose DMA the IOMMU does not keep coherent.
+     */
+    public synchronized void registerWith(Vm vm) {
+        if (kvm == null) {
+            KvmVfio k = KvmVfio.create(vm);
+            try {
+                k.addGroup(group);
+            } catch (RuntimeException e) {
+                k.close();
+                throw e;
+            }
+            kvm = k;
+        }
     }
 
     @Override
@@ -174,22 +196,44 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
         }
     }
 
+    /** Each step on its own, so one that fails leaves the others done: the container fd is what pins guest RAM. */
     @Override
     public synchronized void close() {
+        RuntimeException failure = null;
         for (Irq q : irqs) {
-            device.clearTriggers(q.index());
+            failure = step(failure, () -> device.clearTriggers(q.index()));
         }
         for (long[] m : dma) {
-            container.unmapDma(m[0], m[1]);
+            failure = step(failure, () -> container.unmapDma(m[0], m[1]));
         }
         for (Mapping m : maps) {
             if (m != null) {
-                m.close();
+                failure = step(failure, m::close);
             }
         }
-        device.close();
-        group.unsetContainer();
-        group.close();
-        container.close();
+        failure = step(failure, device::close);
+        if (kvm != null) {
+            KvmVfio k = kvm;
+            failure = step(failure, () -> k.removeGroup(group));
+            failure = step(failure, k::close);
+        }
+        failure = step(failure, group::unsetContainer);
+        failure = step(failure, group::close);
+        failure = step(failure, container::close);
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    private static RuntimeException step(RuntimeException failure, Runnable r) {
+        try {
+            r.run();
+        } catch (RuntimeException e) {
+            if (failure == null) {
+                return e;
+            }
+            failure.addSuppressed(e);
+        }
+        return failure;
     }
 }

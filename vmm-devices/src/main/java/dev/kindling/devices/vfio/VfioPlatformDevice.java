@@ -155,10 +155,14 @@ public final class VfioPlatformDevice implements Device {
             d.start(firstGsi);
             return d;
         } catch (RuntimeException | Error e) {
-            if (d != null) {
-                d.close(); // undoes what start did, and closes the backend
-            } else {
-                backend.close();
+            try {
+                if (d != null) {
+                    d.close(); // undoes what start did, and closes the backend
+                } else {
+                    backend.close();
+                }
+            } catch (RuntimeException c) {
+                e.addSuppressed(c);
             }
             throw e;
         }
@@ -190,32 +194,35 @@ public final class VfioPlatformDevice implements Device {
 
     /** Wires {@code w} by the fastest path the options and the interrupt service allow. */
     private void wire(Wire w) {
+        w.path = w.level ? Path.SLOW : Path.EDGE;
         if (options.irqfd()) {
+            if (w.level) {
+                w.unmask = EventFd.nonBlocking();
+            }
             try {
-                if (w.level) {
-                    w.unmask = EventFd.nonBlocking();
-                }
                 w.registration = context.interrupts().irqfd(w.gsi, w.trigger, w.unmask);
                 w.path = Path.KERNEL;
-                if (w.level) {
-                    backend.setUnmaskEventFd(w.index, w.unmask);
-                }
             } catch (UnsupportedOperationException e) {
                 // the split irqchip: Kindling's IOAPIC tells the end of each interrupt
                 if (w.unmask != null) {
                     w.unmask.close();
                     w.unmask = null;
                 }
-                w.path = w.level ? Path.EOI : Path.EDGE;
             }
-        } else {
-            w.path = w.level ? Path.SLOW : Path.EDGE;
+            if (w.path == Path.KERNEL && w.level) {
+                backend.setUnmaskEventFd(w.index, w.unmask);
+            }
         }
         if (w.path != Path.KERNEL) {
             w.line = context.interrupts().line(w.gsi);
         }
-        if (w.path == Path.EOI) {
-            w.registration = context.interrupts().onEndOfInterrupt(w.gsi, () -> ended(w));
+        if (w.path == Path.SLOW && options.irqfd()) {
+            try {
+                w.registration = context.interrupts().onEndOfInterrupt(w.gsi, () -> ended(w));
+                w.path = Path.EOI;
+            } catch (UnsupportedOperationException e) {
+                // no end-of-interrupt notices either (KVM's irqchip without resampling): QEMU's slow path
+            }
         }
         backend.setTrigger(w.index, w.trigger);
     }
@@ -322,7 +329,7 @@ public final class VfioPlatformDevice implements Device {
     // ---- mappings (guarded by this)
 
     private void map() {
-        if (mapped || options.noMmap()) {
+        if (mapped || closed || options.noMmap()) {
             return;
         }
         for (int i = 0; i < regions.size(); i++) {
@@ -369,20 +376,19 @@ public final class VfioPlatformDevice implements Device {
                     }
                     timeout = remapTimeout();
                 }
-                int i = Poller.waitAny(fds, timeout);
+                Poller.waitAny(fds, timeout);
                 synchronized (this) {
                     if (closed) {
                         return;
                     }
                     if (paused) {
-                        continue; // the signal stays in its eventfd for after resume
+                        continue; // the signals stay in their eventfds for after resume
                     }
-                    if (i == 0) {
-                        wake.read();
-                    } else if (i > 0) {
-                        Wire w = relayed.get(i - 1);
-                        w.trigger.read();
-                        raise(w);
+                    wake.read();
+                    for (Wire w : relayed) { // every ready one, so a busy interrupt starves no other
+                        if (w.trigger.read() > 0) {
+                            raise(w);
+                        }
                     }
                     if (remapAt != 0 && System.nanoTime() - remapAt >= 0 && wires.stream().noneMatch(x -> x.active)) {
                         remapAt = 0;
@@ -415,10 +421,10 @@ public final class VfioPlatformDevice implements Device {
                 w.line.set(true);
             }
             case SLOW -> {
+                remapAt = 0;
+                unmap(); // first, as QEMU does: the guest's acknowledging access must trap
                 w.active = true;
                 w.line.set(true);
-                remapAt = 0;
-                unmap(); // the guest's acknowledging access must trap
             }
             case KERNEL -> throw new AssertionError("a kernel-path interrupt reached the relay");
         }
@@ -484,15 +490,18 @@ public final class VfioPlatformDevice implements Device {
         } catch (RuntimeException e) {
             LOG.log(Level.WARNING, name() + ": resetting the host device failed", e);
         }
-        backend.close();
-        if (stopped) {
-            for (Wire w : wires) {
-                w.trigger.close();
-                if (w.unmask != null) {
-                    w.unmask.close();
+        try {
+            backend.close();
+        } finally {
+            if (stopped) {
+                for (Wire w : wires) {
+                    w.trigger.close();
+                    if (w.unmask != null) {
+                        w.unmask.close();
+                    }
                 }
+                wake.close();
             }
-            wake.close();
         }
     }
 

@@ -164,6 +164,32 @@ class IoApicTest {
     }
 
     @Test
+    void anEndOfInterruptListenerThatQuietensTheDeviceGetsNoSecondDelivery() {
+        List<Integer> delivered = new ArrayList<>();
+        IoApic[] self = new IoApic[1];
+        self[0] = new IoApic("ioapic", 0, new MsiSink() {
+            @Override
+            public void deliver(long address, int data) {
+                delivered.add(data);
+            }
+
+            @Override
+            public void endOfInterrupt(int pin) {
+                self[0].line(pin).set(false); // VFIO's way: the EOI notice lowers the line, then unmasks
+            }
+        });
+        try (IoApic apic = self[0]) {
+            apic.write(0x00, 4, 0x10 + 2 * 9);
+            apic.write(0x10, 4, 0x8029);
+            apic.line(9).set(true);
+            apic.endOfInterrupt(0x29);
+            assertThat(delivered).as("notified before re-evaluating, as KVM's and QEMU's IOAPICs").containsExactly(0x8029);
+            apic.line(9).set(true);
+            assertThat(delivered).containsExactly(0x8029, 0x8029);
+        }
+    }
+
+    @Test
     void levelPinRemoteIrrEoiAndRedelivery() {
         program(9, 0x00000000_00008029L); // level, vector 0x29
         ioapic.line(9).set(true);

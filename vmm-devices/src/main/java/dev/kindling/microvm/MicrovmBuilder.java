@@ -44,6 +44,7 @@ import dev.kindling.devices.virtio.rng.VirtioRng;
 import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Kvm;
+import dev.kindling.kvm.Vm;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.kvm.platform.KvmPlatform;
 import dev.kindling.machine.Machine;
@@ -59,6 +60,7 @@ import dev.kindling.sys.Fd;
 import dev.kindling.sys.PollingInputStream;
 import dev.kindling.sys.SignalInUseException;
 import dev.kindling.sys.SyscallException;
+import dev.kindling.vfio.KvmVfio;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -1163,6 +1165,27 @@ public final class MicrovmBuilder {
         }
     }
 
+    /**
+     * Tells KVM's VFIO device of the host device's group, as QEMU does for every group, so that KVM
+     * honours the guest's cache control for a device whose DMA the IOMMU does not keep coherent.
+     */
+    private static void registerWithKvm(VfioPlatformBackend host, Vm vm) {
+        KvmVfio kvm = KvmVfio.create(vm);
+        try {
+            kvm.addGroup(host.group());
+        } catch (RuntimeException e) {
+            kvm.close();
+            throw e;
+        }
+        host.closeBeforeGroup(() -> {
+            try {
+                kvm.removeGroup(host.group());
+            } finally {
+                kvm.close();
+            }
+        });
+    }
+
     /** The device of the caller's that {@code v} is once open: its window in the 32-bit MMIO hole, its GSIs. */
     private static DeviceSpec vfioDevice(VfioPlatform v, PlatformDeviceBackend backend, int n, AtomicBoolean taken,
                                          Map<Integer, String> extraIrqs, Supplier<KvmPlatform> platform) {
@@ -1194,7 +1217,7 @@ public final class MicrovmBuilder {
             taken.set(true); // the device owns the backend from here on, also if it fails
             if (backend instanceof VfioPlatformBackend host) {
                 try {
-                    host.registerWith(platform.get().vm());
+                    registerWithKvm(host, platform.get().vm());
                 } catch (RuntimeException e) {
                     host.close();
                     throw e;

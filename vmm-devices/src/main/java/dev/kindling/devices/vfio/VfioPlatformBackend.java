@@ -2,9 +2,7 @@ package dev.kindling.devices.vfio;
 
 import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Mapping;
-import dev.kindling.kvm.Vm;
 import dev.kindling.vfio.IrqInfo;
-import dev.kindling.vfio.KvmVfio;
 import dev.kindling.vfio.RegionInfo;
 import dev.kindling.vfio.VfioConstants;
 import dev.kindling.vfio.VfioContainer;
@@ -35,7 +33,7 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
     private final List<Irq> irqs = new ArrayList<>();
     private final Mapping[] maps;
     private final List<long[]> dma = new ArrayList<>();
-    private KvmVfio kvm; // guarded by this
+    private final List<AutoCloseable> registrations = new ArrayList<>(); // guarded by this
 
     private VfioPlatformBackend(String name, VfioContainer container, VfioGroup group, VfioDevice device) {
         this.name = name;
@@ -116,21 +114,17 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
         return List.copyOf(irqs);
     }
 
+    /** The device's group, for the hypervisor's registration of it ({@link #closeBeforeGroup}). */
+    public VfioGroup group() {
+        return group;
+    }
+
     /**
-     * Tells KVM's VFIO device of this device's group, as QEMU does for every group, so that KVM honours
-     * the guest's cache control for a device whose DMA the IOMMU does not keep coherent.
+     * Keeps {@code registration} (KVM's record of {@link #group()}) until {@link #close()}, which
+     * closes it before the group.
      */
-    public synchronized void registerWith(Vm vm) {
-        if (kvm == null) {
-            KvmVfio k = KvmVfio.create(vm);
-            try {
-                k.addGroup(group);
-            } catch (RuntimeException e) {
-                k.close();
-                throw e;
-            }
-            kvm = k;
-        }
+    public synchronized void closeBeforeGroup(AutoCloseable registration) {
+        registrations.add(registration);
     }
 
     @Override
@@ -212,10 +206,14 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
             }
         }
         failure = step(failure, device::close);
-        if (kvm != null) {
-            KvmVfio k = kvm;
-            failure = step(failure, () -> k.removeGroup(group));
-            failure = step(failure, k::close);
+        for (AutoCloseable r : registrations) {
+            failure = step(failure, () -> {
+                try {
+                    r.close();
+                } catch (Exception e) {
+                    throw new VfioException(name + ": removing a registration of VFIO group " + group.number() + " failed", e);
+                }
+            });
         }
         failure = step(failure, group::unsetContainer);
         failure = step(failure, group::close);

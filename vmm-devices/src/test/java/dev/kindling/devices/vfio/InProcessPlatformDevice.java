@@ -17,9 +17,9 @@ import java.util.List;
  * (write n: assert, and after each acknowledgement assert again, n times in all), 0x08 STATUS (bit 0:
  * asserting), 0x0c ACK (write: stop asserting), 0x10 COUNT (acknowledgements).
  */
-class InProcessPlatformDevice implements PlatformDeviceBackend {
-    static final int ID = 0x4b564650;
-    static final int RAISE = 0x04, STATUS = 0x08, ACK = 0x0c, COUNT = 0x10;
+public class InProcessPlatformDevice implements PlatformDeviceBackend {
+    public static final int ID = 0x4b564650;
+    public static final int RAISE = 0x04, STATUS = 0x08, ACK = 0x0c, COUNT = 0x10;
 
     private final Mapping memory = Mapping.anonymous(4096);
     private final boolean level;
@@ -38,11 +38,11 @@ class InProcessPlatformDevice implements PlatformDeviceBackend {
     private final List<long[]> dma = new ArrayList<>();
     private boolean closed;
 
-    InProcessPlatformDevice() {
+    public InProcessPlatformDevice() {
         this(true);
     }
 
-    InProcessPlatformDevice(boolean level) {
+    public InProcessPlatformDevice(boolean level) {
         this.level = level;
     }
 
@@ -212,37 +212,37 @@ class InProcessPlatformDevice implements PlatformDeviceBackend {
         memory.close();
     }
 
-    synchronized boolean closed() {
+    public synchronized boolean closed() {
         return closed;
     }
 
-    synchronized int fired() {
+    public synchronized int fired() {
         return fired;
     }
 
-    synchronized int unmasks() {
+    public synchronized int unmasks() {
         return unmasks;
     }
 
-    synchronized int resets() {
+    public synchronized int resets() {
         return resets;
     }
 
-    synchronized long trappedRegion0() {
+    public synchronized long trappedRegion0() {
         return trappedRegion0;
     }
 
-    synchronized List<long[]> dma() {
+    public synchronized List<long[]> dma() {
         return List.copyOf(dma);
     }
 
-    boolean unmaskEventFdSet() {
+    public boolean unmaskEventFdSet() {
         synchronized (this) {
             return unmaskFd != null;
         }
     }
 
-    MemorySegment memory() {
+    public MemorySegment memory() {
         return memory.segment();
     }
 }

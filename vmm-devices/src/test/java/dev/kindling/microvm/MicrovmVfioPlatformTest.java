@@ -1,16 +1,16 @@
-package dev.kindling.devices.vfio;
+package dev.kindling.microvm;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.kindling.device.Device;
+import dev.kindling.devices.vfio.InProcessPlatformDevice;
+import dev.kindling.devices.vfio.PlatformDeviceBackend.Region;
+import dev.kindling.devices.vfio.VfioPlatformDevice;
+import dev.kindling.devices.vfio.VfioPlatformOptions;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.kvm.testing.TestGuests;
 import dev.kindling.machine.StopReason;
-import dev.kindling.microvm.ConfigException;
-import dev.kindling.microvm.DeviceSpec;
-import dev.kindling.microvm.Microvm;
-import dev.kindling.microvm.MicrovmBuilder;
 import dev.kindling.testing.HostResources;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -29,7 +29,7 @@ import org.junit.jupiter.params.provider.EnumSource;
  * and a level-triggered interrupt it acknowledges, on each interrupt path and irqchip.
  */
 @Timeout(300)
-class VfioPlatformMicrovmTest {
+class MicrovmVfioPlatformTest {
     private static final long BASE = 0xc000_0000L;
     private static final int GSI = 10;
     private static final Duration WAIT = Duration.ofSeconds(120);
@@ -200,7 +200,9 @@ class VfioPlatformMicrovmTest {
         for (int i = 0; i < 200; i++) {
             cycle(i % 2 == 0 ? IrqchipMode.SPLIT : IrqchipMode.KERNEL);
         }
-        HostResources.now().assertNothingLeftSince(before);
+        // a leak per cycle (the device's page, a slot, a run page) stays far outside the JVM's own
+        // growth over 200 machines' threads (a malloc arena per new thread, code cache)
+        HostResources.now().assertNothingLeftSince(before, 32);
     }
 
     private static void cycle(IrqchipMode mode) {

@@ -1,9 +1,10 @@
-package dev.kindling.devices.vfio;
+package dev.kindling.microvm;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.kindling.devices.vfio.VfioPlatformBackend;
+import dev.kindling.devices.vfio.VfioPlatformOptions;
 import dev.kindling.kvm.testing.TestGuests;
-import dev.kindling.microvm.Microvm;
 import dev.kindling.testing.HostResources;
 import dev.kindling.testing.Require;
 import dev.kindling.vfio.VfioContainer;

@@ -15,7 +15,6 @@ import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
 import dev.kindling.device.DeviceContext;
 import dev.kindling.devices.ivshmem.IvshmemMemory;
-import dev.kindling.devices.pci.PciHostBridge;
 import dev.kindling.devices.legacy.I8042;
 import dev.kindling.devices.legacy.IoApic;
 import dev.kindling.devices.legacy.IrqLines;
@@ -23,11 +22,12 @@ import dev.kindling.devices.legacy.Pic8259;
 import dev.kindling.devices.legacy.Pit8254;
 import dev.kindling.devices.legacy.Rtc;
 import dev.kindling.devices.legacy.Serial16550;
-import dev.kindling.devices.virtio.VirtioDevice;
-import dev.kindling.devices.vfio.VfioPlatformOptions;
-import dev.kindling.devices.vfio.VfioPlatformDevice;
-import dev.kindling.devices.vfio.VfioPlatformBackend;
+import dev.kindling.devices.pci.PciHostBridge;
 import dev.kindling.devices.vfio.PlatformDeviceBackend;
+import dev.kindling.devices.vfio.VfioPlatformBackend;
+import dev.kindling.devices.vfio.VfioPlatformDevice;
+import dev.kindling.devices.vfio.VfioPlatformOptions;
+import dev.kindling.devices.virtio.VirtioDevice;
 import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.devices.virtio.blk.VirtioBlk;
 import dev.kindling.devices.virtio.console.VirtioConsole;
@@ -39,8 +39,8 @@ import dev.kindling.devices.virtio.net.PasstBackend;
 import dev.kindling.devices.virtio.net.TapBackend;
 import dev.kindling.devices.virtio.net.Tun;
 import dev.kindling.devices.virtio.net.VirtioNet;
-import dev.kindling.devices.virtio.vsock.Vsock;
 import dev.kindling.devices.virtio.rng.VirtioRng;
+import dev.kindling.devices.virtio.vsock.Vsock;
 import dev.kindling.irq.InterruptService;
 import dev.kindling.irq.IrqLine;
 import dev.kindling.kvm.Kvm;
@@ -49,12 +49,12 @@ import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.kvm.platform.KvmPlatform;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.MachineState;
+import dev.kindling.machine.StopReason;
+import dev.kindling.memory.GuestMemory;
 import dev.kindling.snapshot.SnapshotException;
 import dev.kindling.snapshot.StateReader;
 import dev.kindling.snapshot.StateWriter;
 import dev.kindling.snapshot.Stateful;
-import dev.kindling.machine.StopReason;
-import dev.kindling.memory.GuestMemory;
 import dev.kindling.sys.Errno;
 import dev.kindling.sys.Fd;
 import dev.kindling.sys.PollingInputStream;
@@ -76,13 +76,13 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
+import java.util.OptionalInt;
 import java.util.Set;
 import java.util.TreeMap;
-import java.util.function.Function;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.function.Supplier;
-import java.util.OptionalInt;
+import java.util.function.Function;
 import java.util.function.IntFunction;
+import java.util.function.Supplier;
 
 /**
  * Builds a {@link Microvm} on the model of QEMU's {@code microvm} machine: memory, vCPUs, a kernel
@@ -361,7 +361,7 @@ public final class MicrovmBuilder {
     /**
      * Passes the host platform device at {@code sysfsDevice} (e.g. {@code /sys/bus/platform/devices/fff51000.ethernet},
      * bound to vfio-platform) to the guest, as QEMU's vfio-platform does: its regions one after
-     * another from {@code guestAddress} (page-aligned, in the MMIO hole above RAM), each at a page
+     * another from {@code guestAddress} (page-aligned, in the 32-bit MMIO hole below 4 GiB), each at a page
      * boundary, and its interrupts on GSIs {@code irq}, {@code irq + 1}, ... The device is opened by
      * {@link #build()}; a machine without VFIO fails there, naming what is missing. The guest learns
      * of the device from its own configuration (a device tree, a driver's parameters): see the README.

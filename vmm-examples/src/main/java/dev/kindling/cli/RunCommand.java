@@ -160,17 +160,23 @@ final class RunCommand {
         return mac == null ? iface : iface.withMac(mac);
     }
 
-    private static final String IVSHMEM_FORM = "shm=PATH,size=SIZE or server=SOCKET[,msi=off]";
-
-    /** {@code --ivshmem shm=PATH,size=SIZE} or {@code --ivshmem server=SOCKET[,msi=off]}. */
-    static void parseIvshmem(String spec, MicrovmBuilder b, RunShared shared) {
+    /** {@code KEY=VALUE,...} of {@code flag}, in order; a part without a key, or a key given twice, is named. */
+    private static Map<String, String> keyValues(String flag, String spec, String form) {
         Map<String, String> o = new LinkedHashMap<>();
         for (String part : spec.split(",", -1)) {
             int eq = part.indexOf('=');
             if (eq <= 0 || o.putIfAbsent(part.substring(0, eq), part.substring(eq + 1)) != null) {
-                throw new UsageException("--ivshmem " + spec + ": unexpected '" + part + "'; --ivshmem takes " + IVSHMEM_FORM);
+                throw new UsageException(flag + " " + spec + ": unexpected '" + part + "'; " + flag + " takes " + form);
             }
         }
+        return o;
+    }
+
+    private static final String IVSHMEM_FORM = "shm=PATH,size=SIZE or server=SOCKET[,msi=off]";
+
+    /** {@code --ivshmem shm=PATH,size=SIZE} or {@code --ivshmem server=SOCKET[,msi=off]}. */
+    static void parseIvshmem(String spec, MicrovmBuilder b, RunShared shared) {
+        Map<String, String> o = keyValues("--ivshmem", spec, IVSHMEM_FORM);
         if (o.containsKey("shm") && o.containsKey("size") && o.size() == 2 && !o.get("shm").isEmpty()) {
             long size = Sizes.parse("--ivshmem size", o.get("size"));
             try {
@@ -194,13 +200,7 @@ final class RunCommand {
 
     /** {@code --vfio-platform host=SYSFS,addr=ADDR,irq=GSI[,...]}, with QEMU's vfio-platform option names. */
     static void parseVfioPlatform(String spec, MicrovmBuilder b) {
-        Map<String, String> o = new LinkedHashMap<>();
-        for (String part : spec.split(",", -1)) {
-            int eq = part.indexOf('=');
-            if (eq <= 0 || o.putIfAbsent(part.substring(0, eq), part.substring(eq + 1)) != null) {
-                throw new UsageException("--vfio-platform " + spec + ": unexpected '" + part + "'; --vfio-platform takes " + VFIO_FORM);
-            }
-        }
+        Map<String, String> o = keyValues("--vfio-platform", spec, VFIO_FORM);
         for (String need : List.of("host", "addr", "irq")) {
             if (o.getOrDefault(need, "").isEmpty()) {
                 throw new UsageException("--vfio-platform " + spec + ": " + need + "= is missing; --vfio-platform takes " + VFIO_FORM);

@@ -1,5 +1,6 @@
 package dev.kindling.devices.vfio;
 
+import dev.kindling.device.Device;
 import dev.kindling.sys.EventFd;
 import dev.kindling.sys.Mapping;
 import dev.kindling.vfio.IrqInfo;
@@ -22,8 +23,6 @@ import java.util.List;
  * ({@code /sys/bus/platform/devices/<name>}): its IOMMU group in a container of its own.
  */
 public final class VfioPlatformBackend implements PlatformDeviceBackend {
-    private static final long PAGE = 4096;
-
     private final String name;
     private final VfioContainer container;
     private final VfioGroup group;
@@ -130,8 +129,7 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
     @Override
     public synchronized MemorySegment map(int region) {
         if (maps[region] == null) {
-            long size = (regions.get(region).size() + PAGE - 1) & -PAGE;
-            maps[region] = device.map(infos.get(region), 0, size);
+            maps[region] = device.map(infos.get(region), 0, VfioPlatformDevice.pages(regions.get(region).size()));
         }
         return maps[region].segment();
     }
@@ -141,9 +139,9 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment b = arena.allocate(8);
             if (device.read(infos.get(region), offset, b.asSlice(0, size)) != size) {
-                return -1L >>> (64 - size * 8);
+                return Device.ones(size);
             }
-            return b.get(ValueLayout.JAVA_LONG_UNALIGNED, 0) & (-1L >>> (64 - size * 8));
+            return b.get(ValueLayout.JAVA_LONG_UNALIGNED, 0) & Device.ones(size);
         }
     }
 

@@ -188,7 +188,8 @@ public final class VfioPlatformDevice implements Device {
         return size;
     }
 
-    private static long pages(long size) {
+    /** {@code size} rounded up to whole pages. */
+    static long pages(long size) {
         return Math.addExact(size, PAGE - 1) & -PAGE;
     }
 

@@ -16,11 +16,12 @@ import java.util.stream.Stream;
 
 /**
  * What this process holds (descriptors, threads, mappings), for tests that create and close VMs many
- * times and must find nothing left behind. Threads are the JVM's Java threads, by name and id:
+ * times and must find nothing left behind. Threads are the JVM's Java threads, by id (a thread may
+ * rename itself: the JDK's process reaper names the child it waits for) with their names to show:
  * Kindling starts no native thread of its own, and the JVM adds and removes GC and JIT threads with
  * the load.
  */
-public record HostResources(Map<Integer, String> descriptors, Set<String> threads, long mappings,
+public record HostResources(Map<Integer, String> descriptors, Map<Long, String> threads, long mappings,
                             Map<String, Long> deviceMappings) {
     /** malloc arenas may add a mapping or two on their own; a leaked guest RAM or run page adds one per VM. */
     private static final long MAPPING_SLACK = 8;
@@ -45,11 +46,22 @@ public record HostResources(Map<Integer, String> descriptors, Set<String> thread
     public static HostResources settled(HostResources before) throws InterruptedException {
         long deadline = System.nanoTime() + 5_000_000_000L;
         HostResources r = now();
-        while ((r.fds() > before.fds() || !before.threads.containsAll(r.threads)) && System.nanoTime() < deadline) {
+        while ((r.fds() > before.fds() || !r.threadsStartedSince(before).isEmpty()) && System.nanoTime() < deadline) {
             Thread.sleep(100);
             r = now();
         }
         return r;
+    }
+
+    /** The threads alive now that were not at {@code before}, as {@code name#id}. */
+    public Set<String> threadsStartedSince(HostResources before) {
+        Set<String> started = new TreeSet<>();
+        threads.forEach((id, name) -> {
+            if (!before.threads.containsKey(id)) {
+                started.add(name + "#" + id);
+            }
+        });
+        return started;
     }
 
     /** How many descriptors are open. */
@@ -72,7 +84,7 @@ public record HostResources(Map<Integer, String> descriptors, Set<String> thread
         Map<Integer, String> added = new TreeMap<>(descriptors);
         added.entrySet().removeIf(e -> e.getValue().equals(before.descriptors.get(e.getKey())));
         assertThat(fds()).as("open descriptors (added or changed since: %s)", added).isLessThanOrEqualTo(before.fds());
-        assertThat(threads).as("threads started since, and still alive").isSubsetOf(before.threads);
+        assertThat(threadsStartedSince(before)).as("threads started since, and still alive").isEmpty();
         Map<String, Long> more = new TreeMap<>(deviceMappings);
         more.entrySet().removeIf(e -> e.getValue() <= before.deviceMappings.getOrDefault(e.getKey(), 0L));
         assertThat(more).as("mappings of memfds, KVM and devices added since (name: count now)").isEmpty();
@@ -109,11 +121,11 @@ public record HostResources(Map<Integer, String> descriptors, Set<String> thread
         return fds;
     }
 
-    private static Set<String> threadNames() {
-        Set<String> names = new TreeSet<>();
+    private static Map<Long, String> threadNames() {
+        Map<Long, String> names = new TreeMap<>();
         for (Thread t : Thread.getAllStackTraces().keySet()) {
             if (t.isAlive()) {
-                names.add(t.getName() + "#" + t.threadId());
+                names.put(t.threadId(), t.getName());
             }
         }
         return names;

@@ -3,7 +3,7 @@
 # from Debian's linux-source-6.1 with guest/kernel/config.fragment and
 # guest/kernel/patches/*.patch, and a busybox initramfs from guest/initramfs/
 # with the guest agent (guest/agent/agent.c) as /bin/kindling-agent, and the
-# ivshmem test tool (guest/ivshmem/ivshmem-peer.c), which tests copy in.
+# ivshmem and uio test tools (guest/ivshmem/ivshmem-peer.c, guest/uio/uio-peer.c), which tests copy in.
 #
 # Usage:
 #   scripts/build-guest-kernel.sh              build if needed; last stdout line = output dir
@@ -24,9 +24,10 @@
 #   kindling-agent     the guest agent, also in the initramfs as /bin/kindling-agent
 #   agent              the guest agent's protocol version (docs/agent-protocol.md)
 #   ivshmem-peer       the ivshmem PCI test tool (not in the initramfs: 700 kB cost every boot ~4 s here)
+#   uio-peer           the uio platform-device test tool (the same)
 #   config  System.map  initramfs.list  inputs   (for reference)
 # where <hash> is a sha256 over the inputs (fragment, patches, initramfs, agent and
-# ivshmem files, this script, and the linux-source-6.1 / busybox-static package versions).
+# ivshmem, uio and common files, this script, and the linux-source-6.1 / busybox-static package versions).
 # Progress goes to stderr; the build log to <cache>/work/build-<hash>.log.
 # Set KINDLING_GUEST_VERBOSE=1 to stream the build output to stderr too.
 # See guest/README.md.
@@ -108,7 +109,7 @@ input_manifest() {
     [[ $1 == src ]] && return 0
     echo "busybox-static $(pkg_version busybox-static)"
     (cd "$ROOT" && { echo guest/kernel/config.fragment;
-                     find guest/initramfs guest/agent guest/ivshmem -type f | LC_ALL=C sort; } |
+                     find guest/initramfs guest/agent guest/common guest/ivshmem guest/uio -type f | LC_ALL=C sort; } |
         while read -r f; do sha256sum "$f"; done)
     echo "$(sha256sum < "$SCRIPT_PATH" | cut -d' ' -f1)  scripts/build-guest-kernel.sh"
 }
@@ -265,6 +266,7 @@ AGENT_SRC="$GUEST/agent/agent.c"
 AGENT_VERSION=1                          # docs/agent-protocol.md
 run gcc -static -Os -s -Wall -o "$OUT_TMP/kindling-agent" "$AGENT_SRC"
 run gcc -static -Os -s -Wall -o "$OUT_TMP/ivshmem-peer" "$GUEST/ivshmem/ivshmem-peer.c"
+run gcc -static -Os -s -Wall -o "$OUT_TMP/uio-peer" "$GUEST/uio/uio-peer.c"
 available=" $("$BUSYBOX" --list | tr '\n' ' ') "
 {
     echo "dir /dev 0755 0 0"

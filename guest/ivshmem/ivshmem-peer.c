@@ -37,22 +37,13 @@ static void die(const char *fmt, const char *arg)
     exit(2);
 }
 
+#include "../common/peer-args.h"
+
 static void usage(void)
 {
     fprintf(stderr, "usage: %s [-d BDF] info | read OFF LEN | write OFF HEX | ring PEER VEC"
             " | wait-status MS\n", prog);
     exit(2);
-}
-
-/* strtoul base 0 (decimal or 0x-hex), the whole string, at most max */
-static unsigned long number(const char *s, unsigned long max)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 0);
-    if (errno || end == s || *end || strchr(s, '-') || v > max)
-        die("bad number: %s", s);
-    return v;
 }
 
 /* first line of <dir>/<name> as a number, or -1 */
@@ -113,14 +104,6 @@ static volatile void *map_bar(const char *dir, const char *name, size_t *size)
     close(fd);
     *size = st.st_size;
     return p;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
 }
 
 static void check_range(unsigned long off, unsigned long len, size_t size)

@@ -7,5 +7,6 @@ module dev.kindling.core {
     exports dev.kindling.bus;
     exports dev.kindling.machine;
     exports dev.kindling.boot;
+    exports dev.kindling.fdt;
     exports dev.kindling.snapshot;
 }

@@ -10,7 +10,7 @@ import java.util.Optional;
  */
 public final class DirectBoot {
     public enum Protocol {
-        /** PVH if the kernel has a PVH note, else the Linux 64-bit entry. */
+        /** PVH if the kernel has a PVH note and there is no device tree, else the Linux 64-bit entry. */
         AUTO,
         /** PVH: 32-bit entry with {@code hvm_start_info}. */
         PVH,
@@ -39,17 +39,37 @@ public final class DirectBoot {
      */
     public static Result boot(GuestMemory memory, byte[] kernelImage, byte[] initrd, CmdLine cmdline, int cpus,
                               Protocol protocol, MpTable.Options mpOptions) {
+        return boot(memory, kernelImage, initrd, null, cmdline, cpus, protocol, mpOptions);
+    }
+
+    /**
+     * As {@link #boot(GuestMemory, byte[], byte[], CmdLine, int, Protocol, MpTable.Options)}, with a
+     * flattened device tree ({@link X86DeviceTree}) for the kernel: only the Linux 64-bit protocol can
+     * pass one ({@code setup_data}; PVH's start info has no place for it), and the MP table's IOAPIC
+     * then takes the id Linux gives the tree's ({@link X86DeviceTree#LINUX_IOAPIC_ID}).
+     *
+     * @param deviceTree the blob, or null for none
+     */
+    public static Result boot(GuestMemory memory, byte[] kernelImage, byte[] initrd, byte[] deviceTree, CmdLine cmdline,
+                              int cpus, Protocol protocol, MpTable.Options mpOptions) {
         KernelLoader loader = KernelLoader.forImage(kernelImage);
         LoadedKernel planned = loader.inspect(memory, kernelImage);
         Protocol chosen = protocol != Protocol.AUTO ? protocol
-                : planned.kind() == LoadedKernel.Kind.ELF_PVH ? Protocol.PVH : Protocol.LINUX_64;
+                : planned.kind() == LoadedKernel.Kind.ELF_PVH && deviceTree == null ? Protocol.PVH : Protocol.LINUX_64;
         long initrdSize = initrd == null ? 0 : initrd.length;
+        MpTable.Options mp = mpOptions;
+        if (deviceTree != null) {
+            if (chosen == Protocol.PVH) {
+                throw new BootException("PVH has no way to pass a device tree: boot with the Linux 64-bit protocol");
+            }
+            mp = mpOptions.withIoapicId(X86DeviceTree.LINUX_IOAPIC_ID);
+        }
         if (chosen == Protocol.PVH) {
             PvhBoot.check(memory, planned, cmdline, initrdSize);
         } else {
-            LinuxBoot.check(memory, planned, cmdline, initrdSize);
+            LinuxBoot.check(memory, planned, cmdline, initrdSize, deviceTree);
         }
-        MpTable.check(memory, cpus, mpOptions);
+        MpTable.check(memory, cpus, mp);
 
         LoadedKernel kernel = loader.load(memory, kernelImage);
         BootCpuState bsp;
@@ -59,10 +79,10 @@ public final class DirectBoot {
             bsp = PvhBoot.configure(memory, kernel, cmdline, initrd);
         } else {
             initrdAt = initrdSize == 0 ? Optional.empty() : Optional.of(LinuxBoot.initrdPlacement(memory, kernel, initrdSize));
-            bsp = LinuxBoot.configure(memory, kernel, cmdline, initrd);
+            bsp = LinuxBoot.configure(memory, kernel, cmdline, initrd, deviceTree);
         }
-        AddressRange mp = MpTable.write(memory, cpus, mpOptions);
-        return new Result(kernel, chosen, bsp, initrdAt, mp);
+        AddressRange mpTable = MpTable.write(memory, cpus, mp);
+        return new Result(kernel, chosen, bsp, initrdAt, mpTable);
     }
 
     /** {@link #boot(GuestMemory, byte[], byte[], CmdLine, int, Protocol, MpTable.Options)} with AUTO and default MP options. */

@@ -20,7 +20,10 @@ import java.util.Optional;
  * {@code heap_end_ptr} {@link #HEAP_END_PTR}, {@code cmd_line_ptr}/{@code ext_cmd_line_ptr},
  * {@code ramdisk_image}/{@code ramdisk_size} with their {@code ext_} high halves, {@code code32_start}, and the
  * e820 map ({@code e820_entries} at 0x1e8, {@code e820_table} at 0x2d0). The initrd goes at the top of the RAM
- * below the MMIO hole and below {@code initrd_addr_max}. Everything is checked before anything is written.
+ * below the MMIO hole and below {@code initrd_addr_max}. A device tree goes into {@code setup_data} as
+ * {@code SETUP_DTB} at {@link MicrovmLayout#SETUP_DATA_START} ({@code struct setup_data}: next, type, len,
+ * then the blob), which Linux reads with {@code CONFIG_OF_EARLY_FLATTREE}. Everything is checked before
+ * anything is written.
  */
 public final class LinuxBoot {
     public static final int ZP_EXT_RAMDISK_IMAGE = 0x0c0;
@@ -35,6 +38,12 @@ public final class LinuxBoot {
     public static final int TYPE_OF_LOADER = 0xff;
     /** End of the setup heap relative to the real-mode code, minus 0x200, as boot.rst's example sets it. */
     public static final int HEAP_END_PTR = 0xe000 - 0x200;
+    /** {@code setup_data} type of a flattened device tree. */
+    public static final int SETUP_DTB = 2;
+    /** {@code struct setup_data} before its payload: u64 next, u32 type, u32 len. */
+    public static final int SETUP_DATA_HEADER_SIZE = 16;
+    /** The boot protocol version that introduced {@code setup_data}. */
+    public static final int SETUP_DATA_VERSION = 0x0209;
     /** The page tables map this many GiB. */
     public static final int IDENTITY_MAP_GIB = 1;
 
@@ -43,7 +52,13 @@ public final class LinuxBoot {
 
     /** Checks that {@link #configure} would succeed with an initrd of {@code initrdSize} bytes (0: none). */
     public static void check(GuestMemory memory, LoadedKernel kernel, CmdLine cmdline, long initrdSize) {
-        plan(memory, kernel, cmdline, initrdSize);
+        check(memory, kernel, cmdline, initrdSize, null);
+    }
+
+    /** As {@link #check(GuestMemory, LoadedKernel, CmdLine, long)}, with a device tree (or null). */
+    public static void check(GuestMemory memory, LoadedKernel kernel, CmdLine cmdline, long initrdSize,
+                             byte[] deviceTree) {
+        plan(memory, kernel, cmdline, initrdSize, deviceTree);
     }
 
     /** Where {@link #configure} puts an initrd of {@code size} bytes. */
@@ -53,17 +68,24 @@ public final class LinuxBoot {
 
     /** Configures a 64-bit Linux boot without an initrd. */
     public static BootCpuState configure(GuestMemory memory, LoadedKernel kernel, CmdLine cmdline) {
-        return configure(memory, kernel, cmdline, null);
+        return configure(memory, kernel, cmdline, null, null);
+    }
+
+    /** Configures a 64-bit Linux boot without a device tree. */
+    public static BootCpuState configure(GuestMemory memory, LoadedKernel kernel, CmdLine cmdline, byte[] initrd) {
+        return configure(memory, kernel, cmdline, initrd, null);
     }
 
     /**
-     * Writes the zero page, command line, initrd, GDT and page tables and returns the state for the kernel's
+     * Writes the zero page, command line, initrd, device tree, GDT and page tables and returns the state for the kernel's
      * 64-bit entry ({@link LoadedKernel#entry()}).
      *
-     * @param initrd the initrd, or null for none
+     * @param initrd     the initrd, or null for none
+     * @param deviceTree a flattened device tree for {@code setup_data}, or null for none
      */
-    public static BootCpuState configure(GuestMemory memory, LoadedKernel kernel, CmdLine cmdline, byte[] initrd) {
-        Plan plan = plan(memory, kernel, cmdline, initrd == null ? 0 : initrd.length);
+    public static BootCpuState configure(GuestMemory memory, LoadedKernel kernel, CmdLine cmdline, byte[] initrd,
+                                         byte[] deviceTree) {
+        Plan plan = plan(memory, kernel, cmdline, initrd == null ? 0 : initrd.length, deviceTree);
         long zp = ZERO_PAGE_START;
         memory.slice(zp, MicrovmLayout.ZERO_PAGE_SIZE).fill((byte) 0);
         memory.write(zp + SetupHeader.OFFSET, plan.header.bytes());
@@ -89,6 +111,14 @@ public final class LinuxBoot {
             memory.write64(at + 8, e.size());
             memory.write32(at + 16, e.type());
         }
+        if (deviceTree != null) {
+            long at = MicrovmLayout.SETUP_DATA_START;
+            memory.write64(at, 0); // the last of the list
+            memory.write32(at + 8, SETUP_DTB);
+            memory.write32(at + 12, deviceTree.length);
+            memory.write(at + SETUP_DATA_HEADER_SIZE, deviceTree);
+            memory.write64(zp + SetupHeader.SETUP_DATA, at);
+        }
         memory.write(CMDLINE_START, cmdline.toBytesWithNul());
         BootGdt.write(memory);
         long cr3 = PageTables.writeIdentityMap(memory, IDENTITY_MAP_GIB);
@@ -106,8 +136,21 @@ public final class LinuxBoot {
         return Math.min(h.initrdAddrMax() + 1, MicrovmLayout.HIGH_RAM_START);
     }
 
-    private static Plan plan(GuestMemory memory, LoadedKernel kernel, CmdLine cmdline, long initrdSize) {
+    private static Plan plan(GuestMemory memory, LoadedKernel kernel, CmdLine cmdline, long initrdSize,
+                             byte[] deviceTree) {
         SetupHeader h = header(kernel);
+        if (deviceTree != null) {
+            if (h.version() < SETUP_DATA_VERSION) {
+                throw new BootException("the kernel's boot protocol " + h.versionString()
+                        + " predates setup_data (2.09): it cannot take a device tree");
+            }
+            if (deviceTree.length > MicrovmLayout.SETUP_DATA_MAX_SIZE - SETUP_DATA_HEADER_SIZE) {
+                throw new BootException("device tree of " + deviceTree.length + " bytes; setup_data at "
+                        + hex(MicrovmLayout.SETUP_DATA_START) + " holds "
+                        + (MicrovmLayout.SETUP_DATA_MAX_SIZE - SETUP_DATA_HEADER_SIZE));
+            }
+            Checks.ram(memory, MicrovmLayout.SETUP_DATA_START, MicrovmLayout.SETUP_DATA_MAX_SIZE, "setup_data");
+        }
         long mapped = PageTables.mappedBytes(IDENTITY_MAP_GIB);
         if (kernel.entry() < 0 || kernel.entry() >= mapped || kernel.kernelEnd() > mapped) {
             throw new BootException("kernel " + kernel.footprint() + " with entry " + hex(kernel.entry())

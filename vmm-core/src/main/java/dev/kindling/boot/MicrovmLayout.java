@@ -21,6 +21,7 @@ import java.util.List;
  * 0x0000_7800 - 0x0000_7fff  PVH module list (hvm_modlist_entry[])                  {@link #MODLIST_START}
  * 0x0000_8000 - 0x0000_8fef  boot stack, growing down from                          {@link #BOOT_STACK_POINTER}
  * 0x0000_9000 / a000 / b000  PML4 / PDPT / PD (a 4 GiB map adds PDs at c000-e000)   {@link #PML4_START}
+ * 0x0001_0000 - 0x0001_ffff  Linux setup_data (a device tree: SETUP_DTB)           {@link #SETUP_DATA_START}
  * 0x0002_0000 - 0x0002_07ff  kernel command line                                   {@link #CMDLINE_START}
  * 0x0009_fc00 - 0x0009_ffff  EBDA: the Intel MP table starts here                  {@link #EBDA_START}
  * 0x0009_fc00 - 0x000f_ffff  reserved in the e820 map (EBDA, VGA hole, BIOS area)
@@ -65,6 +66,9 @@ public final class MicrovmLayout {
     public static final long PDE_START = 0xb000;
     /** End of the room for page tables: PML4, PDPT and up to 4 page directories. */
     public static final long PAGE_TABLES_END = 0xf000;
+    /** The 64-bit boot protocol's {@code setup_data} list, up to the command line. */
+    public static final long SETUP_DATA_START = 0x10000;
+    public static final long SETUP_DATA_MAX_SIZE = 0x10000;
     /** Kernel command line. */
     public static final long CMDLINE_START = 0x20000;
     /** Largest command line including its NUL terminator: x86 Linux's {@code COMMAND_LINE_SIZE}. */
@@ -117,6 +121,7 @@ public final class MicrovmLayout {
             new Area("PVH module list", MODLIST_START, 0x8000),
             new Area("boot stack", 0x8000, PML4_START),
             new Area("boot page tables", PML4_START, PAGE_TABLES_END),
+            new Area("Linux setup_data", SETUP_DATA_START, SETUP_DATA_START + SETUP_DATA_MAX_SIZE),
             new Area("kernel command line", CMDLINE_START, CMDLINE_START + CMDLINE_MAX_SIZE),
             new Area("EBDA, MP table and legacy BIOS area", EBDA_START, HIMEM_START));
 

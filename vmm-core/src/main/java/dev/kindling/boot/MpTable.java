@@ -18,8 +18,8 @@ import java.util.Set;
  * <li>one processor entry per vCPU: local APIC id = index, APIC version 0x14, enabled, the bootstrap flag on CPU 0,
  *     signature family 6 ({@code 0x600}), features FPU and APIC;</li>
  * <li>bus 0, "ISA   ";</li>
- * <li>one IOAPIC: id = number of CPUs (just above the local APIC ids), the given version, at
- *     {@link MicrovmLayout#IOAPIC_ADDRESS};</li>
+ * <li>one IOAPIC: id = number of CPUs (just above the local APIC ids) unless {@link Options#ioapicId()} says
+ *     otherwise, the given version, at {@link MicrovmLayout#IOAPIC_ADDRESS};</li>
  * <li>I/O interrupt entries, type INT, ISA bus 0: IRQ n to IOAPIC pin n for every pin 0..23, as Firecracker writes
  *     them, matching KVM's default GSI routing (GSI n = pin n). That covers the legacy ISA IRQs 0-15 (serial on 4),
  *     the virtio-mmio IRQs 5-12 and the rest up to 23. Flags are "conforms to bus" (ISA: edge, active high) unless a
@@ -92,12 +92,18 @@ public final class MpTable {
      * @param irq0OnPin2        route ISA IRQ 0 to pin 2 (and list no IRQ 2) instead of pin 0
      * @param levelTriggeredPins IOAPIC pins to describe as active-high level-triggered instead of conforming
      * @param pciInterrupts     PCI INTx routes; empty: no PCI bus in the table
+     * @param ioapicId          the IOAPIC's id, or {@link #IOAPIC_ID_AFTER_CPUS}
      */
     public record Options(int ioapicVersion, boolean irq0OnPin2, Set<Integer> levelTriggeredPins,
-                          List<PciInterrupt> pciInterrupts) {
+                          List<PciInterrupt> pciInterrupts, int ioapicId) {
         public static final Options DEFAULT = new Options(IOAPIC_VERSION_KVM, false, Set.of());
+        /** The IOAPIC takes the id after the last CPU's. */
+        public static final int IOAPIC_ID_AFTER_CPUS = -1;
 
         public Options {
+            if (ioapicId < IOAPIC_ID_AFTER_CPUS || ioapicId >= 0xff) {
+                throw new IllegalArgumentException("IOAPIC id " + ioapicId + " is not in 0-254");
+            }
             levelTriggeredPins = Set.copyOf(levelTriggeredPins);
             pciInterrupts = List.copyOf(pciInterrupts);
             if (ioapicVersion < 0 || ioapicVersion > 0xff) {
@@ -119,8 +125,18 @@ public final class MpTable {
             }
         }
 
+        public Options(int ioapicVersion, boolean irq0OnPin2, Set<Integer> levelTriggeredPins,
+                       List<PciInterrupt> pciInterrupts) {
+            this(ioapicVersion, irq0OnPin2, levelTriggeredPins, pciInterrupts, IOAPIC_ID_AFTER_CPUS);
+        }
+
         public Options(int ioapicVersion, boolean irq0OnPin2, Set<Integer> levelTriggeredPins) {
             this(ioapicVersion, irq0OnPin2, levelTriggeredPins, List.of());
+        }
+
+        /** These options with the IOAPIC's id {@code id}. */
+        public Options withIoapicId(int id) {
+            return new Options(ioapicVersion, irq0OnPin2, levelTriggeredPins, pciInterrupts, id);
         }
 
         boolean pci() {
@@ -192,7 +208,7 @@ public final class MpTable {
         if (cpus < 1 || cpus > MAX_CPUS) {
             throw new BootException(cpus + " CPUs; the MP table describes 1 to " + MAX_CPUS);
         }
-        int ioapicId = cpus;
+        int ioapicId = options.ioapicId() == Options.IOAPIC_ID_AFTER_CPUS ? cpus : options.ioapicId();
         long base = MicrovmLayout.MPTABLE_START;
         ByteBuffer b = ByteBuffer.allocate(size(cpus, options)).order(ByteOrder.LITTLE_ENDIAN);
 

@@ -35,6 +35,8 @@ public final class SetupHeader {
     public static final int RELOCATABLE_KERNEL = 0x234;
     public static final int XLOADFLAGS = 0x236;
     public static final int CMDLINE_SIZE = 0x238;
+    /** Physical address of the first {@code struct setup_data} (protocol 2.09 and later). */
+    public static final int SETUP_DATA = 0x250;
     public static final int PREF_ADDRESS = 0x258;
     public static final int INIT_SIZE = 0x260;
 

@@ -50,6 +50,23 @@ class DirectBootTest {
     }
 
     @Test
+    void deviceTreeTakesTheLinuxEntryAndGivesTheMpTablesIoapicLinuxsId() {
+        byte[] dtb = X86DeviceTree.build(List.of());
+        DirectBoot.Result r = DirectBoot.boot(mem, pvhKernel(), null, dtb, new CmdLine(), 3, DirectBoot.Protocol.AUTO,
+                MpTable.Options.DEFAULT);
+        assertThat(r.protocol()).isEqualTo(DirectBoot.Protocol.LINUX_64);
+        assertThat(mem.read32(MicrovmLayout.SETUP_DATA_START + 16)).as("the blob's magic, big-endian")
+                .isEqualTo(Integer.reverseBytes(0xd00dfeed));
+        long table = mem.read32(MicrovmLayout.MPTABLE_START + 4) & 0xffffffffL;
+        long ioapic = table + MpTable.HEADER_SIZE + 3L * MpTable.PROCESSOR_ENTRY_SIZE + MpTable.ENTRY_SIZE;
+        assertThat(mem.read8(ioapic)).as("IOAPIC entry").isEqualTo((byte) MpTable.TYPE_IOAPIC);
+        assertThat(mem.read8(ioapic + 1)).as("its id").isEqualTo((byte) X86DeviceTree.LINUX_IOAPIC_ID);
+
+        assertThatThrownBy(() -> DirectBoot.boot(mem, pvhKernel(), null, dtb, new CmdLine(), 1, DirectBoot.Protocol.PVH,
+                MpTable.Options.DEFAULT)).isInstanceOf(BootException.class).hasMessageContaining("PVH has no way");
+    }
+
+    @Test
     void pvhKernelCanBeForcedThroughTheLinuxEntry() {
         DirectBoot.Result r = DirectBoot.boot(mem, pvhKernel(), null, new CmdLine(), 1, DirectBoot.Protocol.LINUX_64,
                 MpTable.Options.DEFAULT);

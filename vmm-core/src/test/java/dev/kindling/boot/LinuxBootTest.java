@@ -158,4 +158,31 @@ class LinuxBootTest {
         assertThatThrownBy(() -> LinuxBoot.configure(mem, k, CmdLine.of("0123456789a")))
                 .isInstanceOf(BootException.class).hasMessageContaining("cmdline_size 10");
     }
+
+    @Test
+    void deviceTreeGoesIntoSetupDataAsSetupDtb() {
+        LoadedKernel k = new BzImageLoader().load(mem, Fixtures.bzImage(Fixtures.pattern(0x1000, 1)));
+        byte[] dtb = Fixtures.pattern(0x123, 3);
+        LinuxBoot.configure(mem, k, new CmdLine(), null, dtb);
+        long at = mem.read64(ZP + 0x250); // hdr.setup_data
+        assertThat(at).isEqualTo(MicrovmLayout.SETUP_DATA_START);
+        assertThat(mem.read64(at)).as("next: none").isZero();
+        assertThat(mem.read32(at + 8)).as("type SETUP_DTB").isEqualTo(2);
+        assertThat(mem.read32(at + 12)).as("len").isEqualTo(dtb.length);
+        assertThat(mem.read(at + 16, dtb.length)).isEqualTo(dtb);
+
+        LinuxBoot.configure(mem, k, new CmdLine(), null, null);
+        assertThat(mem.read64(ZP + 0x250)).as("no device tree, no setup_data").isZero();
+    }
+
+    @Test
+    void deviceTreeTheKernelCannotTakeIsRefusedBeforeAnythingIsWritten() {
+        LoadedKernel old = new BzImageLoader().load(mem, Fixtures.bzImage(0x0208, 4, Fixtures.pattern(0x1000, 0), b -> { }));
+        assertThatThrownBy(() -> LinuxBoot.configure(mem, old, new CmdLine(), null, new byte[16]))
+                .isInstanceOf(BootException.class).hasMessageContaining("2.08 predates setup_data");
+        LoadedKernel k = new BzImageLoader().load(mem, Fixtures.bzImage(Fixtures.pattern(0x1000, 1)));
+        assertThatThrownBy(() -> LinuxBoot.check(mem, k, new CmdLine(), 0, new byte[0x10000]))
+                .isInstanceOf(BootException.class).hasMessageContaining("setup_data at 0x10000 holds 65520");
+        assertThat(mem.read32(ZP + 0x202)).as("zero page not written").isZero();
+    }
 }

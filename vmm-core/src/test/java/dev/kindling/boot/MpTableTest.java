@@ -190,6 +190,15 @@ class MpTableTest {
     }
 
     @Test
+    void ioapicIdCanBeGiven() {
+        MpTable.write(mem, 3, MpTable.Options.DEFAULT.withIoapicId(1));
+        Parsed t = parse();
+        assertThat(t.ioapics()).containsExactly(new Ioapic(1, 0x11, 1, 0xfec00000L));
+        assertThat(t.ioInts()).allMatch(i -> i.ioapic() == 1);
+        assertThatThrownBy(() -> MpTable.Options.DEFAULT.withIoapicId(0xff)).hasMessageContaining("IOAPIC id 255");
+    }
+
+    @Test
     void badPciInterruptsAreNamed() {
         assertThatThrownBy(() -> new MpTable.PciInterrupt(32, 1, 16)).hasMessageContaining("slot 32");
         assertThatThrownBy(() -> new MpTable.PciInterrupt(1, 5, 16)).hasMessageContaining("pin 5");

@@ -10,6 +10,7 @@ import dev.kindling.boot.LoadedKernel;
 import dev.kindling.boot.MicrovmLayout;
 import dev.kindling.boot.MpTable;
 import dev.kindling.boot.PvhBoot;
+import dev.kindling.boot.X86DeviceTree;
 import dev.kindling.bus.AddressSpace;
 import dev.kindling.bus.BusRange;
 import dev.kindling.device.Device;
@@ -79,6 +80,7 @@ import java.util.Objects;
 import java.util.OptionalInt;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.TreeSet;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Function;
 import java.util.function.IntFunction;
@@ -144,6 +146,11 @@ public final class MicrovmBuilder {
     private final Map<Integer, String> extraIrqs = new TreeMap<>();
     /** This is the build's copy, whose {@link #devices} hold the opened VFIO-platform devices. */
     private boolean vfiosOpened;
+    private OnOffAuto deviceTree = OnOffAuto.AUTO;
+    /** The device tree's platform devices, once the VFIO-platform backends are open. */
+    private final List<X86DeviceTree.PlatformDevice> treeDevices = new ArrayList<>();
+    /** GSIs of level-triggered VFIO-platform interrupts, which the MP table describes as such. */
+    private final Set<Integer> levelGsis = new TreeSet<>();
     /** The platform create() is building on, for the VFIO devices' registration with KVM. */
     private KvmPlatform building;
 
@@ -301,6 +308,23 @@ public final class MicrovmBuilder {
     }
 
     /**
+     * The flattened device tree that tells a Linux guest of its VFIO-platform devices
+     * ({@link X86DeviceTree}, in {@code setup_data}; the kernel needs {@code CONFIG_OF}):
+     * {@code AUTO}, the default, has one when a VFIO-platform device is added; {@code ON} in any case;
+     * {@code OFF} never (a guest that finds its devices on its own). With a device tree the kernel
+     * boots through the Linux 64-bit entry, PVH having no place for it, and each device needs a
+     * {@code compatible} (the host's, or {@link VfioPlatformOptions#withCompatible}).
+     */
+    public MicrovmBuilder deviceTree(OnOffAuto value) {
+        this.deviceTree = Objects.requireNonNull(value, "deviceTree");
+        return this;
+    }
+
+    private boolean hasDeviceTree() {
+        return deviceTree == OnOffAuto.ON || deviceTree == OnOffAuto.AUTO && !vfios.isEmpty();
+    }
+
+    /**
      * Adds an ivshmem-plain PCI device whose BAR2 is {@code shared}: the guest, the caller (through
      * {@link IvshmemMemory#segment()}) and other VMs given the same memory see one memory. No doorbell.
      * The memory stays the caller's: close it after the microVM.
@@ -363,8 +387,8 @@ public final class MicrovmBuilder {
      * bound to vfio-platform) to the guest, as QEMU's vfio-platform does: its regions one after
      * another from {@code guestAddress} (page-aligned, in the 32-bit MMIO hole below 4 GiB), each at a page
      * boundary, and its interrupts on GSIs {@code irq}, {@code irq + 1}, ... The device is opened by
-     * {@link #build()}; a machine without VFIO fails there, naming what is missing. The guest learns
-     * of the device from its own configuration (a device tree, a driver's parameters): see the README.
+     * {@link #build()}; a machine without VFIO fails there, naming what is missing. A Linux guest
+     * learns of the device from the device tree ({@link #deviceTree(OnOffAuto)}): see the README.
      */
     public MicrovmBuilder vfioPlatform(Path sysfsDevice, long guestAddress, int irq, VfioPlatformOptions options) {
         Objects.requireNonNull(sysfsDevice, "sysfsDevice");
@@ -929,6 +953,9 @@ public final class MicrovmBuilder {
         b.vfios.addAll(vfios);
         b.extraIrqs.putAll(extraIrqs);
         b.vfiosOpened = vfiosOpened;
+        b.deviceTree = deviceTree;
+        b.treeDevices.addAll(treeDevices);
+        b.levelGsis.addAll(levelGsis);
         return b;
     }
 
@@ -1106,6 +1133,12 @@ public final class MicrovmBuilder {
             return buildWithVfio();
         }
         Plan plan = plan(true);
+        byte[] dtb;
+        try {
+            dtb = hasDeviceTree() ? X86DeviceTree.build(treeDevices) : null;
+        } catch (IllegalArgumentException e) {
+            throw new ConfigException("deviceTree", "device tree: " + e.getMessage(), e);
+        }
         checkHostMemory(plan.ramBytes());
         GuestMemory memory;
         try {
@@ -1115,11 +1148,11 @@ public final class MicrovmBuilder {
         }
         DirectBoot.Result boot;
         MpTable.Options mp = new MpTable.Options(
-                irqchip == IrqchipMode.SPLIT ? MpTable.IOAPIC_VERSION_QEMU : MpTable.IOAPIC_VERSION_KVM, false, Set.of(),
+                irqchip == IrqchipMode.SPLIT ? MpTable.IOAPIC_VERSION_QEMU : MpTable.IOAPIC_VERSION_KVM, false, levelGsis,
                 plan.pci() ? PciWiring.interrupts(ivshmems) : List.of());
         try {
-            checkBoot(plan, memory, mp);
-            boot = DirectBoot.boot(memory, plan.kernelImage(), plan.initrdImage(), plan.cmd(), vcpus,
+            checkBoot(plan, memory, mp, dtb);
+            boot = DirectBoot.boot(memory, plan.kernelImage(), plan.initrdImage(), dtb, plan.cmd(), vcpus,
                     DirectBoot.Protocol.AUTO, mp);
         } catch (BootException e) {
             memory.close();
@@ -1153,6 +1186,11 @@ public final class MicrovmBuilder {
                 Opened o = new Opened(backend, new AtomicBoolean());
                 open.add(o);
                 b.devices.add(vfioDevice(v, backend, n, o.taken(), b.extraIrqs, () -> b.building));
+                // else Linux sets the GSI up as the ISA entry says (edge) at boot, before any driver asks
+                backend.irqs().stream().filter(PlatformDeviceBackend.Irq::level).forEach(q -> b.levelGsis.add(v.irq() + q.index()));
+                if (b.hasDeviceTree()) {
+                    b.treeDevices.add(treeDevice(v, backend));
+                }
             }
             return b.build();
         } catch (RuntimeException | Error e) {
@@ -1184,6 +1222,27 @@ public final class MicrovmBuilder {
                 kvm.close();
             }
         });
+    }
+
+    /** How the guest's device tree describes {@code v}, open: {@code compatible}, its regions' windows, its GSIs. */
+    private static X86DeviceTree.PlatformDevice treeDevice(VfioPlatform v, PlatformDeviceBackend backend) {
+        List<String> compatible = v.options().compatible().isEmpty() ? backend.compatible() : v.options().compatible();
+        if (compatible.isEmpty()) {
+            throw new ConfigException("vfioPlatform", v.label() + " has no compatible for the guest's device tree (the"
+                    + " host describes it without one); name it with VfioPlatformOptions.withCompatible, or turn the"
+                    + " device tree off");
+        }
+        List<PlatformDeviceBackend.Region> regions = backend.regions();
+        long[] offsets = VfioPlatformDevice.layout(regions);
+        List<AddressRange> windows = new ArrayList<>();
+        for (int i = 0; i < regions.size(); i++) {
+            windows.add(new AddressRange(v.guestAddress() + offsets[i], regions.get(i).size()));
+        }
+        List<X86DeviceTree.Interrupt> irqs = new ArrayList<>();
+        for (PlatformDeviceBackend.Irq q : backend.irqs()) {
+            irqs.add(new X86DeviceTree.Interrupt(v.irq() + q.index(), q.level()));
+        }
+        return new X86DeviceTree.PlatformDevice(compatible, windows, irqs);
     }
 
     /** The device of the caller's that {@code v} is once open: its window in the 32-bit MMIO hole, its GSIs. */
@@ -1313,24 +1372,31 @@ public final class MicrovmBuilder {
     }
 
     /** The boot checks, one setting at a time, so that the error names the one at fault. */
-    private void checkBoot(Plan plan, GuestMemory memory, MpTable.Options mp) {
+    private void checkBoot(Plan plan, GuestMemory memory, MpTable.Options mp, byte[] dtb) {
         LoadedKernel k;
         try {
             k = KernelLoader.forImage(plan.kernelImage()).inspect(memory, plan.kernelImage());
-            bootCheck(memory, k, new CmdLine(), 0);
+            bootCheck(memory, k, new CmdLine(), 0, null);
         } catch (BootException e) {
             throw new ConfigException("kernel", kernel + ": " + e.getMessage(), e);
         }
         try {
-            bootCheck(memory, k, plan.cmd(), 0);
+            bootCheck(memory, k, plan.cmd(), 0, null);
         } catch (BootException e) {
             throw new ConfigException("cmdline", "command line: " + e.getMessage(), e);
         }
         if (plan.initrdImage() != null) {
             try {
-                bootCheck(memory, k, plan.cmd(), plan.initrdImage().length);
+                bootCheck(memory, k, plan.cmd(), plan.initrdImage().length, null);
             } catch (BootException e) {
                 throw new ConfigException("initrd", "initrd " + initrd + ": " + e.getMessage(), e);
+            }
+        }
+        if (dtb != null) {
+            try {
+                bootCheck(memory, k, plan.cmd(), plan.initrdImage() == null ? 0 : plan.initrdImage().length, dtb);
+            } catch (BootException e) {
+                throw new ConfigException("deviceTree", "device tree: " + kernel + ": " + e.getMessage(), e);
             }
         }
         try {
@@ -1340,11 +1406,12 @@ public final class MicrovmBuilder {
         }
     }
 
-    private static void bootCheck(GuestMemory memory, LoadedKernel k, CmdLine cmd, long initrdSize) {
-        if (k.kind() == LoadedKernel.Kind.ELF_PVH) {
+    /** The checks of the protocol DirectBoot picks: PVH for a PVH kernel without a device tree. */
+    private static void bootCheck(GuestMemory memory, LoadedKernel k, CmdLine cmd, long initrdSize, byte[] dtb) {
+        if (k.kind() == LoadedKernel.Kind.ELF_PVH && dtb == null) {
             PvhBoot.check(memory, k, cmd, initrdSize);
         } else {
-            LinuxBoot.check(memory, k, cmd, initrdSize);
+            LinuxBoot.check(memory, k, cmd, initrdSize, dtb);
         }
     }
 

@@ -1,6 +1,8 @@
 package dev.kindling.sandbox;
 
 import dev.kindling.devices.ivshmem.IvshmemMemory;
+import dev.kindling.devices.vfio.PlatformDeviceBackend;
+import dev.kindling.devices.vfio.VfioPlatformOptions;
 import dev.kindling.devices.virtio.blk.BlkOptions;
 import dev.kindling.devices.virtio.vsock.VsockConnection;
 import dev.kindling.machine.Machine;
@@ -27,6 +29,7 @@ import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Consumer;
+import java.util.function.Supplier;
 
 /**
  * A booted Linux guest with Kindling's agent, for running commands and moving files
@@ -313,7 +316,8 @@ public final class Sandbox implements AutoCloseable {
         private Path rootDisk;
         private final List<Path> disks = new ArrayList<>();
         private final List<Boolean> readOnly = new ArrayList<>();
-        private final List<Consumer<MicrovmBuilder>> ivshmems = new ArrayList<>();
+        /** Devices beyond the disks, as the machine builder adds them. */
+        private final List<Consumer<MicrovmBuilder>> devices = new ArrayList<>();
         private final Map<String, String> env = new LinkedHashMap<>();
         private String kernelArgs = "";
         private Duration bootTimeout = Duration.ofMinutes(3);
@@ -330,14 +334,39 @@ public final class Sandbox implements AutoCloseable {
          */
         public Builder ivshmem(IvshmemMemory memory) {
             Objects.requireNonNull(memory, "memory");
-            ivshmems.add(b -> b.ivshmem(memory));
+            devices.add(b -> b.ivshmem(memory));
             return this;
         }
 
         /** Makes the guest a peer of the ivshmem server at {@code socket}: {@link MicrovmBuilder#ivshmemServer(Path, boolean)}. */
         public Builder ivshmemServer(Path socket, boolean msix) {
             Objects.requireNonNull(socket, "socket");
-            ivshmems.add(b -> b.ivshmemServer(socket, msix));
+            devices.add(b -> b.ivshmemServer(socket, msix));
+            return this;
+        }
+
+        /**
+         * Passes a host platform device bound to vfio-platform to the guest:
+         * {@link MicrovmBuilder#vfioPlatform(Path, long, int, VfioPlatformOptions)}. The guest's kernel
+         * finds it in the device tree.
+         */
+        public Builder vfioPlatform(Path sysfsDevice, long guestAddress, int irq, VfioPlatformOptions options) {
+            Objects.requireNonNull(sysfsDevice, "sysfsDevice");
+            Objects.requireNonNull(options, "options");
+            devices.add(b -> b.vfioPlatform(sysfsDevice, guestAddress, irq, options));
+            return this;
+        }
+
+        /**
+         * As {@link #vfioPlatform(Path, long, int, VfioPlatformOptions)}, for a platform device behind the
+         * caller's backend: {@link MicrovmBuilder#vfioPlatform(String, Supplier, long, int, VfioPlatformOptions)}.
+         */
+        public Builder vfioPlatform(String label, Supplier<? extends PlatformDeviceBackend> backend, long guestAddress,
+                                    int irq, VfioPlatformOptions options) {
+            Objects.requireNonNull(label, "label");
+            Objects.requireNonNull(backend, "backend");
+            Objects.requireNonNull(options, "options");
+            devices.add(b -> b.vfioPlatform(label, backend, guestAddress, irq, options));
             return this;
         }
 
@@ -463,7 +492,7 @@ public final class Sandbox implements AutoCloseable {
             for (int i = 0; i < disks.size(); i++) {
                 b.virtioBlk(disks.get(i), BlkOptions.defaults().withReadOnly(readOnly.get(i)));
             }
-            ivshmems.forEach(i -> i.accept(b));
+            devices.forEach(d -> d.accept(b));
             Microvm vm = b.build();
             AtomicReference<Agent> self = new AtomicReference<>();
             Agent agent = new Agent(name, () -> connect(vm, self.get()), env, () -> tail(vm.console()));

@@ -3,6 +3,11 @@ package dev.kindling.microvm;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kindling.boot.DirectBoot;
+import dev.kindling.boot.LinuxBoot;
+import dev.kindling.boot.MicrovmLayout;
+import dev.kindling.boot.MpTable;
+import dev.kindling.boot.SetupHeader;
 import dev.kindling.device.Device;
 import dev.kindling.devices.vfio.InProcessPlatformDevice;
 import dev.kindling.devices.vfio.PlatformDeviceBackend.Region;
@@ -11,6 +16,8 @@ import dev.kindling.devices.vfio.VfioPlatformOptions;
 import dev.kindling.kvm.platform.IrqchipMode;
 import dev.kindling.kvm.testing.TestGuests;
 import dev.kindling.machine.StopReason;
+import dev.kindling.memory.GuestMemory;
+import dev.kindling.testing.Dtc;
 import dev.kindling.testing.HostResources;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -68,8 +75,9 @@ class MicrovmVfioPlatformTest {
 
     private static MicrovmBuilder builder(IrqchipMode mode, InProcessPlatformDevice device, VfioPlatformOptions options,
                                           Reports reports) {
+        // the freestanding guest knows the device's place: no device tree, so it boots through PVH
         return Microvm.builder().name("vfioplat").memoryMib(64).irqchip(mode).kernel(TestGuests.elf("vfioplat"))
-                .vfioPlatform("in-process device", () -> device, BASE, GSI, options)
+                .deviceTree(OnOffAuto.OFF).vfioPlatform("in-process device", () -> device, BASE, GSI, options)
                 .device(DeviceSpec.pio(0x610, 8, () -> reports));
     }
 
@@ -183,11 +191,70 @@ class MicrovmVfioPlatformTest {
                 .hasMessageContaining("huge: its regions take 0x40000000 bytes from 0xf0000000, which does not fit the MMIO hole");
         assertThat(device.closed()).as("the first device's backend, opened before the second failed").isTrue();
         InProcessPlatformDevice misplaced = new InProcessPlatformDevice();
-        assertThatThrownBy(() -> Microvm.builder().memoryMib(64).kernel(TestGuests.elf("vfioplat"))
+        assertThatThrownBy(() -> Microvm.builder().memoryMib(64).kernel(TestGuests.elf("vfioplat")).deviceTree(OnOffAuto.OFF)
                 .vfioPlatform("misplaced", () -> misplaced, BASE + 0x800, GSI, VfioPlatformOptions.defaults()).build())
                 .isInstanceOf(ConfigException.class).hasMessageContaining("is not page-aligned");
         assertThat(misplaced.closed()).isTrue();
         HostResources.now().assertNothingLeftSince(before);
+    }
+
+    @Test
+    void theDeviceTreeDescribesTheDeviceAndTheLinuxEntryCarriesIt() throws Exception {
+        TestGuests.assumeKvm();
+        InProcessPlatformDevice device = new InProcessPlatformDevice();
+        VfioPlatformOptions named = VfioPlatformOptions.defaults().withCompatible("kindling,in-process", "generic");
+        try (Microvm vm = Microvm.builder().memoryMib(64).kernel(TestGuests.elf("vfioplat"))
+                .vfioPlatform("in-process device", () -> device, BASE, GSI, named).build()) {
+            assertThat(vm.bootProtocol()).as("PVH has no place for a device tree").isEqualTo(DirectBoot.Protocol.LINUX_64);
+            GuestMemory m = vm.machine().memory();
+            long at = m.read64(MicrovmLayout.ZERO_PAGE_START + SetupHeader.SETUP_DATA);
+            assertThat(at).isEqualTo(MicrovmLayout.SETUP_DATA_START);
+            assertThat(m.read32(at + 8)).isEqualTo(LinuxBoot.SETUP_DTB);
+            String dts = Dtc.decompile(m.read(at + LinuxBoot.SETUP_DATA_HEADER_SIZE, m.read32(at + 12)));
+            assertThat(dts).contains("""
+                    	in-process@c0000000 {
+                    		compatible = "kindling,in-process\\0generic";
+                    		reg = <0x00 0xc0000000 0x00 0x1000 0x00 0xc0001000 0x00 0x1000>;
+                    		interrupt-parent = <0x01>;
+                    		interrupts = <0x0a 0x01>;
+                    	};
+                    """);
+            assertThat(mpInterruptFlags(m, GSI)).as("the MP table's entry: level, active high, not ISA's edge")
+                    .isEqualTo(MpTable.FLAGS_LEVEL_HIGH);
+        }
+        assertThat(device.closed()).isTrue();
+    }
+
+    /** The flags of the MP table's I/O interrupt entry for IOAPIC pin {@code pin}. */
+    private static int mpInterruptFlags(GuestMemory m, int pin) {
+        long table = m.read32(MicrovmLayout.MPTABLE_START + 4) & 0xffffffffL;
+        int count = m.read16(table + 34) & 0xffff;
+        long p = table + MpTable.HEADER_SIZE;
+        for (int i = 0; i < count; i++) {
+            int type = m.read8(p) & 0xff;
+            if (type == MpTable.TYPE_IO_INTERRUPT && (m.read8(p + 7) & 0xff) == pin) {
+                return m.read16(p + 2) & 0xffff;
+            }
+            p += type == MpTable.TYPE_PROCESSOR ? MpTable.PROCESSOR_ENTRY_SIZE : MpTable.ENTRY_SIZE;
+        }
+        throw new AssertionError("no MP table entry for pin " + pin);
+    }
+
+    @Test
+    void aDeviceTheDeviceTreeCannotNameIsRefusedUnlessTheTreeIsOff() {
+        TestGuests.assumeKvm();
+        InProcessPlatformDevice device = new InProcessPlatformDevice();
+        assertThatThrownBy(() -> Microvm.builder().memoryMib(64).kernel(TestGuests.elf("vfioplat"))
+                .vfioPlatform("nameless", () -> device, BASE, GSI, VfioPlatformOptions.defaults()).build())
+                .isInstanceOf(ConfigException.class)
+                .hasMessageContaining("nameless has no compatible for the guest's device tree")
+                .hasMessageContaining("withCompatible");
+        assertThat(device.closed()).isTrue();
+        InProcessPlatformDevice off = new InProcessPlatformDevice();
+        try (Microvm vm = Microvm.builder().memoryMib(64).kernel(TestGuests.elf("vfioplat")).deviceTree(OnOffAuto.OFF)
+                .vfioPlatform("nameless", () -> off, BASE, GSI, VfioPlatformOptions.defaults()).build()) {
+            assertThat(vm.bootProtocol()).isEqualTo(DirectBoot.Protocol.PVH);
+        }
     }
 
     @Test

@@ -22,7 +22,8 @@ public final class Kindling {
                                 [--net tap=TAP[,mac=MAC] | passt[,socket=PATH][,mac=MAC] | switch=NAME[,mac=MAC]]...
                                 [--vsock CID[,PATH]] [--ivshmem shm=PATH,size=SIZE | server=SOCKET[,msi=off]]...
                                 [--pci on|off|auto] [--config FILE.json] [--timeout SECONDS] [--print-io-map]
-                                [--vfio-platform host=SYSFS,addr=ADDR,irq=GSI[,x-no-mmap=on][,mmap-timeout-ms=N][,x-irqfd=off]]...
+                                [--vfio-platform host=NAME|sysfsdev=PATH,addr=ADDR,irq=GSI[,x-no-mmap=on][,mmap-timeout-ms=N]
+                                                 [,x-irqfd=off]]... [--device-tree on|off|auto]
                                 [--snapshot DIR --snapshot-on TEXT]
                    kindling run --restore DIR [--vsock CID[,PATH]] [--timeout SECONDS]
                                 --snapshot  when the console first shows TEXT, write a snapshot to DIR and stop
@@ -36,8 +37,10 @@ public final class Kindling {
                                          e.g. /dev/shm/NAME, 4M), or the memory of the ivshmem server at SOCKET, whose
                                          peers ring its doorbells (MSI-X, or INTx with msi=off)
                                 --pci    the PCI host bridge; auto: only with a PCI device
-                                --vfio-platform  the host platform device at SYSFS (/sys/bus/platform/devices/NAME, bound to
-                                         vfio-platform), its regions from ADDR (in the MMIO hole), its interrupts from GSI
+                                --vfio-platform  the host platform device NAME (/sys/bus/platform/devices/NAME) or at PATH, bound
+                                         to vfio-platform: its regions from ADDR (in the MMIO hole), its interrupts from GSI
+                                --device-tree  a device tree for the kernel naming the VFIO-platform devices (setup_data;
+                                         the Linux 64-bit entry); auto: only with a VFIO-platform device
                    kindling bench exits [--iterations N] [--runs N]
                    kindling bench boot [--runs N]
                    kindling bench startup [--runs N]

@@ -46,7 +46,7 @@ import java.util.function.Function;
 final class RunCommand {
     static final Set<String> OPTIONS = Set.of("kernel", "initrd", "cmdline", "mem", "vcpus", "pic", "pit", "rtc",
             "isa-serial", "irqchip", "config", "timeout", "disk", "vsock", "net", "snapshot", "snapshot-on", "restore", "pci", "ivshmem",
-            "vfio-platform");
+            "vfio-platform", "device-tree");
     static final Set<String> FLAGS = Set.of("print-io-map", "virtio-console", "rng");
     /** How long a stopped guest's last output may take to reach stdout. */
     private static final Duration LAST_OUTPUT = Duration.ofSeconds(5);
@@ -196,12 +196,23 @@ final class RunCommand {
         }
     }
 
-    static final String VFIO_FORM = "host=SYSFS,addr=ADDR,irq=GSI[,x-no-mmap=on|off][,mmap-timeout-ms=N][,x-irqfd=on|off]";
+    static final String VFIO_FORM = "host=NAME|sysfsdev=PATH,addr=ADDR,irq=GSI[,x-no-mmap=on|off][,mmap-timeout-ms=N]"
+            + "[,x-irqfd=on|off]";
+    /** Where {@code host=NAME} is, as QEMU's vfio-platform looks for it. */
+    static final Path PLATFORM_DEVICES = Path.of("/sys/bus/platform/devices");
 
-    /** {@code --vfio-platform host=SYSFS,addr=ADDR,irq=GSI[,...]}, with QEMU's vfio-platform option names. */
+    /**
+     * {@code --vfio-platform host=NAME,addr=ADDR,irq=GSI[,...]}, with QEMU's vfio-platform option names:
+     * {@code host=} names the device in /sys/bus/platform/devices, {@code sysfsdev=} is its sysfs path
+     * (a {@code host=} with a '/' is taken as one too).
+     */
     static void parseVfioPlatform(String spec, MicrovmBuilder b) {
         Map<String, String> o = keyValues("--vfio-platform", spec, VFIO_FORM);
-        for (String need : List.of("host", "addr", "irq")) {
+        if (o.containsKey("host") == o.containsKey("sysfsdev")) {
+            throw new UsageException("--vfio-platform " + spec + ": give one of host= and sysfsdev=; --vfio-platform takes "
+                    + VFIO_FORM);
+        }
+        for (String need : List.of(o.containsKey("host") ? "host" : "sysfsdev", "addr", "irq")) {
             if (o.getOrDefault(need, "").isEmpty()) {
                 throw new UsageException("--vfio-platform " + spec + ": " + need + "= is missing; --vfio-platform takes " + VFIO_FORM);
             }
@@ -213,6 +224,8 @@ final class RunCommand {
             address = Long.decode(o.remove("addr"));
             irq = Integer.parseInt(o.remove("irq"));
             String host = o.remove("host");
+            Path sysfs = host == null ? Path.of(o.remove("sysfsdev"))
+                    : host.contains("/") ? Path.of(host) : PLATFORM_DEVICES.resolve(host);
             for (Map.Entry<String, String> e : o.entrySet()) {
                 options = switch (e.getKey()) {
                     case "x-no-mmap" -> options.withNoMmap(onOff(spec, e));
@@ -222,7 +235,7 @@ final class RunCommand {
                             + "'; --vfio-platform takes " + VFIO_FORM);
                 };
             }
-            b.vfioPlatform(Path.of(host), address, irq, options);
+            b.vfioPlatform(sysfs, address, irq, options);
         } catch (NumberFormatException e) {
             throw new UsageException("--vfio-platform " + spec + ": not a number: " + e.getMessage());
         } catch (IllegalArgumentException e) {
@@ -325,6 +338,9 @@ final class RunCommand {
         }
         for (String spec : a.all("vfio-platform")) {
             parseVfioPlatform(spec, b);
+        }
+        if (a.has("device-tree")) {
+            b.deviceTree(OnOffAuto.parse("--device-tree", a.get("device-tree")));
         }
         if (a.all("vsock").size() > 1) {
             throw new UsageException("--vsock given twice: a microVM has one vsock device");

@@ -267,8 +267,17 @@ class RunCommandArgsTest {
         assertThatThrownBy(b::build).isInstanceOfSatisfying(ConfigException.class,
                 e -> assertThat(e.field()).isEqualTo("vfioPlatform"))
                 .hasMessageContaining(device + " has no IOMMU group");
+        MicrovmBuilder byPath = configure("--kernel", k, "--vfio-platform", "sysfsdev=" + device + ",addr=0xc0000000,irq=10");
+        assertThatThrownBy(byPath::build).isInstanceOf(ConfigException.class).hasMessageContaining(device + " has no IOMMU group");
+        MicrovmBuilder byName = configure("--kernel", k, "--vfio-platform", "host=kindling-no-such.device,addr=0xc0000000,irq=10",
+                "--device-tree", "off");
+        assertThatThrownBy(byName::build).isInstanceOf(ConfigException.class)
+                .hasMessageContaining("/sys/bus/platform/devices/kindling-no-such.device is not a device directory in sysfs");
+        assertThatThrownBy(() -> configure("--kernel", k, "--device-tree", "maybe")).isInstanceOf(ConfigException.class)
+                .hasMessageContaining("--device-tree");
         for (String bad : new String[] {"host=/d,addr=0xc0000000", "host=/d,addr=zz,irq=1", "host=/d,addr=0xc0000000,irq=1,x-irqfd=maybe",
-                "host=/d,addr=0xc0000000,irq=1,rombar=0", "host=/d,addr=0xc0000000,irq=1,mmap-timeout-ms=-1"}) {
+                "host=/d,addr=0xc0000000,irq=1,rombar=0", "host=/d,addr=0xc0000000,irq=1,mmap-timeout-ms=-1",
+                "host=d,sysfsdev=/d,addr=0xc0000000,irq=1", "addr=0xc0000000,irq=1", "sysfsdev=,addr=0xc0000000,irq=1"}) {
             assertThatThrownBy(() -> configure("--kernel", k, "--vfio-platform", bad)).as(bad).isInstanceOf(UsageException.class)
                     .hasMessageStartingWith("--vfio-platform " + bad + ": ");
         }

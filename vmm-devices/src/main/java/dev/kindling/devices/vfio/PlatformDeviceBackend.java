@@ -25,6 +25,14 @@ public interface PlatformDeviceBackend extends AutoCloseable {
 
     String name();
 
+    /**
+     * The device's {@code compatible} strings, most specific first, for the guest's device tree (the
+     * host's device tree node's; empty if the host has none).
+     */
+    default List<String> compatible() {
+        return List.of();
+    }
+
     List<Region> regions();
 
     List<Irq> irqs();

@@ -10,12 +10,15 @@ import dev.kindling.vfio.VfioContainer;
 import dev.kindling.vfio.VfioDevice;
 import dev.kindling.vfio.VfioException;
 import dev.kindling.vfio.VfioGroup;
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -24,6 +27,7 @@ import java.util.List;
  */
 public final class VfioPlatformBackend implements PlatformDeviceBackend {
     private final String name;
+    private final List<String> compatible;
     private final VfioContainer container;
     private final VfioGroup group;
     private final VfioDevice device;
@@ -34,8 +38,10 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
     private final List<long[]> dma = new ArrayList<>();
     private final List<AutoCloseable> registrations = new ArrayList<>(); // guarded by this
 
-    private VfioPlatformBackend(String name, VfioContainer container, VfioGroup group, VfioDevice device) {
+    private VfioPlatformBackend(String name, List<String> compatible, VfioContainer container, VfioGroup group,
+                                VfioDevice device) {
         this.name = name;
+        this.compatible = compatible;
         this.container = container;
         this.group = group;
         this.device = device;
@@ -65,6 +71,7 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
             throw new VfioException(sysfsDevice + " is not a device directory in sysfs");
         }
         String name = sysfsDevice.getFileName().toString();
+        List<String> compatible = compatibleOf(sysfsDevice);
         int number = VfioGroup.groupOf(sysfsDevice);
         VfioContainer container = VfioContainer.open();
         VfioGroup group = null;
@@ -74,7 +81,7 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
             group.setContainer(container);
             container.setIommu(iommuType(container));
             device = group.device(name);
-            return new VfioPlatformBackend(name, container, group, device);
+            return new VfioPlatformBackend(name, compatible, container, group, device);
         } catch (RuntimeException e) {
             if (device != null) {
                 device.close();
@@ -84,6 +91,19 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
             }
             container.close();
             throw e;
+        }
+    }
+
+    /** The host device tree's {@code compatible} of the device (NUL-separated in sysfs); empty without one (ACPI). */
+    static List<String> compatibleOf(Path sysfsDevice) {
+        Path p = sysfsDevice.resolve("of_node").resolve("compatible");
+        if (!Files.isReadable(p)) {
+            return List.of();
+        }
+        try {
+            return Arrays.stream(Files.readString(p, StandardCharsets.US_ASCII).split("\0")).filter(c -> !c.isEmpty()).toList();
+        } catch (IOException e) {
+            throw new VfioException("cannot read " + p + ": " + e.getMessage());
         }
     }
 
@@ -101,6 +121,11 @@ public final class VfioPlatformBackend implements PlatformDeviceBackend {
     @Override
     public String name() {
         return name;
+    }
+
+    @Override
+    public List<String> compatible() {
+        return compatible;
     }
 
     @Override

@@ -97,9 +97,14 @@ class VfioPlatformLinuxTest {
     void eachLevelInterruptReachesTheDriverAndEndsWithTheGuestsAcknowledgement() {
         int n = 5;
         int fired = device.fired();
-        String out = exec("uio-peer irq 1 " + InProcessPlatformDevice.RAISE + " " + InProcessPlatformDevice.ACK + " " + n
-                + " 20000");
+        int unmasks = device.unmasks();
+        ExecResult r = sandbox.exec(Duration.ofSeconds(60), "uio-peer", "irq", "1", String.valueOf(InProcessPlatformDevice.RAISE),
+                String.valueOf(InProcessPlatformDevice.ACK), String.valueOf(n), "20000");
+        String out = r.stdout().strip();
         progress(out);
+        assertThat(r.exitCode()).as(() -> String.format("%s %s; the host line fired %d times and was unmasked %d times; %s",
+                out, r.stderr(), device.fired() - fired, device.unmasks() - unmasks, exec("grep in-process /proc/interrupts")))
+                .isZero();
         assertThat(out).startsWith("interrupts=" + n + " count=");
         assertThat(Integer.parseInt(out.substring(out.indexOf("count=") + 6))).isGreaterThanOrEqualTo(n);
         assertThat(exec("uio-peer r32 1 " + InProcessPlatformDevice.COUNT)).as("the device saw every acknowledgement")

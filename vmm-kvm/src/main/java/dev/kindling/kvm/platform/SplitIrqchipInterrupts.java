@@ -20,7 +20,8 @@ import java.util.function.IntFunction;
  * is unmasked and edge-triggered; otherwise (masked, not yet programmed, level-triggered) it goes to
  * the model, which keeps it pending or tracks Remote IRR, so no edge is lost in KVM. Levels always go
  * to the model. Edges that reach the irqfd just as the guest masks the pin are read back from the
- * eventfd and handed to the model.
+ * eventfd and handed to the model. A masked pin keeps its route, so that KVM still reports the EOI
+ * of its vector.
  */
 final class SplitIrqchipInterrupts extends KvmInterrupts implements IoapicLink {
     private static final System.Logger LOG = System.getLogger(SplitIrqchipInterrupts.class.getName());
@@ -102,7 +103,6 @@ final class SplitIrqchipInterrupts extends KvmInterrupts implements IoapicLink {
     @Override
     public void pinChanged(int pin, long address, int data, boolean masked) {
         checkPin(pin, "IOAPIC pin");
-        RoutingEntry.Msi route = masked ? null : new RoutingEntry.Msi(pin, address, data);
         boolean direct = !masked && (data & MSI_DATA_LEVEL) == 0;
         Pin p = pinState[pin];
         long inFlight = 0;
@@ -114,7 +114,13 @@ final class SplitIrqchipInterrupts extends KvmInterrupts implements IoapicLink {
                 vm.unregisterIrqfd(p.fd, pin);
                 inFlight = p.fd.read();
             }
-            routing.set(pin, route);
+            // A masked pin keeps the route it had, as QEMU's does: KVM reports the EOI of a level-triggered
+            // vector only for vectors of its routes, and Linux masks pins whose interrupt is in service (a
+            // handler's disable_irq, a oneshot line): without the route that EOI never came, and Remote
+            // IRR stayed set. No irqfd delivers through a masked pin's route.
+            if (!masked) {
+                routing.set(pin, new RoutingEntry.Msi(pin, address, data));
+            }
             if (direct && p.active == null) {
                 if (p.fd == null) {
                     p.fd = EventFd.nonBlocking();

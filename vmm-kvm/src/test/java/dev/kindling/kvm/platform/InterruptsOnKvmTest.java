@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.kindling.irq.IrqLine;
 import dev.kindling.irq.MsiVector;
+import dev.kindling.kvm.RoutingEntry;
 import dev.kindling.kvm.testing.TestGuests;
 import dev.kindling.machine.Machine;
 import dev.kindling.machine.StopReason;
@@ -90,6 +91,24 @@ class InterruptsOnKvmTest {
             assertThat(unexpected.writes()).isEmpty();
             assertThat(dev.values(4)).containsExactly(1L, 2L, 3L);
             assertThat(modelCalls).as("edges that went to the model instead of KVM").isEmpty();
+        }
+    }
+
+    @Test
+    void splitIrqchipMaskedPinsKeepTheirRoutesSoKvmStillReportsTheirEoi() throws Exception {
+        try (Machine m = TestGuests.machine("hello", 1, SPLIT, false)) {
+            KvmPlatform p = (KvmPlatform) m.platform();
+            GsiRouting routing = new GsiRouting(entries -> { }, List.of());
+            SplitIrqchipInterrupts split = new SplitIrqchipInterrupts(p.vm(), routing, 24);
+            int level = VECTOR | 1 << 15;
+            split.pinChanged(9, LAPIC_MSI, level, true);
+            assertThat(routing.route(9)).as("never unmasked: no route").isNull();
+            split.pinChanged(9, LAPIC_MSI, level, false);
+            RoutingEntry programmed = new RoutingEntry.Msi(9, LAPIC_MSI, level);
+            assertThat(routing.route(9)).isEqualTo(programmed);
+            split.pinChanged(9, LAPIC_MSI, level, true); // a handler's disable_irq while its interrupt is in service
+            assertThat(routing.route(9)).as("KVM reports a level vector's EOI only for vectors of its routes")
+                    .isEqualTo(programmed);
         }
     }
 

@@ -15,13 +15,13 @@ import org.junit.jupiter.api.Timeout;
 
 /**
  * {@link #CYCLES} sandboxes booted, used and closed, {@link #AT_ONCE} at a time, leave no descriptor,
- * mapping or thread behind. Each cycle is a full Linux boot (20 s to 5 minutes here, where guest
- * kernel code is emulated), so CI runs 10; the system property {@code kindling.sandbox.leakCycles}
- * sets another count (the issue's 50: {@code -Dkindling.sandbox.leakCycles=50}).
+ * mapping or thread behind. Each cycle is a full Linux boot (about 25 s here, where guest kernel
+ * code is emulated: 50 cycles two at a time take some 11 minutes of CI); the system property
+ * {@code kindling.sandbox.leakCycles} sets another count for a quick run.
  */
 @Timeout(4 * 3600)
 class SandboxLeakTest {
-    static final int CYCLES = 10;
+    static final int CYCLES = 50;
     static final int AT_ONCE = 2;
     /** The JVM maps more over a long busy run on its own (code cache, a malloc arena per new thread). */
     private static final long MAPPING_SLACK = 24;

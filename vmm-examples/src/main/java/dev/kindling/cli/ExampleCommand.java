@@ -3,6 +3,7 @@ package dev.kindling.cli;
 import dev.kindling.examples.BootBanner;
 import dev.kindling.examples.PythonSandbox;
 import dev.kindling.examples.SandboxCommand;
+import dev.kindling.examples.SharedMemory;
 import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -11,13 +12,13 @@ import java.time.Duration;
 import java.util.List;
 
 /**
- * {@code kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]}: runs one of the
+ * {@code kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]|shared-memory}: runs one of the
  * examples of {@code dev.kindling.examples}, after building (once) what it needs: the guest kernel,
  * and for python-sandbox without an IMAGE a Debian image with python3 ({@code kindling image debian},
  * cached by its inputs).
  */
 final class ExampleCommand {
-    static final List<String> NAMES = List.of("boot-banner", "sandbox-command", "python-sandbox");
+    static final List<String> NAMES = List.of("boot-banner", "sandbox-command", "python-sandbox", "shared-memory");
     private static final Duration BANNER_LIMIT = Duration.ofMinutes(5);
 
     private ExampleCommand() {}
@@ -36,6 +37,7 @@ final class ExampleCommand {
         switch (name) {
             case "boot-banner" -> out.println(BootBanner.banner(k.dir(), BANNER_LIMIT));
             case "sandbox-command" -> SandboxCommand.run(out);
+            case "shared-memory" -> SharedMemory.run(k.dir(), out);
             default -> {
                 Path image = rest.isEmpty() ? debianImage(in, err) : Path.of(rest.getFirst());
                 if (image == null) {

@@ -53,7 +53,7 @@ public final class Kindling {
                    kindling ivshmem-server --socket PATH --size SIZE [--vectors N]
                                 an ivshmem server (QEMU's protocol) for Kindling and QEMU VMs and host programs, until interrupted
                    kindling demo
-                   kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]
+                   kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]|shared-memory
                    kindling image debian --out PATH [--packages PKG,...] [--size MIB]
                                 a Debian 12 ext4 root image (debootstrap, cached) for Sandbox.builder().rootDisk(PATH)
                    kindling classpath

@@ -49,11 +49,14 @@ class SandboxBenchTest {
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         assertThat(kindling(err, "example")).isEqualTo(64);
         assertThat(err.toString(StandardCharsets.UTF_8))
-                .startsWith("kindling: example needs a name: boot-banner, sandbox-command, python-sandbox")
-                .contains("kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]");
+                .startsWith("kindling: example needs a name: boot-banner, sandbox-command, python-sandbox, shared-memory")
+                .contains("kindling example boot-banner|sandbox-command|python-sandbox [IMAGE]|shared-memory");
         err.reset();
-        assertThat(kindling(err, "example", "shared-memory")).isEqualTo(64);
-        assertThat(err.toString(StandardCharsets.UTF_8)).startsWith("kindling: unknown example 'shared-memory'");
+        assertThat(kindling(err, "example", "two-vms")).isEqualTo(64);
+        assertThat(err.toString(StandardCharsets.UTF_8)).startsWith("kindling: unknown example 'two-vms'");
+        err.reset();
+        assertThat(kindling(err, "example", "shared-memory", "extra")).isEqualTo(64);
+        assertThat(err.toString(StandardCharsets.UTF_8)).startsWith("kindling: example shared-memory takes no arguments");
         err.reset();
         assertThat(kindling(err, "example", "boot-banner", "extra")).isEqualTo(64);
         assertThat(err.toString(StandardCharsets.UTF_8)).startsWith("kindling: example boot-banner takes no arguments");
